@@ -1,0 +1,139 @@
+//! The one mapping of [`Error`] to `tonic::Status`, with rich error details
+//! (`google.rpc.BadRequest`, `ErrorInfo`, `ResourceInfo`, `PreconditionFailure`)
+//! that any gRPC client can decode.
+//!
+//! | [`Error`] | code | details |
+//! |---|---|---|
+//! | `InvalidArgument` | INVALID_ARGUMENT | BadRequest, one field violation each |
+//! | `RequestIdReused` | INVALID_ARGUMENT | BadRequest on `request_id`, ErrorInfo `REQUEST_ID_REUSED` |
+//! | `NotFound` | NOT_FOUND | ResourceInfo |
+//! | `VersionConflict` | ABORTED | ErrorInfo `VERSION_CONFLICT`, metadata `current_version`, `expected_version` |
+//! | `FailedPrecondition` | FAILED_PRECONDITION | PreconditionFailure with the reason, ErrorInfo |
+//! | `AlreadyExists` | ALREADY_EXISTS | ErrorInfo `ALREADY_EXISTS`, metadata `field` |
+//! | `Unavailable` | UNAVAILABLE | none; the source is logged |
+//! | `Internal` | INTERNAL | none; the source is logged, the message is opaque |
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation as PbFieldViolation, PreconditionViolation, StatusExt};
+
+use crate::Error;
+
+/// The `ErrorInfo.domain` of every Strata error.
+pub const ERROR_DOMAIN: &str = "strata";
+
+/// The `ErrorInfo.metadata` key that carries the current version of an aggregate
+/// on ABORTED.
+pub const CURRENT_VERSION: &str = "current_version";
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        to_status(error)
+    }
+}
+
+/// Maps an error to the status a client sees. Infrastructure errors are logged
+/// here, once, with their source chain; the client gets no internals.
+#[must_use]
+pub fn to_status(error: Error) -> Status {
+    let message = error.to_string();
+    match error {
+        Error::InvalidArgument(violations) => {
+            let violations: Vec<_> = violations
+                .iter()
+                .map(|v| PbFieldViolation::new(v.field(), v.description()))
+                .collect();
+            Status::with_error_details(Code::InvalidArgument, message, ErrorDetails::with_bad_request(violations))
+        }
+        Error::RequestIdReused { .. } => {
+            let mut details = ErrorDetails::with_bad_request_violation(
+                "request_id",
+                "was already used for a different request; use a new request_id",
+            );
+            details.set_error_info("REQUEST_ID_REUSED", ERROR_DOMAIN, HashMap::new());
+            Status::with_error_details(Code::InvalidArgument, message, details)
+        }
+        Error::NotFound { kind, ref id } => Status::with_error_details(
+            Code::NotFound,
+            message.clone(),
+            ErrorDetails::with_resource_info(kind, id.clone(), "", message),
+        ),
+        Error::VersionConflict { expected, current, .. } => Status::with_error_details(
+            Code::Aborted,
+            message,
+            ErrorDetails::with_error_info(
+                "VERSION_CONFLICT",
+                ERROR_DOMAIN,
+                HashMap::from([
+                    (CURRENT_VERSION.to_owned(), current.to_string()),
+                    ("expected_version".to_owned(), expected.to_string()),
+                ]),
+            ),
+        ),
+        Error::FailedPrecondition { kind, ref id, reason, .. } => {
+            let mut details = ErrorDetails::with_precondition_failure(vec![PreconditionViolation::new(
+                reason,
+                format!("{kind}/{id}"),
+                message.clone(),
+            )]);
+            details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+            Status::with_error_details(Code::FailedPrecondition, message, details)
+        }
+        Error::AlreadyExists { field, .. } => Status::with_error_details(
+            Code::AlreadyExists,
+            message,
+            ErrorDetails::with_error_info(
+                "ALREADY_EXISTS",
+                ERROR_DOMAIN,
+                HashMap::from([("field".to_owned(), field.to_owned())]),
+            ),
+        ),
+        Error::Unavailable(source) => {
+            tracing::warn!(error = %source, "store unavailable");
+            Status::unavailable("store unavailable, retry later")
+        }
+        Error::Internal(source) => {
+            tracing::error!(error = %source, "internal error");
+            Status::internal("internal error")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{FieldViolation, Version};
+
+    #[test]
+    fn invalid_argument_names_every_field() {
+        let status = to_status(Error::InvalidArgument(vec![
+            FieldViolation::new("sku", "is required"),
+            FieldViolation::new("price.amount_minor", "must be greater than zero"),
+        ]));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let bad = status.get_details_bad_request().expect("bad request details");
+        let fields: Vec<_> = bad.field_violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["sku", "price.amount_minor"]);
+    }
+
+    #[test]
+    fn version_conflict_carries_the_current_version() {
+        let status = to_status(Error::VersionConflict {
+            kind: "product",
+            id: "x".into(),
+            expected: Version::new(1),
+            current: Version::new(3),
+        });
+        assert_eq!(status.code(), Code::Aborted);
+        let info = status.get_details_error_info().expect("error info");
+        assert_eq!(info.metadata.get(CURRENT_VERSION).map(String::as_str), Some("3"));
+    }
+
+    #[test]
+    fn internal_errors_are_opaque() {
+        let status = to_status(Error::Internal("password=hunter2 in connection string".into()));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("hunter2"));
+    }
+}

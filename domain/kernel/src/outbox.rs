@@ -1,0 +1,48 @@
+//! The transactional outbox.
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{AggregateRoot, DomainEvent, Version};
+
+/// One domain event as it is written to a context's outbox table, in the same
+/// transaction as the aggregate change that produced it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxMessage {
+    /// The aggregate that changed.
+    pub aggregate_id: Uuid,
+    /// Its version after the change.
+    pub aggregate_version: Version,
+    /// The event's stable name ([`DomainEvent::event_type`]).
+    pub event_type: &'static str,
+    /// The event, as JSON.
+    pub payload: serde_json::Value,
+    /// When the change was made.
+    pub occurred_at: OffsetDateTime,
+}
+
+impl OutboxMessage {
+    /// The messages for the events an aggregate recorded in one change.
+    ///
+    /// # Errors
+    /// Only if an event cannot be serialized to JSON, which a derived
+    /// `Serialize` on plain data never does.
+    pub fn for_events<A: AggregateRoot>(
+        aggregate: &A,
+        events: &[A::Event],
+        occurred_at: OffsetDateTime,
+    ) -> Result<Vec<Self>, serde_json::Error> {
+        events
+            .iter()
+            .map(|event| {
+                Ok(Self {
+                    aggregate_id: aggregate.id().as_uuid(),
+                    aggregate_version: aggregate.version(),
+                    event_type: event.event_type(),
+                    payload: serde_json::to_value(event)?,
+                    occurred_at,
+                })
+            })
+            .collect()
+    }
+}

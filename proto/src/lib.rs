@@ -1,0 +1,19 @@
+//! Generated gRPC code for every Strata context, one module per versioned proto
+//! package (`strata.catalog.v1` → [`catalog::v1`]), and the encoded file
+//! descriptor set that the servers publish through gRPC reflection.
+//!
+//! Only a context's gRPC adapter and application services use these types; the
+//! pure domain modules never see them.
+
+#![allow(missing_docs, unreachable_pub, clippy::all)]
+
+/// `strata.catalog.v1`: the catalog context's `ProductService`.
+pub mod catalog {
+    pub mod v1 {
+        tonic::include_proto!("strata.catalog.v1");
+    }
+}
+
+/// The encoded `FileDescriptorSet` of every Strata proto file (with imports),
+/// for `tonic_reflection`.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/strata_descriptor.bin"));
