@@ -131,7 +131,8 @@ build_image() {
         say "installing debootstrap"
         "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
         "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
-            apt-get install -y -qq --no-install-recommends debootstrap >&2
+            apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends debootstrap \
+            >/dev/null
     fi
 
     mirror="${STRATA_DEBIAN_MIRROR:-}"
@@ -169,6 +170,10 @@ find usr/share/doc -mindepth 1 ! -name copyright ! -type d -delete 2>/dev/null |
 find usr/share/doc -mindepth 1 -type d -empty -delete 2>/dev/null || true
 rm -rf usr/share/man/* usr/share/info/* usr/share/locale/* usr/share/i18n \
        usr/share/lintian usr/share/postgresql/15/man
+# JIT: LLVM is ~130 MB and useless for tests. Without llvmjit.so the server
+# silently runs with JIT unavailable (the files stay registered with dpkg).
+rm -rf usr/lib/postgresql/15/lib/llvmjit* usr/lib/postgresql/15/lib/bitcode \
+       usr/lib/*-linux-gnu/libLLVM-14.so*
 # apt / dpkg caches and logs.
 rm -rf var/cache/apt/* var/lib/apt/lists/* var/cache/debconf/*-old \
        var/lib/dpkg/*-old var/log/* var/cache/ldconfig/aux-cache

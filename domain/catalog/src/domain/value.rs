@@ -1,0 +1,189 @@
+//! Value objects: validated on construction, immutable after.
+
+use std::fmt;
+
+use strata_kernel::FieldViolation;
+
+/// A stock keeping unit, unique across the catalog: 1 to 64 characters of
+/// `A-Z a-z 0-9 - _ .`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Sku(String);
+
+impl Sku {
+    /// The longest sku accepted.
+    pub const MAX_LEN: usize = 64;
+
+    /// # Errors
+    /// A violation on `sku` when empty, too long or with other characters.
+    pub fn parse(raw: &str) -> Result<Self, FieldViolation> {
+        if raw.is_empty() {
+            return Err(FieldViolation::new("sku", "is required"));
+        }
+        if raw.len() > Self::MAX_LEN {
+            return Err(FieldViolation::new("sku", "must be at most 64 characters"));
+        }
+        if !raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+            return Err(FieldViolation::new(
+                "sku",
+                "may contain only letters, digits, '-', '_' and '.'",
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The sku as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A product's display name: 1 to 200 characters, surrounding spaces trimmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductName(String);
+
+impl ProductName {
+    /// The longest name accepted, in characters.
+    pub const MAX_CHARS: usize = 200;
+
+    /// # Errors
+    /// A violation on `name` when blank or too long.
+    pub fn parse(raw: &str) -> Result<Self, FieldViolation> {
+        let name = raw.trim();
+        if name.is_empty() {
+            return Err(FieldViolation::new("name", "is required"));
+        }
+        if name.chars().count() > Self::MAX_CHARS {
+            return Err(FieldViolation::new("name", "must be at most 200 characters"));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    /// The name as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A product's description: at most 5000 characters, possibly empty.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Description(String);
+
+impl Description {
+    /// The longest description accepted, in characters.
+    pub const MAX_CHARS: usize = 5000;
+
+    /// # Errors
+    /// A violation on `description` when too long.
+    pub fn parse(raw: &str) -> Result<Self, FieldViolation> {
+        if raw.chars().count() > Self::MAX_CHARS {
+            return Err(FieldViolation::new("description", "must be at most 5000 characters"));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The description as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An ISO 4217 currency code: three upper-case ASCII letters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Currency([u8; 3]);
+
+impl Currency {
+    /// # Errors
+    /// A violation on `currency_code` unless `raw` is three upper-case letters.
+    pub fn parse(raw: &str) -> Result<Self, FieldViolation> {
+        match raw.as_bytes() {
+            &[a, b, c] if [a, b, c].iter().all(u8::is_ascii_uppercase) => Ok(Self([a, b, c])),
+            _ => Err(FieldViolation::new(
+                "currency_code",
+                "must be an ISO 4217 code of three upper-case letters",
+            )),
+        }
+    }
+
+    /// The code as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        // Only ASCII letters are ever stored.
+        std::str::from_utf8(&self.0).unwrap_or("XXX")
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A price: a positive amount in minor units of a currency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Money {
+    amount_minor: i64,
+    currency: Currency,
+}
+
+impl Money {
+    /// # Errors
+    /// Violations on `currency_code` and `amount_minor` (which must be > 0), all of them.
+    pub fn parse(currency_code: &str, amount_minor: i64) -> Result<Self, Vec<FieldViolation>> {
+        let currency = Currency::parse(currency_code);
+        let amount = if amount_minor > 0 {
+            Ok(amount_minor)
+        } else {
+            Err(FieldViolation::new("amount_minor", "must be greater than zero"))
+        };
+        match (currency, amount) {
+            (Ok(currency), Ok(amount_minor)) => Ok(Self { amount_minor, currency }),
+            (currency, amount) => Err([currency.err(), amount.err()].into_iter().flatten().collect()),
+        }
+    }
+
+    /// The amount in minor units (cents).
+    #[must_use]
+    pub const fn amount_minor(&self) -> i64 {
+        self.amount_minor
+    }
+
+    /// The currency.
+    #[must_use]
+    pub const fn currency(&self) -> Currency {
+        self.currency
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sku_rules() {
+        assert!(Sku::parse("TSHIRT-RED_L.2").is_ok());
+        assert!(Sku::parse("").is_err());
+        assert!(Sku::parse("has space").is_err());
+        assert!(Sku::parse(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn names_are_trimmed_and_required() {
+        assert_eq!(ProductName::parse("  Mug ").map(|n| n.0), Ok("Mug".to_owned()));
+        assert_eq!(ProductName::parse("   ").unwrap_err().field(), "name");
+        assert!(ProductName::parse(&"é".repeat(200)).is_ok());
+        assert!(ProductName::parse(&"é".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn money_reports_every_violation() {
+        assert_eq!(Money::parse("EUR", 1999).map(|m| (m.amount_minor(), m.currency().to_string())), Ok((1999, "EUR".into())));
+        let errors = Money::parse("eur", 0).unwrap_err();
+        let fields: Vec<_> = errors.iter().map(FieldViolation::field).collect();
+        assert_eq!(fields, ["currency_code", "amount_minor"]);
+        assert!(Money::parse("EURO", 1).is_err());
+        assert!(Money::parse("EUR", -5).is_err());
+    }
+}
