@@ -124,7 +124,7 @@ find_mirror() {
 }
 
 build_image() {
-    local started mirror workdir rootfs pg_uid pg_gid tmp_tag
+    local started mirror workdir rootfs tmp_tag
     started=$(date +%s)
 
     if ! command -v debootstrap >/dev/null 2>&1 && [ ! -x /usr/sbin/debootstrap ]; then
@@ -229,6 +229,7 @@ kill_chroot_procs() {
     done
 }
 
+# shellcheck disable=SC2317 # called from the EXIT trap
 cleanup_build() {
     local workdir="$1" tmp_tag="$2"
     docker rmi "$tmp_tag" >/dev/null 2>&1 || true

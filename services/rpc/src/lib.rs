@@ -1,1 +1,181 @@
-//! placeholder
+//! The RPC stack every Strata process shares. For now: the server bootstrap.
+//!
+//! [`Server`] serves a set of gRPC services together with `grpc.health.v1.Health`
+//! (SERVING per hosted service) and gRPC reflection (v1 and v1alpha) that lists
+//! exactly the hosted services, health and itself. [`Server::serve`] takes the
+//! listener, so tests bind `127.0.0.1:0` and own the port, and a shutdown future:
+//! when it completes, health turns NOT_SERVING, the server stops accepting and
+//! drains in-flight calls for a bounded time.
+
+use std::{convert::Infallible, future::Future, net::SocketAddr, time::Duration};
+
+use tokio::net::TcpListener;
+use tonic::{
+    body::Body,
+    server::NamedService,
+    service::{Routes, RoutesBuilder},
+    transport::server::TcpIncoming,
+};
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+/// How long in-flight calls may take to finish after shutdown begins, by default.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The name of the health service, as clients ask reflection for it.
+pub const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+
+/// A gRPC server under construction: the services it hosts, by name.
+#[derive(Debug)]
+pub struct Server {
+    routes: RoutesBuilder,
+    names: Vec<&'static str>,
+    drain_timeout: Duration,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Server {
+    /// A server hosting nothing yet.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            routes: RoutesBuilder::default(),
+            names: Vec::new(),
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+        }
+    }
+
+    /// Hosts `service`; health reports it SERVING under its fully-qualified name.
+    #[must_use]
+    pub fn host<S>(mut self, service: S) -> Self
+    where
+        S: tower_service::Service<http::Request<Body>, Error = Infallible> + NamedService + Clone + Send + Sync + 'static,
+        S::Response: axum_core::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        self.routes.add_service(service);
+        self.names.push(S::NAME);
+        self
+    }
+
+    /// Bounds how long in-flight calls may take to finish after shutdown begins.
+    #[must_use]
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// The fully-qualified names of the hosted services.
+    #[must_use]
+    pub fn hosted(&self) -> &[&'static str] {
+        &self.names
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then reports NOT_SERVING,
+    /// stops accepting and drains in-flight calls for at most the drain timeout.
+    ///
+    /// # Errors
+    /// When the reflection service cannot be built from the descriptor sets or the
+    /// transport fails.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        let local: Option<SocketAddr> = listener.local_addr().ok();
+        let (health, health_service) = tonic_health::server::health_reporter();
+        set_status(&health, &self.names, ServingStatus::Serving).await;
+
+        let reflection = || {
+            let builder = tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .with_service_name(HEALTH_SERVICE);
+            self.names.iter().fold(builder, |builder, name| builder.with_service_name(*name))
+        };
+        let reflection_v1 = reflection().build_v1().map_err(ServeError::Reflection)?;
+        let reflection_v1alpha = reflection().build_v1alpha().map_err(ServeError::Reflection)?;
+
+        let mut routes = self.routes;
+        routes.add_service(health_service).add_service(reflection_v1).add_service(reflection_v1alpha);
+        let routes: Routes = routes.routes();
+
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = drain_rx.await;
+            });
+        tokio::pin!(server);
+        tracing::info!(address = ?local, services = ?self.names, "serving");
+
+        tokio::select! {
+            result = &mut server => return result.map_err(ServeError::Transport),
+            () = shutdown => {}
+        }
+        tracing::info!("shutting down: reporting NOT_SERVING, then draining");
+        set_status(&health, &self.names, ServingStatus::NotServing).await;
+        let _ = drain_tx.send(());
+        match tokio::time::timeout(self.drain_timeout, &mut server).await {
+            Ok(result) => result.map_err(ServeError::Transport),
+            Err(_) => {
+                tracing::warn!(timeout = ?self.drain_timeout, "drain timed out; dropping remaining calls");
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn set_status(health: &HealthReporter, names: &[&'static str], status: ServingStatus) {
+    for name in names {
+        health.set_service_status(*name, status).await;
+    }
+    // The empty name stands for the server as a whole.
+    health.set_service_status("", status).await;
+}
+
+/// Why serving failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The descriptor sets do not describe the hosted services.
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[source] tonic_reflection::server::Error),
+    /// The transport failed.
+    #[error("gRPC transport error: {0}")]
+    Transport(#[source] tonic::transport::Error),
+}
+
+/// Completes on SIGINT or SIGTERM (on non-Unix, Ctrl-C only).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("received SIGINT"),
+        () = terminate => tracing::info!("received SIGTERM"),
+    }
+}

@@ -1,0 +1,53 @@
+//! The data service: one process hosting any set of bounded contexts, chosen by
+//! configuration, each on its own store, served over gRPC with health and
+//! reflection.
+//!
+//! [`run`] takes the listener and a shutdown future, so tests bind `127.0.0.1:0`
+//! and stop the service when they are done; `main` adds flags and signals.
+
+pub mod config;
+
+use std::future::Future;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+pub use config::{Context, Flags, Hosted, Settings};
+
+/// Opens every hosted context's store (running its migrations) and serves them
+/// until `shutdown` completes, then drains.
+///
+/// # Errors
+/// When a store cannot be opened or migrated (naming the context and its
+/// setting), or serving fails.
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    if settings.hosted.iter().any(|h| h.database_url.starts_with("sqlite:")) {
+        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+            format!(
+                "--data-dir (STRATA_DATA_DIR): cannot create {}",
+                settings.data_dir.display()
+            )
+        })?;
+    }
+    let mut server = strata_rpc::Server::new().drain_timeout(settings.drain_timeout);
+    for hosted in &settings.hosted {
+        let context = hosted.context;
+        let store = config::redact(&hosted.database_url);
+        tracing::info!(context = context.name(), %store, "opening store");
+        server = match context {
+            Context::Catalog => server.host(strata_catalog::mount(&hosted.database_url).await.with_context(|| {
+                format!(
+                    "context {} on {store} ({})",
+                    context.name(),
+                    context.database_url_var()
+                )
+            })?),
+        };
+    }
+    server.serve(listener, shutdown).await?;
+    Ok(())
+}
