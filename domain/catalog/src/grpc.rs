@@ -6,8 +6,7 @@
 
 use prost::Message;
 use strata_kernel::{
-    AggregateRoot, Error, FieldViolation, Fingerprint, RequestId, Version,
-    error::Violations,
+    AggregateRoot, Error, FieldViolation, Fingerprint, RequestId, Version, error::Violations,
 };
 use strata_proto::catalog::v1 as pb;
 use time::OffsetDateTime;
@@ -50,12 +49,15 @@ impl pb::product_service_server::ProductService for ProductGrpc {
         let description = violations.check(Description::parse(&request.description));
         let price = money(&mut violations, request.price.as_ref());
         let (meta, new) = violations.finish(|| {
-            Some((meta?, NewProduct {
-                sku: sku?,
-                name: name?,
-                description: description?,
-                price: price?,
-            }))
+            Some((
+                meta?,
+                NewProduct {
+                    sku: sku?,
+                    name: name?,
+                    description: description?,
+                    price: price?,
+                },
+            ))
         })?;
         let product = self.catalog.create(&meta, new).await?;
         Ok(Response::new(pb::CreateProductResponse {
@@ -112,8 +114,12 @@ impl pb::product_service_server::ProductService for ProductGrpc {
         ));
         let name = violations.check(ProductName::parse(&request.name));
         let description = violations.check(Description::parse(&request.description));
-        let (id, meta, name, description) = violations.finish(|| Some((id?, meta?, name?, description?)))?;
-        let product = self.catalog.update_details(&meta, id, name, description).await?;
+        let (id, meta, name, description) =
+            violations.finish(|| Some((id?, meta?, name?, description?)))?;
+        let product = self
+            .catalog
+            .update_details(&meta, id, name, description)
+            .await?;
         Ok(Response::new(pb::UpdateProductDetailsResponse {
             product: Some(to_proto(&product)),
         }))
@@ -126,7 +132,12 @@ impl pb::product_service_server::ProductService for ProductGrpc {
         let request = request.into_inner();
         let mut violations = Violations::new();
         let id = violations.check(ProductId::parse("id", &request.id));
-        let meta = violations.check(meta("ChangePrice", &request.request_id, request.expected_version, &request));
+        let meta = violations.check(meta(
+            "ChangePrice",
+            &request.request_id,
+            request.expected_version,
+            &request,
+        ));
         let price = money(&mut violations, request.price.as_ref());
         let (id, meta, price) = violations.finish(|| Some((id?, meta?, price?)))?;
         let product = self.catalog.change_price(&meta, id, price).await?;
@@ -140,7 +151,13 @@ impl pb::product_service_server::ProductService for ProductGrpc {
         request: Request<pb::PublishProductRequest>,
     ) -> Result<Response<pb::PublishProductResponse>, Status> {
         let request = request.into_inner();
-        let (id, meta) = id_and_meta("PublishProduct", &request.id, &request.request_id, request.expected_version, &request)?;
+        let (id, meta) = id_and_meta(
+            "PublishProduct",
+            &request.id,
+            &request.request_id,
+            request.expected_version,
+            &request,
+        )?;
         let product = self.catalog.publish(&meta, id).await?;
         Ok(Response::new(pb::PublishProductResponse {
             product: Some(to_proto(&product)),
@@ -152,7 +169,13 @@ impl pb::product_service_server::ProductService for ProductGrpc {
         request: Request<pb::RetireProductRequest>,
     ) -> Result<Response<pb::RetireProductResponse>, Status> {
         let request = request.into_inner();
-        let (id, meta) = id_and_meta("RetireProduct", &request.id, &request.request_id, request.expected_version, &request)?;
+        let (id, meta) = id_and_meta(
+            "RetireProduct",
+            &request.id,
+            &request.request_id,
+            request.expected_version,
+            &request,
+        )?;
         let product = self.catalog.retire(&meta, id).await?;
         Ok(Response::new(pb::RetireProductResponse {
             product: Some(to_proto(&product)),
@@ -175,7 +198,12 @@ fn meta(
     fingerprint.push(0);
     request.encode_raw(&mut fingerprint);
     let expected_version = match expected_version {
-        Some(0) => return Err(FieldViolation::new("expected_version", "must be at least 1 when given")),
+        Some(0) => {
+            return Err(FieldViolation::new(
+                "expected_version",
+                "must be at least 1 when given",
+            ));
+        }
         other => other.map(Version::new),
     };
     Ok(CommandMeta {
@@ -220,7 +248,10 @@ fn page_size(raw: i32) -> Result<u32, FieldViolation> {
     match u32::try_from(raw) {
         Ok(0) => Ok(DEFAULT_PAGE_SIZE),
         Ok(size) if size <= MAX_PAGE_SIZE => Ok(size),
-        _ => Err(FieldViolation::new("page_size", "must be between 0 and 500")),
+        _ => Err(FieldViolation::new(
+            "page_size",
+            "must be between 0 and 500",
+        )),
     }
 }
 
@@ -239,7 +270,10 @@ fn status_filter(raw: i32) -> Result<Option<ProductStatus>, FieldViolation> {
         Ok(pb::ProductStatus::Draft) => Ok(Some(ProductStatus::Draft)),
         Ok(pb::ProductStatus::Published) => Ok(Some(ProductStatus::Published)),
         Ok(pb::ProductStatus::Retired) => Ok(Some(ProductStatus::Retired)),
-        Err(_) => Err(FieldViolation::new("status", "is not a known product status")),
+        Err(_) => Err(FieldViolation::new(
+            "status",
+            "is not a known product status",
+        )),
     }
 }
 

@@ -35,5 +35,7 @@ pub const GRPC_SERVICE: &str = SERVICE_NAME;
 /// [`store::OpenError`] when the store cannot be opened or migrated.
 pub async fn mount(url: &str) -> Result<ProductServiceServer<grpc::ProductGrpc>, store::OpenError> {
     let products = store::open(url).await?;
-    Ok(ProductServiceServer::new(grpc::ProductGrpc::new(service::Catalog::new(products))))
+    Ok(ProductServiceServer::new(grpc::ProductGrpc::new(
+        service::Catalog::new(products),
+    )))
 }

@@ -14,10 +14,12 @@ use sqlx::{
 use strata_kernel::RequestId;
 
 use crate::domain::{Product, ProductId};
-use crate::repository::{ProductChange, ProductQuery, ProductRepository, RecordedCommand, StoreError};
+use crate::repository::{
+    ProductChange, ProductQuery, ProductRepository, RecordedCommand, StoreError, StoredEvent,
+};
 use crate::store::{
-    CONTEXT, OpenError, classify, migrator, product_columns, product_from_result, product_from_row, result_json,
-    version_from, version_to,
+    CONTEXT, OpenError, classify, event_from_row, migrator, product_columns, product_from_result,
+    product_from_row, result_json, version_from, version_to,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
@@ -62,11 +64,15 @@ impl PgProducts {
 #[async_trait]
 impl ProductRepository for PgProducts {
     async fn get(&self, id: ProductId) -> Result<Option<Product>, StoreError> {
-        let row = sqlx::query(concat!("select ", product_columns!(), " from product where id = $1"))
-            .bind(id.as_uuid())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify)?;
+        let row = sqlx::query(concat!(
+            "select ",
+            product_columns!(),
+            " from product where id = $1"
+        ))
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
         row.as_ref().map(product_from_row).transpose()
     }
 
@@ -86,12 +92,16 @@ impl ProductRepository for PgProducts {
         rows.iter().map(product_from_row).collect()
     }
 
-    async fn recorded(&self, request_id: &RequestId) -> Result<Option<RecordedCommand>, StoreError> {
-        let row = sqlx::query("select fingerprint, result::text from idempotency where request_id = $1")
-            .bind(request_id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify)?;
+    async fn recorded(
+        &self,
+        request_id: &RequestId,
+    ) -> Result<Option<RecordedCommand>, StoreError> {
+        let row =
+            sqlx::query("select fingerprint, result::text from idempotency where request_id = $1")
+                .bind(request_id.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(classify)?;
         let Some(row) = row else { return Ok(None) };
         let fingerprint: Vec<u8> = row.try_get(0).map_err(classify)?;
         let result: &str = row.try_get(1).map_err(classify)?;
@@ -162,11 +172,12 @@ impl ProductRepository for PgProducts {
                 .await
                 .map_err(classify)?;
                 if updated.rows_affected() == 0 {
-                    let current: Option<i64> = sqlx::query_scalar("select version from product where id = $1")
-                        .bind(snapshot.id)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(classify)?;
+                    let current: Option<i64> =
+                        sqlx::query_scalar("select version from product where id = $1")
+                            .bind(snapshot.id)
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(classify)?;
                     return Err(match current {
                         None => StoreError::NotFound,
                         Some(current) => StoreError::VersionConflict {
@@ -192,5 +203,22 @@ impl ProductRepository for PgProducts {
             .map_err(classify)?;
         }
         tx.commit().await.map_err(classify)
+    }
+
+    async fn events_after(
+        &self,
+        position: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(
+            "select position, aggregate_id, aggregate_version, event_type, payload::text from outbox \
+             where position > $1 order by position limit $2",
+        )
+        .bind(position)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter().map(event_from_row).collect()
     }
 }

@@ -46,6 +46,21 @@ pub struct ProductChange<'a> {
     pub fingerprint: &'a Fingerprint,
 }
 
+/// An outbox row as stored, with its position in the context's event stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Increases with every event the context records.
+    pub position: i64,
+    /// The aggregate that changed.
+    pub aggregate_id: uuid::Uuid,
+    /// Its version after the change.
+    pub aggregate_version: Version,
+    /// The event's stable name.
+    pub event_type: String,
+    /// The event as JSON.
+    pub payload: serde_json::Value,
+}
+
 /// Why a store refused or failed a write or read.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -87,7 +102,8 @@ pub trait ProductRepository: Send + Sync + Debug + 'static {
     async fn list(&self, query: &ProductQuery) -> Result<Vec<Product>, StoreError>;
 
     /// The command recorded under this idempotency key, if any.
-    async fn recorded(&self, request_id: &RequestId) -> Result<Option<RecordedCommand>, StoreError>;
+    async fn recorded(&self, request_id: &RequestId)
+    -> Result<Option<RecordedCommand>, StoreError>;
 
     /// Writes the product, its outbox messages and the idempotency record in one
     /// transaction: all or nothing.
@@ -98,4 +114,8 @@ pub trait ProductRepository: Send + Sync + Debug + 'static {
     /// [`StoreError::NotFound`] when updating a product that does not exist,
     /// [`StoreError::VersionConflict`] when it is no longer at `replaces`.
     async fn save(&self, change: ProductChange<'_>) -> Result<(), StoreError>;
+
+    /// Up to `limit` outbox events after `position`, in order.
+    async fn events_after(&self, position: i64, limit: u32)
+    -> Result<Vec<StoredEvent>, StoreError>;
 }

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use strata_kernel::{AggregateRoot, Error, Fingerprint, OutboxMessage, RequestId, Version};
 use time::OffsetDateTime;
 
-use crate::domain::{Description, Money, Product, ProductError, ProductEvent, ProductId, ProductName, Sku};
+use crate::domain::{
+    Description, Money, Product, ProductError, ProductEvent, ProductId, ProductName, Sku,
+};
 use crate::repository::{ProductChange, ProductQuery, ProductRepository, StoreError};
 
 /// How often a command without `expected_version` is retried when a concurrent
@@ -64,7 +66,11 @@ impl Catalog {
     /// # Errors
     /// [`Error::NotFound`], or the store's failure.
     pub async fn get(&self, id: ProductId) -> Result<Product, Error> {
-        self.products.get(id).await.map_err(store_error)?.ok_or_else(|| not_found(id))
+        self.products
+            .get(id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| not_found(id))
     }
 
     /// Lists products; `query.limit` products at most.
@@ -82,7 +88,10 @@ impl Catalog {
         } else {
             None
         };
-        Ok(ProductPage { products, next_after })
+        Ok(ProductPage {
+            products,
+            next_after,
+        })
     }
 
     /// Creates a draft product.
@@ -94,9 +103,15 @@ impl Catalog {
         if let Some(product) = self.replay(meta).await? {
             return Ok(product);
         }
-        let now = OffsetDateTime::now_utc();
-        let (product, event) =
-            Product::create(ProductId::generate(), new.sku, new.name, new.description, new.price, now);
+        let now = now();
+        let (product, event) = Product::create(
+            ProductId::generate(),
+            new.sku,
+            new.name,
+            new.description,
+            new.price,
+            now,
+        );
         match self.save(meta, &product, None, event, now).await {
             Ok(()) => Ok(product),
             Err(StoreError::DuplicateSku) => Err(Error::AlreadyExists {
@@ -124,8 +139,14 @@ impl Catalog {
 
     /// # Errors
     /// See [`Catalog::modify`].
-    pub async fn change_price(&self, meta: &CommandMeta, id: ProductId, price: Money) -> Result<Product, Error> {
-        self.modify(meta, id, |product, now| product.change_price(price, now)).await
+    pub async fn change_price(
+        &self,
+        meta: &CommandMeta,
+        id: ProductId,
+        price: Money,
+    ) -> Result<Product, Error> {
+        self.modify(meta, id, |product, now| product.change_price(price, now))
+            .await
     }
 
     /// # Errors
@@ -168,7 +189,7 @@ impl Catalog {
                     return Err(conflict(id, expected, before));
                 }
             }
-            let now = OffsetDateTime::now_utc();
+            let now = now();
             let event = command(&mut product, now)?;
             match self.save(meta, &product, Some(before), event, now).await {
                 Ok(()) => return Ok(product),
@@ -192,7 +213,8 @@ impl Catalog {
         event: ProductEvent,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let outbox = OutboxMessage::for_events(product, &[event], now).map_err(|e| StoreError::Other(e.into()))?;
+        let outbox = OutboxMessage::for_events(product, &[event], now)
+            .map_err(|e| StoreError::Other(e.into()))?;
         self.products
             .save(ProductChange {
                 product,
@@ -206,9 +228,16 @@ impl Catalog {
 
     /// The first result of this command if it was already carried out.
     async fn replay(&self, meta: &CommandMeta) -> Result<Option<Product>, Error> {
-        match self.products.recorded(&meta.request_id).await.map_err(store_error)? {
+        match self
+            .products
+            .recorded(&meta.request_id)
+            .await
+            .map_err(store_error)?
+        {
             None => Ok(None),
-            Some(recorded) if recorded.fingerprint == meta.fingerprint => Ok(Some(recorded.product)),
+            Some(recorded) if recorded.fingerprint == meta.fingerprint => {
+                Ok(Some(recorded.product))
+            }
             Some(_) => Err(Error::RequestIdReused {
                 request_id: meta.request_id.as_str().to_owned(),
             }),
@@ -217,7 +246,11 @@ impl Catalog {
 
     /// A concurrent retry of the same command may have recorded it first: then its
     /// result is ours too.
-    async fn after_failed_save(&self, meta: &CommandMeta, error: StoreError) -> Result<Product, Error> {
+    async fn after_failed_save(
+        &self,
+        meta: &CommandMeta,
+        error: StoreError,
+    ) -> Result<Product, Error> {
         match error {
             StoreError::RequestAlreadyRecorded => self.replay(meta).await?.ok_or_else(|| {
                 Error::Internal("request recorded but its record cannot be read".into())
@@ -225,6 +258,14 @@ impl Catalog {
             other => Err(store_error(other)),
         }
     }
+}
+
+/// The current time at the precision every store keeps (microseconds), so that a
+/// product returned by a command equals the one read back later.
+fn now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(now)
 }
 
 fn not_found(id: ProductId) -> Error {

@@ -15,10 +15,12 @@ use sqlx::{
 use strata_kernel::RequestId;
 
 use crate::domain::{Product, ProductId};
-use crate::repository::{ProductChange, ProductQuery, ProductRepository, RecordedCommand, StoreError};
+use crate::repository::{
+    ProductChange, ProductQuery, ProductRepository, RecordedCommand, StoreError, StoredEvent,
+};
 use crate::store::{
-    OpenError, classify, migrator, product_columns, product_from_result, product_from_row, result_json,
-    version_from, version_to,
+    OpenError, classify, event_from_row, migrator, product_columns, product_from_result,
+    product_from_row, result_json, version_from, version_to,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
@@ -66,11 +68,15 @@ impl SqliteProducts {
 #[async_trait]
 impl ProductRepository for SqliteProducts {
     async fn get(&self, id: ProductId) -> Result<Option<Product>, StoreError> {
-        let row = sqlx::query(concat!("select ", product_columns!(), " from product where id = ?1"))
-            .bind(id.as_uuid())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify)?;
+        let row = sqlx::query(concat!(
+            "select ",
+            product_columns!(),
+            " from product where id = ?1"
+        ))
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
         row.as_ref().map(product_from_row).transpose()
     }
 
@@ -90,7 +96,10 @@ impl ProductRepository for SqliteProducts {
         rows.iter().map(product_from_row).collect()
     }
 
-    async fn recorded(&self, request_id: &RequestId) -> Result<Option<RecordedCommand>, StoreError> {
+    async fn recorded(
+        &self,
+        request_id: &RequestId,
+    ) -> Result<Option<RecordedCommand>, StoreError> {
         let row = sqlx::query("select fingerprint, result from idempotency where request_id = ?1")
             .bind(request_id.as_str())
             .fetch_optional(&self.pool)
@@ -166,11 +175,12 @@ impl ProductRepository for SqliteProducts {
                 .await
                 .map_err(classify)?;
                 if updated.rows_affected() == 0 {
-                    let current: Option<i64> = sqlx::query_scalar("select version from product where id = ?1")
-                        .bind(snapshot.id)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(classify)?;
+                    let current: Option<i64> =
+                        sqlx::query_scalar("select version from product where id = ?1")
+                            .bind(snapshot.id)
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(classify)?;
                     return Err(match current {
                         None => StoreError::NotFound,
                         Some(current) => StoreError::VersionConflict {
@@ -196,5 +206,22 @@ impl ProductRepository for SqliteProducts {
             .map_err(classify)?;
         }
         tx.commit().await.map_err(classify)
+    }
+
+    async fn events_after(
+        &self,
+        position: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(
+            "select position, aggregate_id, aggregate_version, event_type, payload from outbox \
+             where position > ?1 order by position limit ?2",
+        )
+        .bind(position)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter().map(event_from_row).collect()
     }
 }

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::{Product, ProductSnapshot, ProductStatus};
-use crate::repository::{ProductRepository, StoreError};
+use crate::repository::{ProductRepository, StoreError, StoredEvent};
 
 /// The context's name in configuration, schemas and migration tables.
 pub const CONTEXT: &str = "catalog";
@@ -45,7 +45,10 @@ pub async fn open(url: &str) -> Result<Arc<dyn ProductRepository>, OpenError> {
 /// The SQLite URL of the catalog's embedded database file in `data_dir`.
 #[must_use]
 pub fn embedded_url(data_dir: &Path) -> String {
-    format!("sqlite://{}", data_dir.join(format!("{CONTEXT}.db")).display())
+    format!(
+        "sqlite://{}",
+        data_dir.join(format!("{CONTEXT}.db")).display()
+    )
 }
 
 /// Why a store could not be opened.
@@ -67,11 +70,20 @@ pub enum OpenError {
 
 /// The context's migrations for one backend, embedded in the binary, tracked in
 /// a migrations table of the context's own.
-pub(crate) fn migrator(sources: &[(i64, &'static str, &'static str)], table: &'static str) -> Migrator {
+pub(crate) fn migrator(
+    sources: &[(i64, &'static str, &'static str)],
+    table: &'static str,
+) -> Migrator {
     let migrations = sources
         .iter()
         .map(|&(version, description, sql)| {
-            Migration::new(version, description.into(), MigrationType::Simple, SqlSafeStr::into_sql_str(sql), false)
+            Migration::new(
+                version,
+                description.into(),
+                MigrationType::Simple,
+                SqlSafeStr::into_sql_str(sql),
+                false,
+            )
         })
         .collect();
     let mut migrator = Migrator::with_migrations(migrations);
@@ -99,19 +111,43 @@ where
         description: row.try_get(3).map_err(other)?,
         price_minor: row.try_get(4).map_err(other)?,
         currency: row.try_get(5).map_err(other)?,
-        status: ProductStatus::from_stored(status)
-            .ok_or_else(|| StoreError::Other(format!("unknown product status {status:?}").into()))?,
+        status: ProductStatus::from_stored(status).ok_or_else(|| {
+            StoreError::Other(format!("unknown product status {status:?}").into())
+        })?,
         version: u64::try_from(version).map_err(other)?,
         created_at: row.try_get(8).map_err(other)?,
         updated_at: row.try_get(9).map_err(other)?,
     };
-    Product::restore(snapshot).map_err(|violation| StoreError::Other(format!("corrupt product row: {violation}").into()))
+    Product::restore(snapshot)
+        .map_err(|violation| StoreError::Other(format!("corrupt product row: {violation}").into()))
+}
+
+/// Reads an outbox row selected as `position, aggregate_id, aggregate_version,
+/// event_type, payload` (payload as JSON text), whatever the backend.
+pub(crate) fn event_from_row<'r, R>(row: &'r R) -> Result<StoredEvent, StoreError>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    Uuid: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let payload: &str = row.try_get(4).map_err(other)?;
+    Ok(StoredEvent {
+        position: row.try_get(0).map_err(other)?,
+        aggregate_id: row.try_get(1).map_err(other)?,
+        aggregate_version: version_from(row.try_get(2).map_err(other)?)?,
+        event_type: row.try_get(3).map_err(other)?,
+        payload: serde_json::from_str(payload).map_err(other)?,
+    })
 }
 
 /// The product an idempotency record kept as its result.
 pub(crate) fn product_from_result(json: &str) -> Result<Product, StoreError> {
     let snapshot: ProductSnapshot = serde_json::from_str(json).map_err(other)?;
-    Product::restore(snapshot).map_err(|v| StoreError::Other(format!("corrupt idempotency record: {v}").into()))
+    Product::restore(snapshot)
+        .map_err(|v| StoreError::Other(format!("corrupt idempotency record: {v}").into()))
 }
 
 /// The result an idempotency record keeps.
@@ -121,7 +157,9 @@ pub(crate) fn result_json(product: &Product) -> Result<String, StoreError> {
 
 /// A stored version read back as a domain [`strata_kernel::Version`].
 pub(crate) fn version_from(value: i64) -> Result<strata_kernel::Version, StoreError> {
-    u64::try_from(value).map(strata_kernel::Version::new).map_err(other)
+    u64::try_from(value)
+        .map(strata_kernel::Version::new)
+        .map_err(other)
 }
 
 /// A domain version as the signed integer stores keep.
@@ -139,7 +177,8 @@ pub(crate) fn classify(error: sqlx::Error) -> StoreError {
     match &error {
         sqlx::Error::Database(db) if db.kind() == ErrorKind::UniqueViolation => {
             // PostgreSQL names the constraint; SQLite names the column in the message.
-            let on_sku = db.constraint() == Some("product_sku_key") || db.message().contains("product.sku");
+            let on_sku =
+                db.constraint() == Some("product_sku_key") || db.message().contains("product.sku");
             let on_request = db.constraint() == Some("idempotency_pkey")
                 || db.message().contains("idempotency.request_id");
             if on_sku {
@@ -150,7 +189,9 @@ pub(crate) fn classify(error: sqlx::Error) -> StoreError {
                 StoreError::Other(error.into())
             }
         }
-        sqlx::Error::Database(db) if is_transient(db.code().as_deref()) => StoreError::Unavailable(error.into()),
+        sqlx::Error::Database(db) if is_transient(db.code().as_deref()) => {
+            StoreError::Unavailable(error.into())
+        }
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::PoolTimedOut

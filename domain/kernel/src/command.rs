@@ -25,7 +25,10 @@ impl RequestId {
             return Err(FieldViolation::new(FIELD, "must be at most 128 characters"));
         }
         if !raw.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(FieldViolation::new(FIELD, "must be printable ASCII without spaces"));
+            return Err(FieldViolation::new(
+                FIELD,
+                "must be printable ASCII without spaces",
+            ));
         }
         Ok(Self(raw.to_owned()))
     }

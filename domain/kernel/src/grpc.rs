@@ -16,7 +16,9 @@
 use std::collections::HashMap;
 
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, FieldViolation as PbFieldViolation, PreconditionViolation, StatusExt};
+use tonic_types::{
+    ErrorDetails, FieldViolation as PbFieldViolation, PreconditionViolation, StatusExt,
+};
 
 use crate::Error;
 
@@ -44,7 +46,11 @@ pub fn to_status(error: Error) -> Status {
                 .iter()
                 .map(|v| PbFieldViolation::new(v.field(), v.description()))
                 .collect();
-            Status::with_error_details(Code::InvalidArgument, message, ErrorDetails::with_bad_request(violations))
+            Status::with_error_details(
+                Code::InvalidArgument,
+                message,
+                ErrorDetails::with_bad_request(violations),
+            )
         }
         Error::RequestIdReused { .. } => {
             let mut details = ErrorDetails::with_bad_request_violation(
@@ -59,7 +65,9 @@ pub fn to_status(error: Error) -> Status {
             message.clone(),
             ErrorDetails::with_resource_info(kind, id.clone(), "", message),
         ),
-        Error::VersionConflict { expected, current, .. } => Status::with_error_details(
+        Error::VersionConflict {
+            expected, current, ..
+        } => Status::with_error_details(
             Code::Aborted,
             message,
             ErrorDetails::with_error_info(
@@ -71,12 +79,18 @@ pub fn to_status(error: Error) -> Status {
                 ]),
             ),
         ),
-        Error::FailedPrecondition { kind, ref id, reason, .. } => {
-            let mut details = ErrorDetails::with_precondition_failure(vec![PreconditionViolation::new(
-                reason,
-                format!("{kind}/{id}"),
-                message.clone(),
-            )]);
+        Error::FailedPrecondition {
+            kind,
+            ref id,
+            reason,
+            ..
+        } => {
+            let mut details =
+                ErrorDetails::with_precondition_failure(vec![PreconditionViolation::new(
+                    reason,
+                    format!("{kind}/{id}"),
+                    message.clone(),
+                )]);
             details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
             Status::with_error_details(Code::FailedPrecondition, message, details)
         }
@@ -112,8 +126,14 @@ mod tests {
             FieldViolation::new("price.amount_minor", "must be greater than zero"),
         ]));
         assert_eq!(status.code(), Code::InvalidArgument);
-        let bad = status.get_details_bad_request().expect("bad request details");
-        let fields: Vec<_> = bad.field_violations.iter().map(|v| v.field.as_str()).collect();
+        let bad = status
+            .get_details_bad_request()
+            .expect("bad request details");
+        let fields: Vec<_> = bad
+            .field_violations
+            .iter()
+            .map(|v| v.field.as_str())
+            .collect();
         assert_eq!(fields, ["sku", "price.amount_minor"]);
     }
 
@@ -127,12 +147,17 @@ mod tests {
         });
         assert_eq!(status.code(), Code::Aborted);
         let info = status.get_details_error_info().expect("error info");
-        assert_eq!(info.metadata.get(CURRENT_VERSION).map(String::as_str), Some("3"));
+        assert_eq!(
+            info.metadata.get(CURRENT_VERSION).map(String::as_str),
+            Some("3")
+        );
     }
 
     #[test]
     fn internal_errors_are_opaque() {
-        let status = to_status(Error::Internal("password=hunter2 in connection string".into()));
+        let status = to_status(Error::Internal(
+            "password=hunter2 in connection string".into(),
+        ));
         assert_eq!(status.code(), Code::Internal);
         assert!(!status.message().contains("hunter2"));
     }

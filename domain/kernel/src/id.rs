@@ -24,7 +24,10 @@ impl<T: ?Sized> Id<T> {
     /// Wraps a UUID read back from a store.
     #[must_use]
     pub const fn from_uuid(uuid: Uuid) -> Self {
-        Self { uuid, kind: PhantomData }
+        Self {
+            uuid,
+            kind: PhantomData,
+        }
     }
 
     /// The UUID inside.
@@ -105,7 +108,10 @@ mod tests {
     fn parse_names_the_field() {
         let err = Id::<Widget>::parse("id", "nope").unwrap_err();
         assert_eq!(err.field(), "id");
-        assert_eq!(Id::<Widget>::parse("id", "").unwrap_err().description(), "is required");
+        assert_eq!(
+            Id::<Widget>::parse("id", "").unwrap_err().description(),
+            "is required"
+        );
         let id = Id::<Widget>::generate();
         assert_eq!(Id::<Widget>::parse("id", &id.to_string()).ok(), Some(id));
     }

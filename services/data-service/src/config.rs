@@ -33,7 +33,11 @@ impl Context {
 
 /// The flags, as given. [`Flags::resolve`] turns them into [`Settings`].
 #[derive(Debug, Parser)]
-#[command(name = "data-service", version, about = "Hosts Strata bounded contexts over gRPC.")]
+#[command(
+    name = "data-service",
+    version,
+    about = "Hosts Strata bounded contexts over gRPC."
+)]
 pub struct Flags {
     /// Address to listen on.
     #[arg(long, env = "STRATA_LISTEN", default_value = "127.0.0.1:50051")]
@@ -104,7 +108,10 @@ impl Flags {
         let listen = self.listen.parse().map_err(|_| {
             config_error(
                 "--listen (STRATA_LISTEN)",
-                format!("{:?} is not an address such as 127.0.0.1:50051", self.listen),
+                format!(
+                    "{:?} is not an address such as 127.0.0.1:50051",
+                    self.listen
+                ),
             )
         })?;
         let drain_timeout = self
@@ -114,18 +121,30 @@ impl Flags {
             .map_err(|_| {
                 config_error(
                     "--drain-timeout-secs (STRATA_DRAIN_TIMEOUT_SECS)",
-                    format!("{:?} is not a whole number of seconds", self.drain_timeout_secs),
+                    format!(
+                        "{:?} is not a whole number of seconds",
+                        self.drain_timeout_secs
+                    ),
                 )
             })?;
         let mut hosted = Vec::new();
-        for name in self.contexts.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            let context = Context::ALL.iter().copied().find(|c| c.name() == name).ok_or_else(|| {
-                let known: Vec<_> = Context::ALL.iter().map(|c| c.name()).collect();
-                config_error(
-                    "--contexts (STRATA_CONTEXTS)",
-                    format!("unknown context {name:?}; known: {}", known.join(", ")),
-                )
-            })?;
+        for name in self
+            .contexts
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
+            let context = Context::ALL
+                .iter()
+                .copied()
+                .find(|c| c.name() == name)
+                .ok_or_else(|| {
+                    let known: Vec<_> = Context::ALL.iter().map(|c| c.name()).collect();
+                    config_error(
+                        "--contexts (STRATA_CONTEXTS)",
+                        format!("unknown context {name:?}; known: {}", known.join(", ")),
+                    )
+                })?;
             if hosted.iter().any(|h: &Hosted| h.context == context) {
                 continue;
             }
@@ -134,20 +153,34 @@ impl Flags {
             };
             let database_url = match url.filter(|u| !u.is_empty()) {
                 None => strata_catalog::store::embedded_url(&self.data_dir),
-                Some(url) if url.starts_with("postgres://")
-                    || url.starts_with("postgresql://")
-                    || url.starts_with("sqlite:") => url,
+                Some(url)
+                    if url.starts_with("postgres://")
+                        || url.starts_with("postgresql://")
+                        || url.starts_with("sqlite:") =>
+                {
+                    url
+                }
                 Some(_) => {
                     return Err(config_error(
-                        &format!("--{}-database-url ({})", context.name(), context.database_url_var()),
+                        &format!(
+                            "--{}-database-url ({})",
+                            context.name(),
+                            context.database_url_var()
+                        ),
                         "must start with postgres:// or sqlite://",
                     ));
                 }
             };
-            hosted.push(Hosted { context, database_url });
+            hosted.push(Hosted {
+                context,
+                database_url,
+            });
         }
         if hosted.is_empty() {
-            return Err(config_error("--contexts (STRATA_CONTEXTS)", "names no context"));
+            return Err(config_error(
+                "--contexts (STRATA_CONTEXTS)",
+                "names no context",
+            ));
         }
         Ok(Settings {
             listen,
@@ -185,25 +218,38 @@ mod tests {
     fn defaults_host_every_context_on_sqlite_in_the_data_dir() {
         let settings = flags(&["--data-dir", "/tmp/x"]).resolve().unwrap();
         assert_eq!(settings.listen, "127.0.0.1:50051".parse().unwrap());
-        assert_eq!(settings.hosted, vec![Hosted {
-            context: Context::Catalog,
-            database_url: "sqlite:///tmp/x/catalog.db".into()
-        }]);
+        assert_eq!(
+            settings.hosted,
+            vec![Hosted {
+                context: Context::Catalog,
+                database_url: "sqlite:///tmp/x/catalog.db".into()
+            }]
+        );
     }
 
     #[test]
     fn bad_settings_are_named() {
         let err = flags(&["--listen", "nowhere"]).resolve().unwrap_err();
         assert_eq!(err.setting, "--listen (STRATA_LISTEN)");
-        let err = flags(&["--contexts", "catalog,billing"]).resolve().unwrap_err();
+        let err = flags(&["--contexts", "catalog,billing"])
+            .resolve()
+            .unwrap_err();
         assert!(err.problem.contains("\"billing\""), "{err}");
-        let err = flags(&["--catalog-database-url", "mysql://x"]).resolve().unwrap_err();
-        assert_eq!(err.setting, "--catalog-database-url (STRATA_CATALOG_DATABASE_URL)");
+        let err = flags(&["--catalog-database-url", "mysql://x"])
+            .resolve()
+            .unwrap_err();
+        assert_eq!(
+            err.setting,
+            "--catalog-database-url (STRATA_CATALOG_DATABASE_URL)"
+        );
     }
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(redact("postgres://app:s3cret@db:5432/shop"), "postgres://app:***@db:5432/shop");
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/shop"),
+            "postgres://app:***@db:5432/shop"
+        );
         assert_eq!(redact("sqlite://var/catalog.db"), "sqlite://var/catalog.db");
     }
 }

@@ -25,7 +25,11 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    if settings.hosted.iter().any(|h| h.database_url.starts_with("sqlite:")) {
+    if settings
+        .hosted
+        .iter()
+        .any(|h| h.database_url.starts_with("sqlite:"))
+    {
         std::fs::create_dir_all(&settings.data_dir).with_context(|| {
             format!(
                 "--data-dir (STRATA_DATA_DIR): cannot create {}",
@@ -39,13 +43,17 @@ pub async fn run(
         let store = config::redact(&hosted.database_url);
         tracing::info!(context = context.name(), %store, "opening store");
         server = match context {
-            Context::Catalog => server.host(strata_catalog::mount(&hosted.database_url).await.with_context(|| {
-                format!(
-                    "context {} on {store} ({})",
-                    context.name(),
-                    context.database_url_var()
-                )
-            })?),
+            Context::Catalog => server.host(
+                strata_catalog::mount(&hosted.database_url)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "context {} on {store} ({})",
+                            context.name(),
+                            context.database_url_var()
+                        )
+                    })?,
+            ),
         };
     }
     server.serve(listener, shutdown).await?;

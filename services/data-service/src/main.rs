@@ -9,7 +9,9 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
 
@@ -23,13 +25,19 @@ async fn main() -> ExitCode {
     let listener = match tokio::net::TcpListener::bind(settings.listen).await {
         Ok(listener) => listener,
         Err(error) => {
-            eprintln!("data-service: --listen (STRATA_LISTEN): cannot listen on {}: {error}", settings.listen);
+            eprintln!(
+                "data-service: --listen (STRATA_LISTEN): cannot listen on {}: {error}",
+                settings.listen
+            );
             return ExitCode::from(2);
         }
     };
     let contexts: Vec<_> = settings.hosted.iter().map(|h| h.context.name()).collect();
     match listener.local_addr() {
-        Ok(address) => println!("data-service listening on {address} (contexts: {})", contexts.join(", ")),
+        Ok(address) => println!(
+            "data-service listening on {address} (contexts: {})",
+            contexts.join(", ")
+        ),
         Err(error) => eprintln!("data-service: cannot read the bound address: {error}"),
     }
     match run(settings, listener, strata_rpc::shutdown_signal()).await {

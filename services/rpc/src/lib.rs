@@ -53,7 +53,12 @@ impl Server {
     #[must_use]
     pub fn host<S>(mut self, service: S) -> Self
     where
-        S: tower_service::Service<http::Request<Body>, Error = Infallible> + NamedService + Clone + Send + Sync + 'static,
+        S: tower_service::Service<http::Request<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
         S::Response: axum_core::response::IntoResponse,
         S::Future: Send + 'static,
     {
@@ -95,13 +100,20 @@ impl Server {
                 .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
                 .with_service_name(HEALTH_SERVICE);
-            self.names.iter().fold(builder, |builder, name| builder.with_service_name(*name))
+            self.names
+                .iter()
+                .fold(builder, |builder, name| builder.with_service_name(*name))
         };
         let reflection_v1 = reflection().build_v1().map_err(ServeError::Reflection)?;
-        let reflection_v1alpha = reflection().build_v1alpha().map_err(ServeError::Reflection)?;
+        let reflection_v1alpha = reflection()
+            .build_v1alpha()
+            .map_err(ServeError::Reflection)?;
 
         let mut routes = self.routes;
-        routes.add_service(health_service).add_service(reflection_v1).add_service(reflection_v1alpha);
+        routes
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
         let routes: Routes = routes.routes();
 
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));

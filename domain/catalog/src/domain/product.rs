@@ -37,7 +37,9 @@ impl ProductStatus {
     /// Reads a stored name back.
     #[must_use]
     pub fn from_stored(name: &str) -> Option<Self> {
-        [Self::Draft, Self::Published, Self::Retired].into_iter().find(|s| s.as_str() == name)
+        [Self::Draft, Self::Published, Self::Retired]
+            .into_iter()
+            .find(|s| s.as_str() == name)
     }
 }
 
@@ -133,7 +135,11 @@ impl Product {
     ///
     /// # Errors
     /// [`ProductError::Retired`] when the product is retired.
-    pub fn change_price(&mut self, price: Money, now: OffsetDateTime) -> Result<ProductEvent, ProductError> {
+    pub fn change_price(
+        &mut self,
+        price: Money,
+        now: OffsetDateTime,
+    ) -> Result<ProductEvent, ProductError> {
         self.ensure_not_retired()?;
         let event = ProductEvent::PriceChanged {
             price_minor: price.amount_minor(),
@@ -312,8 +318,16 @@ mod tests {
     #[test]
     fn every_change_increments_the_version_and_records_an_event() {
         let mut product = draft();
-        let event = product.change_price(Money::parse("EUR", 1500).unwrap(), later()).unwrap();
-        assert_eq!(event, ProductEvent::PriceChanged { price_minor: 1500, currency: "EUR".into() });
+        let event = product
+            .change_price(Money::parse("EUR", 1500).unwrap(), later())
+            .unwrap();
+        assert_eq!(
+            event,
+            ProductEvent::PriceChanged {
+                price_minor: 1500,
+                currency: "EUR".into()
+            }
+        );
         assert_eq!(product.version(), Version::new(2));
         assert_eq!(product.updated_at(), later());
         assert_eq!(product.created_at(), OffsetDateTime::UNIX_EPOCH);
@@ -327,8 +341,18 @@ mod tests {
         let mut product = draft();
         product.publish(later()).unwrap();
         let err = product.publish(later()).unwrap_err();
-        assert!(matches!(err, ProductError::NotDraft { status: ProductStatus::Published, .. }));
-        assert_eq!(product.version(), Version::new(2), "a refused command changes nothing");
+        assert!(matches!(
+            err,
+            ProductError::NotDraft {
+                status: ProductStatus::Published,
+                ..
+            }
+        ));
+        assert_eq!(
+            product.version(),
+            Version::new(2),
+            "a refused command changes nothing"
+        );
     }
 
     #[test]
@@ -336,14 +360,24 @@ mod tests {
         let mut product = draft();
         product.retire(later()).unwrap();
         let before = product.clone();
-        assert!(matches!(product.publish(later()), Err(ProductError::NotDraft { .. })));
-        assert!(matches!(product.retire(later()), Err(ProductError::Retired(_))));
+        assert!(matches!(
+            product.publish(later()),
+            Err(ProductError::NotDraft { .. })
+        ));
+        assert!(matches!(
+            product.retire(later()),
+            Err(ProductError::Retired(_))
+        ));
         assert!(matches!(
             product.change_price(Money::parse("EUR", 1).unwrap(), later()),
             Err(ProductError::Retired(_))
         ));
         assert!(matches!(
-            product.update_details(ProductName::parse("x").unwrap(), Description::default(), later()),
+            product.update_details(
+                ProductName::parse("x").unwrap(),
+                Description::default(),
+                later()
+            ),
             Err(ProductError::Retired(_))
         ));
         assert_eq!(product, before);
@@ -362,6 +396,9 @@ mod tests {
     fn a_corrupt_snapshot_is_refused() {
         let mut snapshot = draft().snapshot();
         snapshot.price_minor = 0;
-        assert_eq!(Product::restore(snapshot).unwrap_err().field(), "price.amount_minor");
+        assert_eq!(
+            Product::restore(snapshot).unwrap_err().field(),
+            "price.amount_minor"
+        );
     }
 }

@@ -22,7 +22,10 @@ impl Sku {
         if raw.len() > Self::MAX_LEN {
             return Err(FieldViolation::new("sku", "must be at most 64 characters"));
         }
-        if !raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+        if !raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
             return Err(FieldViolation::new(
                 "sku",
                 "may contain only letters, digits, '-', '_' and '.'",
@@ -54,7 +57,10 @@ impl ProductName {
             return Err(FieldViolation::new("name", "is required"));
         }
         if name.chars().count() > Self::MAX_CHARS {
-            return Err(FieldViolation::new("name", "must be at most 200 characters"));
+            return Err(FieldViolation::new(
+                "name",
+                "must be at most 200 characters",
+            ));
         }
         Ok(Self(name.to_owned()))
     }
@@ -78,7 +84,10 @@ impl Description {
     /// A violation on `description` when too long.
     pub fn parse(raw: &str) -> Result<Self, FieldViolation> {
         if raw.chars().count() > Self::MAX_CHARS {
-            return Err(FieldViolation::new("description", "must be at most 5000 characters"));
+            return Err(FieldViolation::new(
+                "description",
+                "must be at most 5000 characters",
+            ));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -136,11 +145,20 @@ impl Money {
         let amount = if amount_minor > 0 {
             Ok(amount_minor)
         } else {
-            Err(FieldViolation::new("amount_minor", "must be greater than zero"))
+            Err(FieldViolation::new(
+                "amount_minor",
+                "must be greater than zero",
+            ))
         };
         match (currency, amount) {
-            (Ok(currency), Ok(amount_minor)) => Ok(Self { amount_minor, currency }),
-            (currency, amount) => Err([currency.err(), amount.err()].into_iter().flatten().collect()),
+            (Ok(currency), Ok(amount_minor)) => Ok(Self {
+                amount_minor,
+                currency,
+            }),
+            (currency, amount) => Err([currency.err(), amount.err()]
+                .into_iter()
+                .flatten()
+                .collect()),
         }
     }
 
@@ -171,7 +189,10 @@ mod tests {
 
     #[test]
     fn names_are_trimmed_and_required() {
-        assert_eq!(ProductName::parse("  Mug ").map(|n| n.0), Ok("Mug".to_owned()));
+        assert_eq!(
+            ProductName::parse("  Mug ").map(|n| n.0),
+            Ok("Mug".to_owned())
+        );
         assert_eq!(ProductName::parse("   ").unwrap_err().field(), "name");
         assert!(ProductName::parse(&"é".repeat(200)).is_ok());
         assert!(ProductName::parse(&"é".repeat(201)).is_err());
@@ -179,7 +200,10 @@ mod tests {
 
     #[test]
     fn money_reports_every_violation() {
-        assert_eq!(Money::parse("EUR", 1999).map(|m| (m.amount_minor(), m.currency().to_string())), Ok((1999, "EUR".into())));
+        assert_eq!(
+            Money::parse("EUR", 1999).map(|m| (m.amount_minor(), m.currency().to_string())),
+            Ok((1999, "EUR".into()))
+        );
         let errors = Money::parse("eur", 0).unwrap_err();
         let fields: Vec<_> = errors.iter().map(FieldViolation::field).collect();
         assert_eq!(fields, ["currency_code", "amount_minor"]);
