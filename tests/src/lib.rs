@@ -23,7 +23,7 @@ use testcontainers_modules::{
 pub struct TestPostgres {
     admin_url: String,
     // Dropping it stops and removes the container.
-    _container: Option<ContainerAsync<Postgres>>,
+    container: Option<ContainerAsync<Postgres>>,
 }
 
 impl TestPostgres {
@@ -36,7 +36,7 @@ impl TestPostgres {
         if let Ok(url) = std::env::var("STRATA_TEST_DATABASE_URL") {
             return Ok(Self {
                 admin_url: url,
-                _container: None,
+                container: None,
             });
         }
         let image = tokio::task::spawn_blocking(postgres_image).await??;
@@ -50,8 +50,19 @@ impl TestPostgres {
         let port = container.get_host_port_ipv4(5432).await?;
         Ok(Self {
             admin_url: format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres"),
-            _container: Some(container),
+            container: Some(container),
         })
+    }
+
+    /// Stops the server, to test how clients see a store that went away.
+    ///
+    /// # Errors
+    /// When the server is not a container of this fixture's, or does not stop.
+    pub async fn stop(&self) -> anyhow::Result<()> {
+        match &self.container {
+            Some(container) => Ok(container.stop().await?),
+            None => bail!("the server at STRATA_TEST_DATABASE_URL is not ours to stop"),
+        }
     }
 
     /// Creates an empty database and returns its URL.

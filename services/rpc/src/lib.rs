@@ -95,19 +95,27 @@ impl Server {
         let (health, health_service) = tonic_health::server::health_reporter();
         set_status(&health, &self.names, ServingStatus::Serving).await;
 
-        let reflection = || {
+        // Reflection lists exactly what this server hosts: the hosted services,
+        // health, and (per protocol version) itself.
+        let reflection = |itself: &str| {
             let builder = tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-                .with_service_name(HEALTH_SERVICE);
+                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+                .with_service_name(HEALTH_SERVICE)
+                .with_service_name(itself);
             self.names
                 .iter()
                 .fold(builder, |builder, name| builder.with_service_name(*name))
         };
-        let reflection_v1 = reflection().build_v1().map_err(ServeError::Reflection)?;
-        let reflection_v1alpha = reflection()
-            .build_v1alpha()
-            .map_err(ServeError::Reflection)?;
+        let reflection_v1 =
+            reflection(tonic_reflection::pb::v1::server_reflection_server::SERVICE_NAME)
+                .build_v1()
+                .map_err(ServeError::Reflection)?;
+        let reflection_v1alpha =
+            reflection(tonic_reflection::pb::v1alpha::server_reflection_server::SERVICE_NAME)
+                .build_v1alpha()
+                .map_err(ServeError::Reflection)?;
 
         let mut routes = self.routes;
         routes

@@ -1,0 +1,461 @@
+//! End to end: the data service started on `127.0.0.1:0`, its catalog on
+//! PostgreSQL in a container (or SQLite), driven through the generated client as
+//! any gRPC caller would.
+
+use std::{net::SocketAddr, time::Duration};
+
+use strata_data_service::{Context, Hosted, Settings};
+use strata_proto::catalog::v1::{self as pb, product_service_client::ProductServiceClient};
+use strata_testkit::TestPostgres;
+use tokio::{sync::oneshot, task::JoinHandle};
+use tokio_stream::StreamExt;
+use tonic::{Code, transport::Channel};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+use tonic_reflection::pb::v1::{
+    ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+    server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+};
+use tonic_types::StatusExt;
+
+/// A data service running in this test, stopped by [`Service::shutdown`].
+struct Service {
+    address: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Service {
+    async fn start(database_url: String, drain_timeout: Duration) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let settings = Settings {
+            listen: address,
+            hosted: vec![Hosted {
+                context: Context::Catalog,
+                database_url,
+            }],
+            data_dir: std::env::temp_dir(),
+            drain_timeout,
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(strata_data_service::run(settings, listener, async {
+            let _ = stopped.await;
+        }));
+        let service = Self {
+            address,
+            stop,
+            task,
+        };
+        // Wait on health, not on a sleep: the listener is bound, so this call is
+        // answered as soon as the contexts are mounted.
+        let status = tokio::time::timeout(
+            Duration::from_secs(30),
+            service.health().check(health_request("")),
+        )
+        .await
+        .expect("health answers")
+        .expect("health check succeeds");
+        assert_eq!(status.into_inner().status(), ServingStatus::Serving);
+        service
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.address))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    fn lazy_channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.address))
+            .unwrap()
+            .connect_lazy()
+    }
+
+    async fn products(&self) -> ProductServiceClient<Channel> {
+        ProductServiceClient::new(self.channel().await)
+    }
+
+    fn health(&self) -> HealthClient<Channel> {
+        HealthClient::new(self.lazy_channel())
+    }
+
+    async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.unwrap()
+    }
+}
+
+fn health_request(service: &str) -> HealthCheckRequest {
+    HealthCheckRequest {
+        service: service.into(),
+    }
+}
+
+fn key() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+fn eur(amount_minor: i64) -> Option<pb::Money> {
+    Some(pb::Money {
+        currency_code: "EUR".into(),
+        amount_minor,
+    })
+}
+
+fn create_request(sku: &str) -> pb::CreateProductRequest {
+    pb::CreateProductRequest {
+        request_id: key(),
+        sku: sku.into(),
+        name: "Mug".into(),
+        description: "Stoneware, 350 ml".into(),
+        price: eur(1290),
+    }
+}
+
+async fn create(client: &mut ProductServiceClient<Channel>, sku: &str) -> pb::Product {
+    client
+        .create_product(create_request(sku))
+        .await
+        .unwrap()
+        .into_inner()
+        .product
+        .unwrap()
+}
+
+fn field_names(status: &tonic::Status) -> Vec<String> {
+    status
+        .get_details_bad_request()
+        .map(|bad| bad.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn catalog_on_postgres_end_to_end() {
+    let pg = TestPostgres::start().await.unwrap();
+    let service = Service::start(pg.fresh_database().await.unwrap(), Duration::from_secs(5)).await;
+    let mut client = service.products().await;
+
+    // create → get → change price with a stale expected_version: ABORTED with the current version.
+    let created = create(&mut client, "MUG-1").await;
+    assert_eq!(created.version, 1);
+    assert_eq!(created.status(), pb::ProductStatus::Draft);
+    let got = client
+        .get_product(pb::GetProductRequest {
+            id: created.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .product
+        .unwrap();
+    assert_eq!(got, created, "what was created is what is read back");
+    let changed = client
+        .change_price(pb::ChangePriceRequest {
+            id: created.id.clone(),
+            request_id: key(),
+            expected_version: Some(1),
+            price: eur(1490),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .product
+        .unwrap();
+    assert_eq!((changed.version, changed.price.clone()), (2, eur(1490)));
+    let stale = client
+        .change_price(pb::ChangePriceRequest {
+            id: created.id.clone(),
+            request_id: key(),
+            expected_version: Some(1),
+            price: eur(999),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted, "{stale:?}");
+    let info = stale.get_details_error_info().expect("error info");
+    assert_eq!(
+        info.metadata.get("current_version").map(String::as_str),
+        Some("2")
+    );
+
+    // Malformed requests name every field at fault.
+    let bad = client
+        .create_product(pb::CreateProductRequest {
+            request_id: key(),
+            sku: "no spaces allowed".into(),
+            name: " ".into(),
+            description: String::new(),
+            price: Some(pb::Money {
+                currency_code: "euro".into(),
+                amount_minor: 0,
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert_eq!(
+        field_names(&bad),
+        ["sku", "name", "price.currency_code", "price.amount_minor"]
+    );
+    let bad = client
+        .create_product(pb::CreateProductRequest {
+            price: None,
+            ..create_request("X")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(field_names(&bad), ["price"]);
+    let bad = client
+        .get_product(pb::GetProductRequest { id: "42".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (bad.code(), field_names(&bad)),
+        (Code::InvalidArgument, vec!["id".to_owned()])
+    );
+    let bad = client
+        .publish_product(pb::PublishProductRequest {
+            id: created.id.clone(),
+            request_id: String::new(),
+            expected_version: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(field_names(&bad), ["request_id"]);
+
+    // Unknown id.
+    let missing = client
+        .get_product(pb::GetProductRequest {
+            id: uuid::Uuid::now_v7().to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+
+    // Duplicate sku.
+    let dup = client
+        .create_product(create_request("MUG-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(dup.code(), Code::AlreadyExists, "{dup:?}");
+
+    // The same request again: the first result, no second effect.
+    let publish = pb::PublishProductRequest {
+        id: created.id.clone(),
+        request_id: key(),
+        expected_version: Some(2),
+    };
+    let first = client
+        .publish_product(publish.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let again = client
+        .publish_product(publish.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first, again);
+    assert_eq!(first.product.as_ref().unwrap().version, 3);
+    let now = client
+        .get_product(pb::GetProductRequest {
+            id: created.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        now.product.unwrap().version,
+        3,
+        "the retry had no second effect"
+    );
+    let retry = create_request("MUG-RETRY");
+    let one = client
+        .create_product(retry.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let two = client
+        .create_product(retry.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        one, two,
+        "a retried create returns the same product, not a duplicate"
+    );
+
+    // The same request_id with a different request.
+    let reused = client
+        .retire_product(pb::RetireProductRequest {
+            id: created.id.clone(),
+            request_id: publish.request_id.clone(),
+            expected_version: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reused.code(), Code::InvalidArgument);
+    assert_eq!(field_names(&reused), ["request_id"]);
+
+    // Illegal transitions.
+    let retired = client
+        .retire_product(pb::RetireProductRequest {
+            id: created.id.clone(),
+            request_id: key(),
+            expected_version: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .product
+        .unwrap();
+    assert_eq!(
+        (retired.status(), retired.version),
+        (pb::ProductStatus::Retired, 4)
+    );
+    let illegal = client
+        .publish_product(pb::PublishProductRequest {
+            id: created.id.clone(),
+            request_id: key(),
+            expected_version: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(illegal.code(), Code::FailedPrecondition, "{illegal:?}");
+
+    // Listing: pages in creation order, filtered by status.
+    for n in 0..3 {
+        create(&mut client, &format!("PAGE-{n}")).await;
+    }
+    let mut skus = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_products(pb::ListProductsRequest {
+                page_size: 2,
+                page_token: token,
+                status: pb::ProductStatus::Draft.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.products.len() <= 2);
+        skus.extend(page.products.into_iter().map(|p| p.sku));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(skus, ["MUG-RETRY", "PAGE-0", "PAGE-1", "PAGE-2"]);
+    let bad = client
+        .list_products(pb::ListProductsRequest {
+            page_size: 501,
+            page_token: "garbage".into(),
+            status: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(field_names(&bad), ["page_size", "page_token"]);
+
+    // The store goes away: UNAVAILABLE, not INTERNAL.
+    pg.stop().await.unwrap();
+    let down = client
+        .get_product(pb::GetProductRequest {
+            id: created.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(down.code(), Code::Unavailable, "{down:?}");
+
+    service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn reflection_shows_exactly_the_hosted_services_and_shutdown_drains() {
+    let dir = std::env::temp_dir().join(format!("strata-e2e-{}", uuid::Uuid::now_v7()));
+    let url = strata_catalog_url(&dir);
+    let service = Service::start(url, Duration::from_secs(2)).await;
+
+    let mut reflection = ServerReflectionClient::new(service.channel().await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.next().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection answer: {response:?}");
+    };
+    let mut names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "strata.catalog.v1.ProductService"
+        ]
+    );
+
+    // A client that knows only reflection can resolve the service's methods.
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol(
+            "strata.catalog.v1.ProductService".into(),
+        )),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.next().await.unwrap().unwrap();
+    assert!(
+        matches!(response.message_response, Some(MessageResponse::FileDescriptorResponse(ref f)) if !f.file_descriptor_proto.is_empty()),
+        "{response:?}"
+    );
+
+    let mut health = service.health();
+    let serving = health
+        .check(health_request("strata.catalog.v1.ProductService"))
+        .await
+        .unwrap();
+    assert_eq!(serving.into_inner().status(), ServingStatus::Serving);
+
+    // Shutdown: health turns NOT_SERVING first (a watcher sees it), then the
+    // server drains, bounded by the drain timeout even though the watch stream
+    // never ends by itself.
+    let mut watch = health
+        .watch(health_request("strata.catalog.v1.ProductService"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        watch.next().await.unwrap().unwrap().status(),
+        ServingStatus::Serving
+    );
+    let _ = service.stop.send(());
+    assert_eq!(
+        watch.next().await.unwrap().unwrap().status(),
+        ServingStatus::NotServing
+    );
+    tokio::time::timeout(Duration::from_secs(10), service.task)
+        .await
+        .expect("shutdown is bounded by the drain timeout")
+        .unwrap()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn strata_catalog_url(dir: &std::path::Path) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    format!("sqlite://{}", dir.join("catalog.db").display())
+}
