@@ -2,6 +2,9 @@
 //! PostgreSQL in a container (or SQLite), driven through the generated client as
 //! any gRPC caller would.
 
+// Test code: a failed step should stop the test with its message.
+#![allow(clippy::unwrap_used)]
+
 use std::{net::SocketAddr, time::Duration};
 
 use strata_data_service::{Context, Hosted, Settings};
@@ -43,11 +46,7 @@ impl Service {
         let task = tokio::spawn(strata_data_service::run(settings, listener, async {
             let _ = stopped.await;
         }));
-        let service = Self {
-            address,
-            stop,
-            task,
-        };
+        let service = Self { address, stop, task };
         // Wait on health, not on a sleep: the listener is bound, so this call is
         // answered as soon as the contexts are mounted.
         let status = tokio::time::timeout(
@@ -237,10 +236,7 @@ async fn catalog_on_postgres_end_to_end() {
     assert_eq!(missing.code(), Code::NotFound);
 
     // Duplicate sku.
-    let dup = client
-        .create_product(create_request("MUG-1"))
-        .await
-        .unwrap_err();
+    let dup = client.create_product(create_request("MUG-1")).await.unwrap_err();
     assert_eq!(dup.code(), Code::AlreadyExists, "{dup:?}");
 
     // The same request again: the first result, no second effect.
@@ -268,22 +264,10 @@ async fn catalog_on_postgres_end_to_end() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(
-        now.product.unwrap().version,
-        3,
-        "the retry had no second effect"
-    );
+    assert_eq!(now.product.unwrap().version, 3, "the retry had no second effect");
     let retry = create_request("MUG-RETRY");
-    let one = client
-        .create_product(retry.clone())
-        .await
-        .unwrap()
-        .into_inner();
-    let two = client
-        .create_product(retry.clone())
-        .await
-        .unwrap()
-        .into_inner();
+    let one = client.create_product(retry.clone()).await.unwrap().into_inner();
+    let two = client.create_product(retry.clone()).await.unwrap().into_inner();
     assert_eq!(
         one, two,
         "a retried create returns the same product, not a duplicate"

@@ -114,12 +114,8 @@ impl pb::product_service_server::ProductService for ProductGrpc {
         ));
         let name = violations.check(ProductName::parse(&request.name));
         let description = violations.check(Description::parse(&request.description));
-        let (id, meta, name, description) =
-            violations.finish(|| Some((id?, meta?, name?, description?)))?;
-        let product = self
-            .catalog
-            .update_details(&meta, id, name, description)
-            .await?;
+        let (id, meta, name, description) = violations.finish(|| Some((id?, meta?, name?, description?)))?;
+        let product = self.catalog.update_details(&meta, id, name, description).await?;
         Ok(Response::new(pb::UpdateProductDetailsResponse {
             product: Some(to_proto(&product)),
         }))
@@ -248,10 +244,7 @@ fn page_size(raw: i32) -> Result<u32, FieldViolation> {
     match u32::try_from(raw) {
         Ok(0) => Ok(DEFAULT_PAGE_SIZE),
         Ok(size) if size <= MAX_PAGE_SIZE => Ok(size),
-        _ => Err(FieldViolation::new(
-            "page_size",
-            "must be between 0 and 500",
-        )),
+        _ => Err(FieldViolation::new("page_size", "must be between 0 and 500")),
     }
 }
 
@@ -270,10 +263,7 @@ fn status_filter(raw: i32) -> Result<Option<ProductStatus>, FieldViolation> {
         Ok(pb::ProductStatus::Draft) => Ok(Some(ProductStatus::Draft)),
         Ok(pb::ProductStatus::Published) => Ok(Some(ProductStatus::Published)),
         Ok(pb::ProductStatus::Retired) => Ok(Some(ProductStatus::Retired)),
-        Err(_) => Err(FieldViolation::new(
-            "status",
-            "is not a known product status",
-        )),
+        Err(_) => Err(FieldViolation::new("status", "is not a known product status")),
     }
 }
 

@@ -92,16 +92,12 @@ impl ProductRepository for PgProducts {
         rows.iter().map(product_from_row).collect()
     }
 
-    async fn recorded(
-        &self,
-        request_id: &RequestId,
-    ) -> Result<Option<RecordedCommand>, StoreError> {
-        let row =
-            sqlx::query("select fingerprint, result::text from idempotency where request_id = $1")
-                .bind(request_id.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(classify)?;
+    async fn recorded(&self, request_id: &RequestId) -> Result<Option<RecordedCommand>, StoreError> {
+        let row = sqlx::query("select fingerprint, result::text from idempotency where request_id = $1")
+            .bind(request_id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
         let Some(row) = row else { return Ok(None) };
         let fingerprint: Vec<u8> = row.try_get(0).map_err(classify)?;
         let result: &str = row.try_get(1).map_err(classify)?;
@@ -205,11 +201,7 @@ impl ProductRepository for PgProducts {
         tx.commit().await.map_err(classify)
     }
 
-    async fn events_after(
-        &self,
-        position: i64,
-        limit: u32,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
+    async fn events_after(&self, position: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
         let rows = sqlx::query(
             "select position, aggregate_id, aggregate_version, event_type, payload::text from outbox \
              where position > $1 order by position limit $2",

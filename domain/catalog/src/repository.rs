@@ -102,8 +102,7 @@ pub trait ProductRepository: Send + Sync + Debug + 'static {
     async fn list(&self, query: &ProductQuery) -> Result<Vec<Product>, StoreError>;
 
     /// The command recorded under this idempotency key, if any.
-    async fn recorded(&self, request_id: &RequestId)
-    -> Result<Option<RecordedCommand>, StoreError>;
+    async fn recorded(&self, request_id: &RequestId) -> Result<Option<RecordedCommand>, StoreError>;
 
     /// Writes the product, its outbox messages and the idempotency record in one
     /// transaction: all or nothing.
@@ -116,6 +115,5 @@ pub trait ProductRepository: Send + Sync + Debug + 'static {
     async fn save(&self, change: ProductChange<'_>) -> Result<(), StoreError>;
 
     /// Up to `limit` outbox events after `position`, in order.
-    async fn events_after(&self, position: i64, limit: u32)
-    -> Result<Vec<StoredEvent>, StoreError>;
+    async fn events_after(&self, position: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;
 }

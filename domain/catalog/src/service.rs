@@ -8,9 +8,7 @@ use std::sync::Arc;
 use strata_kernel::{AggregateRoot, Error, Fingerprint, OutboxMessage, RequestId, Version};
 use time::OffsetDateTime;
 
-use crate::domain::{
-    Description, Money, Product, ProductError, ProductEvent, ProductId, ProductName, Sku,
-};
+use crate::domain::{Description, Money, Product, ProductError, ProductEvent, ProductId, ProductName, Sku};
 use crate::repository::{ProductChange, ProductQuery, ProductRepository, StoreError};
 
 /// How often a command without `expected_version` is retried when a concurrent
@@ -88,10 +86,7 @@ impl Catalog {
         } else {
             None
         };
-        Ok(ProductPage {
-            products,
-            next_after,
-        })
+        Ok(ProductPage { products, next_after })
     }
 
     /// Creates a draft product.
@@ -184,10 +179,10 @@ impl Catalog {
             attempts += 1;
             let mut product = self.get(id).await?;
             let before = product.version();
-            if let Some(expected) = meta.expected_version {
-                if expected != before {
-                    return Err(conflict(id, expected, before));
-                }
+            if let Some(expected) = meta.expected_version
+                && expected != before
+            {
+                return Err(conflict(id, expected, before));
             }
             let now = now();
             let event = command(&mut product, now)?;
@@ -213,8 +208,8 @@ impl Catalog {
         event: ProductEvent,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let outbox = OutboxMessage::for_events(product, &[event], now)
-            .map_err(|e| StoreError::Other(e.into()))?;
+        let outbox =
+            OutboxMessage::for_events(product, &[event], now).map_err(|e| StoreError::Other(e.into()))?;
         self.products
             .save(ProductChange {
                 product,
@@ -235,9 +230,7 @@ impl Catalog {
             .map_err(store_error)?
         {
             None => Ok(None),
-            Some(recorded) if recorded.fingerprint == meta.fingerprint => {
-                Ok(Some(recorded.product))
-            }
+            Some(recorded) if recorded.fingerprint == meta.fingerprint => Ok(Some(recorded.product)),
             Some(_) => Err(Error::RequestIdReused {
                 request_id: meta.request_id.as_str().to_owned(),
             }),
@@ -246,15 +239,12 @@ impl Catalog {
 
     /// A concurrent retry of the same command may have recorded it first: then its
     /// result is ours too.
-    async fn after_failed_save(
-        &self,
-        meta: &CommandMeta,
-        error: StoreError,
-    ) -> Result<Product, Error> {
+    async fn after_failed_save(&self, meta: &CommandMeta, error: StoreError) -> Result<Product, Error> {
         match error {
-            StoreError::RequestAlreadyRecorded => self.replay(meta).await?.ok_or_else(|| {
-                Error::Internal("request recorded but its record cannot be read".into())
-            }),
+            StoreError::RequestAlreadyRecorded => self
+                .replay(meta)
+                .await?
+                .ok_or_else(|| Error::Internal("request recorded but its record cannot be read".into())),
             other => Err(store_error(other)),
         }
     }

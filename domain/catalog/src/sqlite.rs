@@ -19,8 +19,8 @@ use crate::repository::{
     ProductChange, ProductQuery, ProductRepository, RecordedCommand, StoreError, StoredEvent,
 };
 use crate::store::{
-    OpenError, classify, event_from_row, migrator, product_columns, product_from_result,
-    product_from_row, result_json, version_from, version_to,
+    OpenError, classify, event_from_row, migrator, product_columns, product_from_result, product_from_row,
+    result_json, version_from, version_to,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
@@ -96,10 +96,7 @@ impl ProductRepository for SqliteProducts {
         rows.iter().map(product_from_row).collect()
     }
 
-    async fn recorded(
-        &self,
-        request_id: &RequestId,
-    ) -> Result<Option<RecordedCommand>, StoreError> {
+    async fn recorded(&self, request_id: &RequestId) -> Result<Option<RecordedCommand>, StoreError> {
         let row = sqlx::query("select fingerprint, result from idempotency where request_id = ?1")
             .bind(request_id.as_str())
             .fetch_optional(&self.pool)
@@ -208,11 +205,7 @@ impl ProductRepository for SqliteProducts {
         tx.commit().await.map_err(classify)
     }
 
-    async fn events_after(
-        &self,
-        position: i64,
-        limit: u32,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
+    async fn events_after(&self, position: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
         let rows = sqlx::query(
             "select position, aggregate_id, aggregate_version, event_type, payload from outbox \
              where position > ?1 order by position limit ?2",

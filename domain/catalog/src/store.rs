@@ -45,10 +45,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn ProductRepository>, OpenError> {
 /// The SQLite URL of the catalog's embedded database file in `data_dir`.
 #[must_use]
 pub fn embedded_url(data_dir: &Path) -> String {
-    format!(
-        "sqlite://{}",
-        data_dir.join(format!("{CONTEXT}.db")).display()
-    )
+    format!("sqlite://{}", data_dir.join(format!("{CONTEXT}.db")).display())
 }
 
 /// Why a store could not be opened.
@@ -70,10 +67,7 @@ pub enum OpenError {
 
 /// The context's migrations for one backend, embedded in the binary, tracked in
 /// a migrations table of the context's own.
-pub(crate) fn migrator(
-    sources: &[(i64, &'static str, &'static str)],
-    table: &'static str,
-) -> Migrator {
+pub(crate) fn migrator(sources: &[(i64, &'static str, &'static str)], table: &'static str) -> Migrator {
     let migrations = sources
         .iter()
         .map(|&(version, description, sql)| {
@@ -111,9 +105,8 @@ where
         description: row.try_get(3).map_err(other)?,
         price_minor: row.try_get(4).map_err(other)?,
         currency: row.try_get(5).map_err(other)?,
-        status: ProductStatus::from_stored(status).ok_or_else(|| {
-            StoreError::Other(format!("unknown product status {status:?}").into())
-        })?,
+        status: ProductStatus::from_stored(status)
+            .ok_or_else(|| StoreError::Other(format!("unknown product status {status:?}").into()))?,
         version: u64::try_from(version).map_err(other)?,
         created_at: row.try_get(8).map_err(other)?,
         updated_at: row.try_get(9).map_err(other)?,
@@ -177,8 +170,7 @@ pub(crate) fn classify(error: sqlx::Error) -> StoreError {
     match &error {
         sqlx::Error::Database(db) if db.kind() == ErrorKind::UniqueViolation => {
             // PostgreSQL names the constraint; SQLite names the column in the message.
-            let on_sku =
-                db.constraint() == Some("product_sku_key") || db.message().contains("product.sku");
+            let on_sku = db.constraint() == Some("product_sku_key") || db.message().contains("product.sku");
             let on_request = db.constraint() == Some("idempotency_pkey")
                 || db.message().contains("idempotency.request_id");
             if on_sku {

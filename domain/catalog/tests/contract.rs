@@ -2,11 +2,12 @@
 //! PostgreSQL adapter (a real server in a container), so both stores behave the
 //! same for everything the catalog relies on.
 
+// Test code: a failed step should stop the test with its message.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
-use strata_catalog::domain::{
-    Description, Money, Product, ProductId, ProductName, ProductStatus, Sku,
-};
+use strata_catalog::domain::{Description, Money, Product, ProductId, ProductName, ProductStatus, Sku};
 use strata_catalog::repository::{ProductChange, ProductQuery, ProductRepository, StoreError};
 use strata_catalog::store;
 use strata_kernel::{AggregateRoot, Fingerprint, OutboxMessage, RequestId, Version};
@@ -85,12 +86,7 @@ async fn insert(repo: &Repo, product: &Product) -> Result<(), StoreError> {
     .await
 }
 
-async fn update(
-    repo: &Repo,
-    product: &Product,
-    replaces: Version,
-    key: &str,
-) -> Result<(), StoreError> {
+async fn update(repo: &Repo, product: &Product, replaces: Version, key: &str) -> Result<(), StoreError> {
     let (request_id, fingerprint) = request(key);
     repo.save(ProductChange {
         product,
@@ -105,10 +101,7 @@ async fn update(
 async fn round_trip(repo: &Repo) {
     let mut product = new_product(&unique("RT"), 0);
     insert(repo, &product).await.unwrap();
-    assert_eq!(
-        repo.get(product.id()).await.unwrap().as_ref(),
-        Some(&product)
-    );
+    assert_eq!(repo.get(product.id()).await.unwrap().as_ref(), Some(&product));
     assert_eq!(repo.get(ProductId::generate()).await.unwrap(), None);
 
     product.publish(at(5)).unwrap();
@@ -127,10 +120,7 @@ async fn round_trip(repo: &Repo) {
     })
     .await
     .unwrap();
-    assert_eq!(
-        repo.get(product.id()).await.unwrap().as_ref(),
-        Some(&product)
-    );
+    assert_eq!(repo.get(product.id()).await.unwrap().as_ref(), Some(&product));
 
     let events = repo.events_after(before, 10).await.unwrap();
     assert_eq!(
@@ -172,10 +162,7 @@ async fn unique_sku_and_atomicity(repo: &Repo) {
             fingerprint: &fingerprint,
         })
         .await;
-    assert!(
-        matches!(refused, Err(StoreError::DuplicateSku)),
-        "{refused:?}"
-    );
+    assert!(matches!(refused, Err(StoreError::DuplicateSku)), "{refused:?}");
     // Nothing of the refused change was written: no product, no record, no event.
     assert_eq!(repo.get(twin.id()).await.unwrap(), None);
     assert_eq!(repo.recorded(&request_id).await.unwrap(), None);
@@ -212,9 +199,7 @@ async fn idempotency_records(repo: &Repo) {
     insert(repo, &product).await.unwrap();
     let key = unique("publish");
     product.publish(at(1)).unwrap();
-    update(repo, &product, Version::INITIAL, &key)
-        .await
-        .unwrap();
+    update(repo, &product, Version::INITIAL, &key).await.unwrap();
 
     let (request_id, fingerprint) = request(&key);
     let recorded = repo.recorded(&request_id).await.unwrap().expect("recorded");
@@ -232,10 +217,7 @@ async fn idempotency_records(repo: &Repo) {
         matches!(refused, Err(StoreError::RequestAlreadyRecorded)),
         "{refused:?}"
     );
-    assert_eq!(
-        repo.get(product.id()).await.unwrap().as_ref(),
-        Some(&product)
-    );
+    assert_eq!(repo.get(product.id()).await.unwrap().as_ref(), Some(&product));
     assert_eq!(
         repo.recorded(&RequestId::parse(&unique("never")).unwrap())
             .await
@@ -307,13 +289,13 @@ async fn concurrent_writers(repo: &Repo) {
     });
     let results = futures_join_all(writers).await;
     let winners = results.iter().filter(|r| r.is_ok()).count();
-    assert_eq!(
-        winners, 1,
-        "exactly one writer of version 1 wins: {results:?}"
+    assert_eq!(winners, 1, "exactly one writer of version 1 wins: {results:?}");
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(e, StoreError::VersionConflict { current } if *current == Version::new(2)))
     );
-    assert!(results.iter().filter_map(|r| r.as_ref().err()).all(
-        |e| matches!(e, StoreError::VersionConflict { current } if *current == Version::new(2))
-    ));
 }
 
 async fn futures_join_all<F: std::future::Future + Send + 'static>(

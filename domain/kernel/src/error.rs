@@ -177,10 +177,10 @@ impl Violations {
     /// # Errors
     /// [`Error::InvalidArgument`] when any violation was recorded.
     pub fn finish<T>(self, value: impl FnOnce() -> Option<T>) -> Result<T, Error> {
-        if self.0.is_empty() {
-            if let Some(value) = value() {
-                return Ok(value);
-            }
+        if self.0.is_empty()
+            && let Some(value) = value()
+        {
+            return Ok(value);
         }
         Err(Error::InvalidArgument(self.0))
     }

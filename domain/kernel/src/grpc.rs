@@ -16,9 +16,7 @@
 use std::collections::HashMap;
 
 use tonic::{Code, Status};
-use tonic_types::{
-    ErrorDetails, FieldViolation as PbFieldViolation, PreconditionViolation, StatusExt,
-};
+use tonic_types::{ErrorDetails, FieldViolation as PbFieldViolation, PreconditionViolation, StatusExt};
 
 use crate::Error;
 
@@ -80,17 +78,13 @@ pub fn to_status(error: Error) -> Status {
             ),
         ),
         Error::FailedPrecondition {
-            kind,
-            ref id,
-            reason,
-            ..
+            kind, ref id, reason, ..
         } => {
-            let mut details =
-                ErrorDetails::with_precondition_failure(vec![PreconditionViolation::new(
-                    reason,
-                    format!("{kind}/{id}"),
-                    message.clone(),
-                )]);
+            let mut details = ErrorDetails::with_precondition_failure(vec![PreconditionViolation::new(
+                reason,
+                format!("{kind}/{id}"),
+                message.clone(),
+            )]);
             details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
             Status::with_error_details(Code::FailedPrecondition, message, details)
         }
@@ -126,14 +120,8 @@ mod tests {
             FieldViolation::new("price.amount_minor", "must be greater than zero"),
         ]));
         assert_eq!(status.code(), Code::InvalidArgument);
-        let bad = status
-            .get_details_bad_request()
-            .expect("bad request details");
-        let fields: Vec<_> = bad
-            .field_violations
-            .iter()
-            .map(|v| v.field.as_str())
-            .collect();
+        let bad = status.get_details_bad_request().expect("bad request details");
+        let fields: Vec<_> = bad.field_violations.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(fields, ["sku", "price.amount_minor"]);
     }
 
@@ -147,17 +135,12 @@ mod tests {
         });
         assert_eq!(status.code(), Code::Aborted);
         let info = status.get_details_error_info().expect("error info");
-        assert_eq!(
-            info.metadata.get(CURRENT_VERSION).map(String::as_str),
-            Some("3")
-        );
+        assert_eq!(info.metadata.get(CURRENT_VERSION).map(String::as_str), Some("3"));
     }
 
     #[test]
     fn internal_errors_are_opaque() {
-        let status = to_status(Error::Internal(
-            "password=hunter2 in connection string".into(),
-        ));
+        let status = to_status(Error::Internal("password=hunter2 in connection string".into()));
         assert_eq!(status.code(), Code::Internal);
         assert!(!status.message().contains("hunter2"));
     }

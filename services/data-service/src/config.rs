@@ -108,10 +108,7 @@ impl Flags {
         let listen = self.listen.parse().map_err(|_| {
             config_error(
                 "--listen (STRATA_LISTEN)",
-                format!(
-                    "{:?} is not an address such as 127.0.0.1:50051",
-                    self.listen
-                ),
+                format!("{:?} is not an address such as 127.0.0.1:50051", self.listen),
             )
         })?;
         let drain_timeout = self
@@ -121,19 +118,11 @@ impl Flags {
             .map_err(|_| {
                 config_error(
                     "--drain-timeout-secs (STRATA_DRAIN_TIMEOUT_SECS)",
-                    format!(
-                        "{:?} is not a whole number of seconds",
-                        self.drain_timeout_secs
-                    ),
+                    format!("{:?} is not a whole number of seconds", self.drain_timeout_secs),
                 )
             })?;
         let mut hosted = Vec::new();
-        for name in self
-            .contexts
-            .split(',')
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-        {
+        for name in self.contexts.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             let context = Context::ALL
                 .iter()
                 .copied()
@@ -177,10 +166,7 @@ impl Flags {
             });
         }
         if hosted.is_empty() {
-            return Err(config_error(
-                "--contexts (STRATA_CONTEXTS)",
-                "names no context",
-            ));
+            return Err(config_error("--contexts (STRATA_CONTEXTS)", "names no context"));
         }
         Ok(Settings {
             listen,
@@ -231,9 +217,7 @@ mod tests {
     fn bad_settings_are_named() {
         let err = flags(&["--listen", "nowhere"]).resolve().unwrap_err();
         assert_eq!(err.setting, "--listen (STRATA_LISTEN)");
-        let err = flags(&["--contexts", "catalog,billing"])
-            .resolve()
-            .unwrap_err();
+        let err = flags(&["--contexts", "catalog,billing"]).resolve().unwrap_err();
         assert!(err.problem.contains("\"billing\""), "{err}");
         let err = flags(&["--catalog-database-url", "mysql://x"])
             .resolve()

@@ -43,17 +43,15 @@ pub async fn run(
         let store = config::redact(&hosted.database_url);
         tracing::info!(context = context.name(), %store, "opening store");
         server = match context {
-            Context::Catalog => server.host(
-                strata_catalog::mount(&hosted.database_url)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "context {} on {store} ({})",
-                            context.name(),
-                            context.database_url_var()
-                        )
-                    })?,
-            ),
+            Context::Catalog => server.host(strata_catalog::mount(&hosted.database_url).await.with_context(
+                || {
+                    format!(
+                        "context {} on {store} ({})",
+                        context.name(),
+                        context.database_url_var()
+                    )
+                },
+            )?),
         };
     }
     server.serve(listener, shutdown).await?;

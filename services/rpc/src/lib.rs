@@ -108,10 +108,9 @@ impl Server {
                 .iter()
                 .fold(builder, |builder, name| builder.with_service_name(*name))
         };
-        let reflection_v1 =
-            reflection(tonic_reflection::pb::v1::server_reflection_server::SERVICE_NAME)
-                .build_v1()
-                .map_err(ServeError::Reflection)?;
+        let reflection_v1 = reflection(tonic_reflection::pb::v1::server_reflection_server::SERVICE_NAME)
+            .build_v1()
+            .map_err(ServeError::Reflection)?;
         let reflection_v1alpha =
             reflection(tonic_reflection::pb::v1alpha::server_reflection_server::SERVICE_NAME)
                 .build_v1alpha()

@@ -135,11 +135,7 @@ impl Product {
     ///
     /// # Errors
     /// [`ProductError::Retired`] when the product is retired.
-    pub fn change_price(
-        &mut self,
-        price: Money,
-        now: OffsetDateTime,
-    ) -> Result<ProductEvent, ProductError> {
+    pub fn change_price(&mut self, price: Money, now: OffsetDateTime) -> Result<ProductEvent, ProductError> {
         self.ensure_not_retired()?;
         let event = ProductEvent::PriceChanged {
             price_minor: price.amount_minor(),
@@ -364,20 +360,13 @@ mod tests {
             product.publish(later()),
             Err(ProductError::NotDraft { .. })
         ));
-        assert!(matches!(
-            product.retire(later()),
-            Err(ProductError::Retired(_))
-        ));
+        assert!(matches!(product.retire(later()), Err(ProductError::Retired(_))));
         assert!(matches!(
             product.change_price(Money::parse("EUR", 1).unwrap(), later()),
             Err(ProductError::Retired(_))
         ));
         assert!(matches!(
-            product.update_details(
-                ProductName::parse("x").unwrap(),
-                Description::default(),
-                later()
-            ),
+            product.update_details(ProductName::parse("x").unwrap(), Description::default(), later()),
             Err(ProductError::Retired(_))
         ));
         assert_eq!(product, before);

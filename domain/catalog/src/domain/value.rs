@@ -57,10 +57,7 @@ impl ProductName {
             return Err(FieldViolation::new("name", "is required"));
         }
         if name.chars().count() > Self::MAX_CHARS {
-            return Err(FieldViolation::new(
-                "name",
-                "must be at most 200 characters",
-            ));
+            return Err(FieldViolation::new("name", "must be at most 200 characters"));
         }
         Ok(Self(name.to_owned()))
     }
@@ -145,20 +142,14 @@ impl Money {
         let amount = if amount_minor > 0 {
             Ok(amount_minor)
         } else {
-            Err(FieldViolation::new(
-                "amount_minor",
-                "must be greater than zero",
-            ))
+            Err(FieldViolation::new("amount_minor", "must be greater than zero"))
         };
         match (currency, amount) {
             (Ok(currency), Ok(amount_minor)) => Ok(Self {
                 amount_minor,
                 currency,
             }),
-            (currency, amount) => Err([currency.err(), amount.err()]
-                .into_iter()
-                .flatten()
-                .collect()),
+            (currency, amount) => Err([currency.err(), amount.err()].into_iter().flatten().collect()),
         }
     }
 
@@ -189,10 +180,7 @@ mod tests {
 
     #[test]
     fn names_are_trimmed_and_required() {
-        assert_eq!(
-            ProductName::parse("  Mug ").map(|n| n.0),
-            Ok("Mug".to_owned())
-        );
+        assert_eq!(ProductName::parse("  Mug ").map(|n| n.0), Ok("Mug".to_owned()));
         assert_eq!(ProductName::parse("   ").unwrap_err().field(), "name");
         assert!(ProductName::parse(&"é".repeat(200)).is_ok());
         assert!(ProductName::parse(&"é".repeat(201)).is_err());

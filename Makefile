@@ -1,0 +1,37 @@
+# Strata — the commands a developer and CI use. `make help` lists them.
+
+CARGO ?= cargo
+RUN_ARGS ?=
+
+.PHONY: help run build test test-image lint fmt clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+run: ## run the data service: every context on embedded SQLite in ./var, on 127.0.0.1:50051
+	$(CARGO) run --locked -p strata-data-service --bin data-service -- $(RUN_ARGS)
+
+build: ## build everything
+	$(CARGO) build --locked --workspace --all-targets
+
+test: test-image ## run every test (PostgreSQL ones in containers)
+	$(CARGO) test --locked --workspace
+
+# The PostgreSQL image the tests start (built from Debian packages where no
+# registry can be reached; about a minute, once). Skipped when the tests are
+# pointed at an existing server with STRATA_TEST_DATABASE_URL.
+test-image: ## make sure the PostgreSQL test image exists
+	@if [ -z "$${STRATA_TEST_DATABASE_URL:-}" ]; then \
+		echo "PostgreSQL test image: $$(bash docker/postgres/ensure-image.sh)"; \
+	fi
+
+lint: ## formatting and clippy, warnings denied (as CI)
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+clean: ## remove build output and the embedded databases
+	$(CARGO) clean
+	rm -rf var
