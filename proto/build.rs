@@ -13,8 +13,7 @@ fn main() -> io::Result<()> {
         println!("cargo:rerun-if-changed={proto}");
     }
     let fds = protox::compile(PROTOS, ["."]).map_err(io::Error::other)?;
-    let out =
-        PathBuf::from(env::var_os("OUT_DIR").ok_or_else(|| io::Error::other("OUT_DIR unset"))?);
+    let out = PathBuf::from(env::var_os("OUT_DIR").ok_or_else(|| io::Error::other("OUT_DIR unset"))?);
     fs::write(out.join("strata_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure()
         .build_client(true)

@@ -16,5 +16,4 @@ pub mod catalog {
 
 /// The encoded `FileDescriptorSet` of every Strata proto file (with imports),
 /// for `tonic_reflection`.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/strata_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/strata_descriptor.bin"));
