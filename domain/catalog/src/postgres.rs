@@ -8,7 +8,7 @@ use std::{str::FromStr, time::Duration};
 
 use async_trait::async_trait;
 use sqlx::{
-    PgPool, Row,
+    ConnectOptions, Connection, PgPool, Row,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 use strata_kernel::RequestId;
@@ -45,6 +45,15 @@ impl PgProducts {
         let options = PgConnectOptions::from_str(url)
             .map_err(OpenError::InvalidUrl)?
             .options([("search_path", CONTEXT)]);
+        // One plain connection first: the pool would report any failure as a
+        // time-out, this names the cause (refused, unknown host, bad password).
+        options
+            .connect()
+            .await
+            .map_err(OpenError::Connect)?
+            .close()
+            .await
+            .map_err(OpenError::Connect)?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(5))

@@ -55,13 +55,13 @@ pub enum OpenError {
     #[error("unsupported database URL: expected postgres://… or sqlite://…")]
     UnsupportedUrl,
     /// The URL does not parse.
-    #[error("invalid database URL: {0}")]
+    #[error("invalid database URL")]
     InvalidUrl(#[source] sqlx::Error),
     /// The store did not answer.
-    #[error("cannot connect to the database: {0}")]
+    #[error("cannot connect to the database")]
     Connect(#[source] sqlx::Error),
     /// The schema could not be brought up to date.
-    #[error("migrating the {CONTEXT} schema failed: {0}")]
+    #[error("migrating the {CONTEXT} schema failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
 }
 

@@ -18,13 +18,23 @@ pub use config::{Context, Flags, Hosted, Settings};
 /// until `shutdown` completes, then drains.
 ///
 /// # Errors
-/// When a store cannot be opened or migrated (naming the context and its
-/// setting), or serving fails.
+/// See [`mount`]; or serving fails.
 pub async fn run(
     settings: Settings,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    mount(&settings).await?.serve(listener, shutdown).await?;
+    Ok(())
+}
+
+/// Opens every hosted context's store, running its migrations, and returns the
+/// server hosting them, ready to serve.
+///
+/// # Errors
+/// When a store cannot be opened or migrated; the message names the context and
+/// its setting.
+pub async fn mount(settings: &Settings) -> anyhow::Result<strata_rpc::Server> {
     if settings
         .hosted
         .iter()
@@ -42,18 +52,20 @@ pub async fn run(
         let context = hosted.context;
         let store = config::redact(&hosted.database_url);
         tracing::info!(context = context.name(), %store, "opening store");
+        let failed = || {
+            format!(
+                "context {} on {store} ({})",
+                context.name(),
+                context.database_url_var()
+            )
+        };
         server = match context {
-            Context::Catalog => server.host(strata_catalog::mount(&hosted.database_url).await.with_context(
-                || {
-                    format!(
-                        "context {} on {store} ({})",
-                        context.name(),
-                        context.database_url_var()
-                    )
-                },
-            )?),
+            Context::Catalog => server.host(
+                strata_catalog::mount(&hosted.database_url)
+                    .await
+                    .with_context(failed)?,
+            ),
         };
     }
-    server.serve(listener, shutdown).await?;
-    Ok(())
+    Ok(server)
 }

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use strata_data_service::{Flags, run};
+use strata_data_service::{Flags, mount};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -30,6 +30,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let server = match mount(&settings).await {
+        Ok(server) => server,
+        Err(error) => {
+            eprintln!("data-service: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let contexts: Vec<_> = settings.hosted.iter().map(|h| h.context.name()).collect();
     match listener.local_addr() {
         Ok(address) => println!(
@@ -38,7 +45,7 @@ async fn main() -> ExitCode {
         ),
         Err(error) => eprintln!("data-service: cannot read the bound address: {error}"),
     }
-    match run(settings, listener, strata_rpc::shutdown_signal()).await {
+    match server.serve(listener, strata_rpc::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("data-service: {error:#}");
