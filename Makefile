@@ -14,8 +14,13 @@ run: ## run the data service: every context on embedded SQLite in ./var, on 127.
 build: ## build everything
 	$(CARGO) build --locked --workspace --all-targets
 
+# cargo-nextest when installed (one process per test, one summary line), else cargo test.
 test: test-image ## run every test (PostgreSQL ones in containers)
-	$(CARGO) test --locked --workspace
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		echo "$(CARGO) nextest run --locked --workspace"; $(CARGO) nextest run --locked --workspace; \
+	else \
+		echo "$(CARGO) test --locked --workspace"; $(CARGO) test --locked --workspace; \
+	fi
 
 # The PostgreSQL image the tests start (built from Debian packages where no
 # registry can be reached; about a minute, once). Skipped when the tests are
