@@ -3,7 +3,7 @@
 CARGO ?= cargo
 RUN_ARGS ?=
 
-.PHONY: help run build test test-image lint fmt clean
+.PHONY: help run build test test-image bench lint fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -29,6 +29,14 @@ test-image: ## make sure the PostgreSQL test image exists
 	@if [ -z "$${STRATA_TEST_DATABASE_URL:-}" ]; then \
 		echo "PostgreSQL test image: $$(bash docker/postgres/ensure-image.sh)"; \
 	fi
+
+# Strata against pgbench (the limit) and a plain Python stack, in one run; writes
+# target/bench/report.md, report.json and chart.svg. BENCH_SECONDS sets the
+# measuring time per point (default 10); see README.md, "Benchmarks".
+bench: ## benchmarks: Strata vs pgbench vs plain Python, side by side
+	@command -v pgbench >/dev/null || { apt-get update -qq && apt-get install -y -qq postgresql-client >/dev/null; }
+	$(CARGO) build --locked --release -p strata-data-service -p strata-bench
+	$(CARGO) run --locked --release -q -p strata-bench
 
 lint: ## formatting and clippy, warnings denied (as CI)
 	$(CARGO) fmt --all --check

@@ -1,0 +1,151 @@
+//! The limit: `pgbench -M prepared` running the statements the catalog's
+//! repository issues for the same operation, in the same transaction, against the
+//! same database, at the same concurrency.
+
+use std::{
+    path::Path,
+    process::Command,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context as _, bail};
+use hdrhistogram::Histogram;
+
+use crate::load::{Load, Sample};
+use crate::model::Workload;
+
+/// The id of product `:n` in SQL, as `load::product_id` builds it.
+const ID: &str = "('00000000-0000-7000-8000-' || lpad(:n::text, 12, '0'))::uuid";
+
+/// The pgbench script of a workload: the repository's statements, with the
+/// values a request would bind.
+pub(crate) fn script(workload: Workload, products: u32) -> String {
+    match workload {
+        // ProductRepository::get
+        Workload::Get => format!(
+            "\\set n random(1, {products})\n\
+             select id, sku, name, description, price_minor, currency, status, version, created_at, updated_at \
+             from product where id = {ID};\n"
+        ),
+        // ProductRepository::save for ChangePrice: idempotency record, versioned
+        // update of the aggregate row, one outbox row, in one transaction. The
+        // literals have the sizes of what the service writes.
+        Workload::Update => format!(
+            "\\set n random(1, {products})\n\
+             \\set price random(100, 99999)\n\
+             begin;\n\
+             insert into idempotency (request_id, fingerprint, result, created_at) values \
+             (gen_random_uuid()::text, '\\x{fingerprint}'::bytea, '{result}'::jsonb, now()) \
+             on conflict (request_id) do nothing;\n\
+             update product set name = 'Product', description = 'A product for benchmarking', \
+             price_minor = :price, currency = 'EUR', status = 'published', version = version + 1, \
+             updated_at = now() where id = {ID} and version = version;\n\
+             insert into outbox (aggregate_id, aggregate_version, event_type, payload, occurred_at) values \
+             ({ID}, 2, 'catalog.product.price_changed', \
+             '{{\"type\":\"price_changed\",\"price_minor\":1234,\"currency\":\"EUR\"}}', now());\n\
+             commit;\n",
+            fingerprint = "4368616e67655072696365".repeat(8),
+            result = "{\"id\":\"00000000-0000-7000-8000-000000000001\",\"sku\":\"BENCH-1\",\"name\":\"Product 1\",\
+                      \"description\":\"A product for benchmarking\",\"price_minor\":1234,\"currency\":\"EUR\",\
+                      \"status\":\"published\",\"version\":2,\"created_at\":\"2026-11-24T06:00:00.123456Z\",\
+                      \"updated_at\":\"2026-11-24T06:00:00.123456Z\"}",
+        ),
+    }
+}
+
+/// Runs pgbench with `load.concurrency` clients for `warmup` + `window` (+ a second of
+/// tail), counting only transactions inside the window; `mark` is called at the
+/// window's start and end.
+pub(crate) fn run(
+    dir: &Path,
+    url: &str,
+    load: &Load,
+    warmup: Duration,
+    window: Duration,
+    mut mark: impl FnMut(),
+) -> anyhow::Result<Sample> {
+    let (workload, concurrency) = (load.workload, load.concurrency);
+    let script_file = dir.join(format!("pgbench-{}.sql", workload.name()));
+    std::fs::write(&script_file, script(workload, load.products))?;
+    let logs = dir.join("pgbench-log");
+    let _ = std::fs::remove_dir_all(&logs);
+    std::fs::create_dir_all(&logs)?;
+    let seconds = (warmup + window).as_secs_f64().ceil() as u64 + 1;
+    let threads = concurrency.min(2);
+    let started = SystemTime::now();
+    let child = Command::new("pgbench")
+        .env("PGOPTIONS", "-c search_path=catalog")
+        .args(["-n", "-M", "prepared", "-l"])
+        .arg(format!("--log-prefix={}", logs.join("tx").display()))
+        .args([
+            "-c",
+            &concurrency.to_string(),
+            "-j",
+            &threads.to_string(),
+            "-T",
+            &seconds.to_string(),
+            "-f",
+        ])
+        .arg(&script_file)
+        .arg(url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot run pgbench (install postgresql-client)")?;
+    let start = started + warmup;
+    let end = start + window;
+    std::thread::sleep(start.duration_since(SystemTime::now()).unwrap_or_default());
+    mark();
+    std::thread::sleep(end.duration_since(SystemTime::now()).unwrap_or_default());
+    mark();
+    let output = child.wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "pgbench failed: {}{}",
+            stdout,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let failed: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("number of failed transactions: "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+
+    let (start_us, end_us) = (micros(start)?, micros(end)?);
+    let mut sample = Sample {
+        completed: 0,
+        errors: failed,
+        latency_us: Histogram::new(3)?,
+        window,
+    };
+    for entry in std::fs::read_dir(&logs)? {
+        let text = std::fs::read_to_string(entry?.path())?;
+        for line in text.lines() {
+            // client_id transaction_no latency_us script_no epoch_s epoch_us …
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(latency), Some(secs), Some(us)) = (fields.get(2), fields.get(4), fields.get(5)) else {
+                continue;
+            };
+            // Failed transactions log a word instead of a latency; they are counted above.
+            let (Ok(latency), Ok(secs), Ok(us)) =
+                (latency.parse::<u64>(), secs.parse::<u64>(), us.parse::<u64>())
+            else {
+                continue;
+            };
+            let finished = secs * 1_000_000 + us;
+            if finished <= end_us && finished.saturating_sub(latency) >= start_us {
+                sample.completed += 1;
+                sample.latency_us.record(latency)?;
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&logs);
+    Ok(sample)
+}
+
+fn micros(at: SystemTime) -> anyhow::Result<u64> {
+    Ok(u64::try_from(at.duration_since(UNIX_EPOCH)?.as_micros())?)
+}
