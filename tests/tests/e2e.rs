@@ -273,6 +273,38 @@ async fn catalog_on_postgres_end_to_end() {
         "a retried create returns the same product, not a duplicate"
     );
 
+    // The same command retried concurrently: every caller gets the first result,
+    // and it took effect once.
+    let racing = pb::ChangePriceRequest {
+        id: created.id.clone(),
+        request_id: key(),
+        expected_version: Some(3),
+        price: eur(2490),
+    };
+    let calls = (0..8).map(|_| {
+        let mut client = client.clone();
+        let request = racing.clone();
+        tokio::spawn(async move { client.change_price(request).await.map(|r| r.into_inner()) })
+    });
+    let mut answers = Vec::new();
+    for call in calls.collect::<Vec<_>>() {
+        answers.push(call.await.unwrap().expect("every concurrent retry succeeds"));
+    }
+    assert!(answers.iter().all(|a| a == &answers[0]), "{answers:?}");
+    assert_eq!(answers[0].product.as_ref().unwrap().version, 4);
+    let now = client
+        .get_product(pb::GetProductRequest {
+            id: created.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        now.product.unwrap().version,
+        4,
+        "the racing retries took effect once"
+    );
+
     // The same request_id with a different request.
     let reused = client
         .retire_product(pb::RetireProductRequest {
@@ -299,7 +331,7 @@ async fn catalog_on_postgres_end_to_end() {
         .unwrap();
     assert_eq!(
         (retired.status(), retired.version),
-        (pb::ProductStatus::Retired, 4)
+        (pb::ProductStatus::Retired, 5)
     );
     let illegal = client
         .publish_product(pb::PublishProductRequest {

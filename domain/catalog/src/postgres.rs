@@ -11,7 +11,14 @@ use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 
-use crate::store::{CONTEXT, OpenError, migrator};
+use sqlx::{Row, types::Json};
+use strata_kernel::{AggregateRoot, Fingerprint, OutboxMessage, RequestId};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain::{Product, ProductId, ProductSnapshot};
+use crate::repository::{ProductChange, RecordedCommand, StoreError};
+use crate::store::{CONTEXT, OpenError, classify, migrator, product_from_row, version_from, version_to};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
     1,
@@ -58,6 +65,165 @@ impl PgProducts {
         migrator.create_schema(CONTEXT);
         migrator.run(&pool).await.map_err(OpenError::Migrate)?;
         Ok(Self { pool })
+    }
+}
+
+impl PgProducts {
+    /// The idempotency record and the product in one round trip.
+    async fn read_for_command(
+        &self,
+        id: ProductId,
+        request_id: &RequestId,
+    ) -> Result<(Option<RecordedCommand>, Option<Product>), StoreError> {
+        let row = sqlx::query(
+            "select p.id, p.sku, p.name, p.description, p.price_minor, p.currency, p.status, p.version, \
+             p.created_at, p.updated_at, i.fingerprint, i.result \
+             from (select) as one \
+             left join product p on p.id = $1 \
+             left join idempotency i on i.request_id = $2",
+        )
+        .bind(id.as_uuid())
+        .bind(request_id.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        let product = match row.try_get::<Option<Uuid>, _>(0).map_err(classify)? {
+            Some(_) => Some(product_from_row(&row)?),
+            None => None,
+        };
+        let fingerprint: Option<Vec<u8>> = row.try_get(10).map_err(classify)?;
+        let result: Option<Json<ProductSnapshot>> = row.try_get(11).map_err(classify)?;
+        let recorded = match fingerprint.zip(result) {
+            Some((fingerprint, Json(snapshot))) => Some(RecordedCommand {
+                fingerprint: Fingerprint::new(fingerprint),
+                product: Product::restore(snapshot)
+                    .map_err(|v| StoreError::Other(format!("corrupt idempotency record: {v}").into()))?,
+            }),
+            None => None,
+        };
+        Ok((recorded, product))
+    }
+
+    /// The whole change as one statement — the product row, the idempotency
+    /// record and the outbox rows in data-modifying CTEs — so it is atomic without
+    /// an explicit transaction and costs one round trip instead of five. A unique
+    /// violation on the sku or the request id aborts all of it.
+    async fn write(&self, change: ProductChange<'_>) -> Result<(), StoreError> {
+        let snapshot = change.product.snapshot();
+        let version = version_to(change.product.version())?;
+        let outbox = Outbox::of(change.outbox)?;
+        let written: i64 = match change.replaces {
+            None => sqlx::query_scalar(
+                "with created as ( \
+                   insert into product (id, sku, name, description, price_minor, currency, status, version, \
+                     created_at, updated_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) returning id \
+                 ), recorded as ( \
+                   insert into idempotency (request_id, fingerprint, result, created_at) \
+                   select $11, $12, $13, $10 from created \
+                 ), events as ( \
+                   insert into outbox (aggregate_id, aggregate_version, event_type, payload, occurred_at) \
+                   select e.aggregate_id, e.aggregate_version, e.event_type, e.payload::jsonb, e.occurred_at \
+                   from created, unnest($14::uuid[], $15::int8[], $16::text[], $17::text[], $18::timestamptz[]) \
+                     as e(aggregate_id, aggregate_version, event_type, payload, occurred_at) \
+                 ) select count(*) from created",
+            )
+            .bind(snapshot.id)
+            .bind(&snapshot.sku)
+            .bind(&snapshot.name)
+            .bind(&snapshot.description)
+            .bind(snapshot.price_minor)
+            .bind(&snapshot.currency)
+            .bind(snapshot.status.as_str())
+            .bind(version)
+            .bind(snapshot.created_at)
+            .bind(snapshot.updated_at)
+            .bind(change.request_id.as_str())
+            .bind(change.fingerprint.as_bytes())
+            .bind(Json(&snapshot))
+            .bind(outbox.aggregate_ids)
+            .bind(outbox.versions)
+            .bind(outbox.event_types)
+            .bind(outbox.payloads)
+            .bind(outbox.occurred_at)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?,
+            Some(replaces) => sqlx::query_scalar(
+                "with changed as ( \
+                   update product set name = $3, description = $4, price_minor = $5, currency = $6, \
+                     status = $7, version = $8, updated_at = $9 \
+                   where id = $1 and version = $2 returning id \
+                 ), recorded as ( \
+                   insert into idempotency (request_id, fingerprint, result, created_at) \
+                   select $10, $11, $12, $9 from changed \
+                 ), events as ( \
+                   insert into outbox (aggregate_id, aggregate_version, event_type, payload, occurred_at) \
+                   select e.aggregate_id, e.aggregate_version, e.event_type, e.payload::jsonb, e.occurred_at \
+                   from changed, unnest($13::uuid[], $14::int8[], $15::text[], $16::text[], $17::timestamptz[]) \
+                     as e(aggregate_id, aggregate_version, event_type, payload, occurred_at) \
+                 ) select count(*) from changed",
+            )
+            .bind(snapshot.id)
+            .bind(version_to(replaces)?)
+            .bind(&snapshot.name)
+            .bind(&snapshot.description)
+            .bind(snapshot.price_minor)
+            .bind(&snapshot.currency)
+            .bind(snapshot.status.as_str())
+            .bind(version)
+            .bind(snapshot.updated_at)
+            .bind(change.request_id.as_str())
+            .bind(change.fingerprint.as_bytes())
+            .bind(Json(&snapshot))
+            .bind(outbox.aggregate_ids)
+            .bind(outbox.versions)
+            .bind(outbox.event_types)
+            .bind(outbox.payloads)
+            .bind(outbox.occurred_at)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?,
+        };
+        if written == 1 {
+            return Ok(());
+        }
+        // Nothing matched: read the version afresh (the statement's own snapshot
+        // may predate the change that beat it) to say why.
+        let current: Option<i64> = sqlx::query_scalar("select version from product where id = $1")
+            .bind(snapshot.id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        Err(match current {
+            None => StoreError::NotFound,
+            Some(current) => StoreError::VersionConflict {
+                current: version_from(current)?,
+            },
+        })
+    }
+}
+
+/// Outbox messages as column arrays, for `unnest`.
+struct Outbox {
+    aggregate_ids: Vec<Uuid>,
+    versions: Vec<i64>,
+    event_types: Vec<&'static str>,
+    payloads: Vec<String>,
+    occurred_at: Vec<OffsetDateTime>,
+}
+
+impl Outbox {
+    fn of(messages: &[OutboxMessage]) -> Result<Self, StoreError> {
+        Ok(Self {
+            aggregate_ids: messages.iter().map(|m| m.aggregate_id).collect(),
+            versions: messages
+                .iter()
+                .map(|m| version_to(m.aggregate_version))
+                .collect::<Result<_, _>>()?,
+            event_types: messages.iter().map(|m| m.event_type).collect(),
+            payloads: messages.iter().map(|m| m.payload.to_string()).collect(),
+            occurred_at: messages.iter().map(|m| m.occurred_at).collect(),
+        })
     }
 }
 

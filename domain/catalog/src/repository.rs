@@ -104,8 +104,19 @@ pub trait ProductRepository: Send + Sync + Debug + 'static {
     /// The command recorded under this idempotency key, if any.
     async fn recorded(&self, request_id: &RequestId) -> Result<Option<RecordedCommand>, StoreError>;
 
-    /// Writes the product, its outbox messages and the idempotency record in one
-    /// transaction: all or nothing.
+    /// What a command on product `id` needs to start: the record of `request_id`
+    /// if that command was already carried out, and the product. Stores that can
+    /// answer both in one round trip override this.
+    async fn load_for_command(
+        &self,
+        id: ProductId,
+        request_id: &RequestId,
+    ) -> Result<(Option<RecordedCommand>, Option<Product>), StoreError> {
+        Ok((self.recorded(request_id).await?, self.get(id).await?))
+    }
+
+    /// Writes the product, its outbox messages and the idempotency record
+    /// atomically: all or nothing.
     ///
     /// # Errors
     /// [`StoreError::RequestAlreadyRecorded`] when the request id is taken,

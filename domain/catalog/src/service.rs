@@ -9,7 +9,7 @@ use strata_kernel::{AggregateRoot, Error, Fingerprint, OutboxMessage, RequestId,
 use time::OffsetDateTime;
 
 use crate::domain::{Description, Money, Product, ProductError, ProductEvent, ProductId, ProductName, Sku};
-use crate::repository::{ProductChange, ProductQuery, ProductRepository, StoreError};
+use crate::repository::{ProductChange, ProductQuery, ProductRepository, RecordedCommand, StoreError};
 
 /// How often a command without `expected_version` is retried when a concurrent
 /// writer changes the product between its read and its write.
@@ -109,10 +109,14 @@ impl Catalog {
         );
         match self.save(meta, &product, None, event, now).await {
             Ok(()) => Ok(product),
-            Err(StoreError::DuplicateSku) => Err(Error::AlreadyExists {
-                kind: Product::KIND,
-                field: "sku",
-            }),
+            Err(StoreError::DuplicateSku) => match self.replay(meta).await? {
+                // A concurrent retry of this create took the sku first.
+                Some(product) => Ok(product),
+                None => Err(Error::AlreadyExists {
+                    kind: Product::KIND,
+                    field: "sku",
+                }),
+            },
             Err(error) => self.after_failed_save(meta, error).await,
         }
     }
@@ -171,13 +175,20 @@ impl Catalog {
         id: ProductId,
         command: impl Fn(&mut Product, OffsetDateTime) -> Result<ProductEvent, ProductError>,
     ) -> Result<Product, Error> {
-        if let Some(product) = self.replay(meta).await? {
+        // One read for the common case: was this command carried out already, and
+        // if not, the product it acts on.
+        let (recorded, product) = self
+            .products
+            .load_for_command(id, &meta.request_id)
+            .await
+            .map_err(store_error)?;
+        if let Some(product) = check_replay(meta, recorded)? {
             return Ok(product);
         }
+        let mut product = product.ok_or_else(|| not_found(id))?;
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let mut product = self.get(id).await?;
             let before = product.version();
             if let Some(expected) = meta.expected_version
                 && expected != before
@@ -188,12 +199,19 @@ impl Catalog {
             let event = command(&mut product, now)?;
             match self.save(meta, &product, Some(before), event, now).await {
                 Ok(()) => return Ok(product),
-                Err(StoreError::VersionConflict { current }) => match meta.expected_version {
-                    Some(expected) => return Err(conflict(id, expected, current)),
-                    // Nobody asked for a version: re-read and decide again.
-                    None if attempts < CONFLICT_RETRIES => {}
-                    None => return Err(conflict(id, before, current)),
-                },
+                Err(StoreError::VersionConflict { current }) => {
+                    // A concurrent retry of this very command may be what changed
+                    // the product: then its result is ours.
+                    if let Some(product) = self.replay(meta).await? {
+                        return Ok(product);
+                    }
+                    match meta.expected_version {
+                        Some(expected) => return Err(conflict(id, expected, current)),
+                        // Nobody asked for a version: re-read and decide again.
+                        None if attempts < CONFLICT_RETRIES => product = self.get(id).await?,
+                        None => return Err(conflict(id, before, current)),
+                    }
+                }
                 Err(StoreError::NotFound) => return Err(not_found(id)),
                 Err(error) => return self.after_failed_save(meta, error).await,
             }
@@ -256,6 +274,18 @@ fn now() -> OffsetDateTime {
     let now = OffsetDateTime::now_utc();
     now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
         .unwrap_or(now)
+}
+
+/// The first result of a command already carried out under this key; an error
+/// if the key was used for a different command.
+fn check_replay(meta: &CommandMeta, recorded: Option<RecordedCommand>) -> Result<Option<Product>, Error> {
+    match recorded {
+        None => Ok(None),
+        Some(recorded) if recorded.fingerprint == meta.fingerprint => Ok(Some(recorded.product)),
+        Some(_) => Err(Error::RequestIdReused {
+            request_id: meta.request_id.as_str().to_owned(),
+        }),
+    }
 }
 
 fn not_found(id: ProductId) -> Error {

@@ -192,175 +192,105 @@ fn is_transient(code: Option<&str>) -> bool {
         || (code.len() < 5 && code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6)))
 }
 
-/// The [`ProductRepository`] implementation both adapters share. The statements
-/// are the same text on both backends (`$n` placeholders, JSON through
-/// `sqlx::types::Json`); only the pool type differs, so the body is written once
-/// and expanded per adapter.
+/// The [`ProductRepository`] implementation both adapters share: the reads are
+/// the same statement text on both backends (`$n` placeholders, JSON through
+/// `sqlx::types::Json`), so they are written once and expanded per pool type.
+/// The command path differs and each adapter writes it as inherent methods:
+/// `read_for_command` (the idempotency record and the product) and `write`
+/// (the atomic change).
 macro_rules! product_repository {
     ($store:ident) => {
         mod product_repository {
-        use $crate::domain::{Product, ProductId};
-        use $crate::repository::{
-            ProductChange, ProductQuery, ProductRepository, RecordedCommand, StoreError, StoredEvent,
-        };
-        use $crate::store::{classify, event_from_row, product_columns, product_from_row, version_from, version_to};
-        use sqlx::Row;
-        use strata_kernel::RequestId;
+            use sqlx::Row;
+            use strata_kernel::RequestId;
+            use $crate::domain::{Product, ProductId};
+            use $crate::repository::{
+                ProductChange, ProductQuery, ProductRepository, RecordedCommand, StoreError, StoredEvent,
+            };
+            use $crate::store::{classify, event_from_row, product_columns, product_from_row};
 
-        #[async_trait::async_trait]
-        impl ProductRepository for super::$store {
-            async fn get(&self, id: ProductId) -> Result<Option<Product>, StoreError> {
-                let row = sqlx::query(concat!(
-                    "select ",
-                    product_columns!(),
-                    " from product where id = $1"
-                ))
-                .bind(id.as_uuid())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(classify)?;
-                row.as_ref().map(product_from_row).transpose()
-            }
-
-            async fn list(&self, query: &ProductQuery) -> Result<Vec<Product>, StoreError> {
-                let rows = sqlx::query(concat!(
-                    "select ",
-                    product_columns!(),
-                    " from product where ($1 is null or status = $1) and ($2 is null or id > $2)",
-                    " order by id limit $3"
-                ))
-                .bind(query.status.map(|s| s.as_str()))
-                .bind(query.after.map(|id| id.as_uuid()))
-                .bind(i64::from(query.limit))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(classify)?;
-                rows.iter().map(product_from_row).collect()
-            }
-
-            async fn recorded(&self, request_id: &RequestId) -> Result<Option<RecordedCommand>, StoreError> {
-                let row = sqlx::query("select fingerprint, result from idempotency where request_id = $1")
-                    .bind(request_id.as_str())
+            #[async_trait::async_trait]
+            impl ProductRepository for super::$store {
+                async fn get(&self, id: ProductId) -> Result<Option<Product>, StoreError> {
+                    let row = sqlx::query(concat!(
+                        "select ",
+                        product_columns!(),
+                        " from product where id = $1"
+                    ))
+                    .bind(id.as_uuid())
                     .fetch_optional(&self.pool)
                     .await
                     .map_err(classify)?;
-                let Some(row) = row else { return Ok(None) };
-                let fingerprint: Vec<u8> = row.try_get(0).map_err(classify)?;
-                let result: sqlx::types::Json<$crate::domain::ProductSnapshot> = row.try_get(1).map_err(classify)?;
-                Ok(Some(RecordedCommand {
-                    fingerprint: strata_kernel::Fingerprint::new(fingerprint),
-                    product: $crate::domain::Product::restore(result.0)
-                        .map_err(|v| StoreError::Other(format!("corrupt idempotency record: {v}").into()))?,
-                }))
-            }
-
-            async fn save(&self, change: ProductChange<'_>) -> Result<(), StoreError> {
-                let product = change.product;
-                let snapshot = product.snapshot();
-                let version = version_to(strata_kernel::AggregateRoot::version(product))?;
-                let mut tx = self.pool.begin().await.map_err(classify)?;
-
-                // The idempotency record first: a concurrent retry of the same command
-                // blocks here on the key and then finds it taken.
-                let recorded = sqlx::query(
-                    "insert into idempotency (request_id, fingerprint, result, created_at) \
-                     values ($1, $2, $3, $4) on conflict (request_id) do nothing",
-                )
-                .bind(change.request_id.as_str())
-                .bind(change.fingerprint.as_bytes())
-                .bind(sqlx::types::Json(product.snapshot()))
-                .bind(snapshot.updated_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-                if recorded.rows_affected() == 0 {
-                    return Err(StoreError::RequestAlreadyRecorded);
+                    row.as_ref().map(product_from_row).transpose()
                 }
 
-                match change.replaces {
-                    None => {
-                        sqlx::query(
-                            "insert into product (id, sku, name, description, price_minor, currency, status, version, \
-                             created_at, updated_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                        )
-                        .bind(snapshot.id)
-                        .bind(&snapshot.sku)
-                        .bind(&snapshot.name)
-                        .bind(&snapshot.description)
-                        .bind(snapshot.price_minor)
-                        .bind(&snapshot.currency)
-                        .bind(snapshot.status.as_str())
-                        .bind(version)
-                        .bind(snapshot.created_at)
-                        .bind(snapshot.updated_at)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(classify)?;
-                    }
-                    Some(replaces) => {
-                        let updated = sqlx::query(
-                            "update product set name = $3, description = $4, price_minor = $5, currency = $6, \
-                             status = $7, version = $8, updated_at = $9 where id = $1 and version = $2",
-                        )
-                        .bind(snapshot.id)
-                        .bind(version_to(replaces)?)
-                        .bind(&snapshot.name)
-                        .bind(&snapshot.description)
-                        .bind(snapshot.price_minor)
-                        .bind(&snapshot.currency)
-                        .bind(snapshot.status.as_str())
-                        .bind(version)
-                        .bind(snapshot.updated_at)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(classify)?;
-                        if updated.rows_affected() == 0 {
-                            let current: Option<i64> =
-                                sqlx::query_scalar("select version from product where id = $1")
-                                    .bind(snapshot.id)
-                                    .fetch_optional(&mut *tx)
-                                    .await
-                                    .map_err(classify)?;
-                            return Err(match current {
-                                None => StoreError::NotFound,
-                                Some(current) => StoreError::VersionConflict {
-                                    current: version_from(current)?,
-                                },
-                            });
-                        }
-                    }
-                }
-
-                for message in change.outbox {
-                    sqlx::query(
-                        "insert into outbox (aggregate_id, aggregate_version, event_type, payload, occurred_at) \
-                         values ($1, $2, $3, $4, $5)",
-                    )
-                    .bind(message.aggregate_id)
-                    .bind(version_to(message.aggregate_version)?)
-                    .bind(message.event_type)
-                    .bind(sqlx::types::Json(&message.payload))
-                    .bind(message.occurred_at)
-                    .execute(&mut *tx)
+                async fn list(&self, query: &ProductQuery) -> Result<Vec<Product>, StoreError> {
+                    let rows = sqlx::query(concat!(
+                        "select ",
+                        product_columns!(),
+                        " from product where ($1 is null or status = $1) and ($2 is null or id > $2)",
+                        " order by id limit $3"
+                    ))
+                    .bind(query.status.map(|s| s.as_str()))
+                    .bind(query.after.map(|id| id.as_uuid()))
+                    .bind(i64::from(query.limit))
+                    .fetch_all(&self.pool)
                     .await
                     .map_err(classify)?;
+                    rows.iter().map(product_from_row).collect()
                 }
-                tx.commit().await.map_err(classify)
-            }
 
-            async fn events_after(&self, position: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
-                let rows = sqlx::query(
-                    "select position, aggregate_id, aggregate_version, event_type, payload from outbox \
+                async fn recorded(
+                    &self,
+                    request_id: &RequestId,
+                ) -> Result<Option<RecordedCommand>, StoreError> {
+                    let row =
+                        sqlx::query("select fingerprint, result from idempotency where request_id = $1")
+                            .bind(request_id.as_str())
+                            .fetch_optional(&self.pool)
+                            .await
+                            .map_err(classify)?;
+                    let Some(row) = row else { return Ok(None) };
+                    let fingerprint: Vec<u8> = row.try_get(0).map_err(classify)?;
+                    let result: sqlx::types::Json<$crate::domain::ProductSnapshot> =
+                        row.try_get(1).map_err(classify)?;
+                    Ok(Some(RecordedCommand {
+                        fingerprint: strata_kernel::Fingerprint::new(fingerprint),
+                        product: $crate::domain::Product::restore(result.0).map_err(|v| {
+                            StoreError::Other(format!("corrupt idempotency record: {v}").into())
+                        })?,
+                    }))
+                }
+
+                async fn load_for_command(
+                    &self,
+                    id: ProductId,
+                    request_id: &RequestId,
+                ) -> Result<(Option<RecordedCommand>, Option<Product>), StoreError> {
+                    self.read_for_command(id, request_id).await
+                }
+
+                async fn save(&self, change: ProductChange<'_>) -> Result<(), StoreError> {
+                    self.write(change).await
+                }
+
+                async fn events_after(
+                    &self,
+                    position: i64,
+                    limit: u32,
+                ) -> Result<Vec<StoredEvent>, StoreError> {
+                    let rows = sqlx::query(
+                        "select position, aggregate_id, aggregate_version, event_type, payload from outbox \
                      where position > $1 order by position limit $2",
-                )
-                .bind(position)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(classify)?;
-                rows.iter().map(event_from_row).collect()
+                    )
+                    .bind(position)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(classify)?;
+                    rows.iter().map(event_from_row).collect()
+                }
             }
-        }
         }
     };
 }
