@@ -27,7 +27,7 @@ test: test-image ## run every test (PostgreSQL ones in containers)
 # pointed at an existing server with STRATA_TEST_DATABASE_URL.
 test-image: ## make sure the PostgreSQL test image exists
 	@if [ -z "$${STRATA_TEST_DATABASE_URL:-}" ]; then \
-		echo "PostgreSQL test image: $$(bash docker/postgres/ensure-image.sh)"; \
+		image=$$(bash docker/postgres/ensure-image.sh) && echo "PostgreSQL test image: $$image"; \
 	fi
 
 # Strata against pgbench (the limit) and a plain Python stack, in one run; writes

@@ -54,17 +54,6 @@ impl TestPostgres {
         })
     }
 
-    /// Stops the server, to test how clients see a store that went away.
-    ///
-    /// # Errors
-    /// When the server is not a container of this fixture's, or does not stop.
-    pub async fn stop(&self) -> anyhow::Result<()> {
-        match &self.container {
-            Some(container) => Ok(container.stop().await?),
-            None => bail!("the server at STRATA_TEST_DATABASE_URL is not ours to stop"),
-        }
-    }
-
     /// Creates an empty database and returns its URL.
     ///
     /// # Errors
@@ -81,6 +70,74 @@ impl TestPostgres {
         conn.close().await?;
         Ok(admin.database(&name).to_url_lossy().to_string())
     }
+}
+
+/// A TCP proxy in front of a server, which a test can cut to make the server
+/// unreachable the way a network partition would — whatever the server is, a
+/// container or `STRATA_TEST_DATABASE_URL`.
+#[derive(Debug)]
+pub struct Partition {
+    address: std::net::SocketAddr,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Partition {
+    /// Listens on a loopback port and forwards every connection to `target`.
+    ///
+    /// # Errors
+    /// When no loopback port can be bound.
+    pub async fn start(target: std::net::SocketAddr) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let (cut, cut_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            loop {
+                let mut cut_now = cut_rx.clone();
+                let (mut inbound, _) = tokio::select! {
+                    accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => return },
+                    _ = cut_now.wait_for(|cut| *cut) => return,
+                };
+                let mut cut_conn = cut_rx.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut_conn.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Ok(Self { address, cut })
+    }
+
+    /// `url` with its host and port replaced by this proxy's.
+    ///
+    /// # Errors
+    /// When `url` is not a PostgreSQL URL.
+    pub fn route(&self, url: &str) -> anyhow::Result<String> {
+        let options = PgConnectOptions::from_str(url)?
+            .host(&self.address.ip().to_string())
+            .port(self.address.port());
+        Ok(options.to_url_lossy().to_string())
+    }
+
+    /// Drops every proxied connection and refuses new ones.
+    pub fn cut(&self) {
+        let _ = self.cut.send(true);
+    }
+}
+
+/// The address of the server a PostgreSQL URL names.
+///
+/// # Errors
+/// When the URL does not parse or its host does not resolve.
+pub fn server_address(url: &str) -> anyhow::Result<std::net::SocketAddr> {
+    let options = PgConnectOptions::from_str(url)?;
+    std::net::ToSocketAddrs::to_socket_addrs(&(options.get_host(), options.get_port()))?
+        .next()
+        .context("the database host does not resolve")
 }
 
 /// The image reference `docker/postgres/ensure-image.sh` chooses (building it if needed).

@@ -9,7 +9,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use strata_data_service::{Context, Hosted, Settings};
 use strata_proto::catalog::v1::{self as pb, product_service_client::ProductServiceClient};
-use strata_testkit::TestPostgres;
+use strata_testkit::{Partition, TestPostgres, server_address};
 use tokio::{sync::oneshot, task::JoinHandle};
 use tokio_stream::StreamExt;
 use tonic::{Code, transport::Channel};
@@ -135,7 +135,10 @@ fn field_names(status: &tonic::Status) -> Vec<String> {
 #[tokio::test]
 async fn catalog_on_postgres_end_to_end() {
     let pg = TestPostgres::start().await.unwrap();
-    let service = Service::start(pg.fresh_database().await.unwrap(), Duration::from_secs(5)).await;
+    // The service reaches PostgreSQL through a proxy the test can cut.
+    let url = pg.fresh_database().await.unwrap();
+    let partition = Partition::start(server_address(&url).unwrap()).await.unwrap();
+    let service = Service::start(partition.route(&url).unwrap(), Duration::from_secs(5)).await;
     let mut client = service.products().await;
 
     // create → get → change price with a stale expected_version: ABORTED with the current version.
@@ -378,7 +381,7 @@ async fn catalog_on_postgres_end_to_end() {
     assert_eq!(field_names(&bad), ["page_size", "page_token"]);
 
     // The store goes away: UNAVAILABLE, not INTERNAL.
-    pg.stop().await.unwrap();
+    partition.cut();
     let down = client
         .get_product(pb::GetProductRequest {
             id: created.id.clone(),
