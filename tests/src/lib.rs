@@ -23,7 +23,7 @@ use testcontainers_modules::{
 pub struct TestPostgres {
     admin_url: String,
     // Dropping it stops and removes the container.
-    container: Option<ContainerAsync<Postgres>>,
+    _container: Option<ContainerAsync<Postgres>>,
 }
 
 impl TestPostgres {
@@ -36,7 +36,7 @@ impl TestPostgres {
         if let Ok(url) = std::env::var("STRATA_TEST_DATABASE_URL") {
             return Ok(Self {
                 admin_url: url,
-                container: None,
+                _container: None,
             });
         }
         let image = tokio::task::spawn_blocking(postgres_image).await??;
@@ -50,7 +50,7 @@ impl TestPostgres {
         let port = container.get_host_port_ipv4(5432).await?;
         Ok(Self {
             admin_url: format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres"),
-            container: Some(container),
+            _container: Some(container),
         })
     }
 
