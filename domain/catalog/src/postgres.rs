@@ -120,22 +120,46 @@ impl PgProducts {
         let snapshot = change.product.snapshot();
         let version = version_to(change.product.version())?;
         let outbox = Outbox::of(change.outbox)?;
-        let written: i64 = match change.replaces {
-            None => sqlx::query_scalar(
+        // Both statements take the same parameters, so one list of binds serves:
+        // $1 id, $2 the version replaced (null when creating), $3 sku, $4 name,
+        // $5 description, $6 price, $7 currency, $8 status, $9 new version,
+        // $10 created_at, $11 updated_at, $12 request id, $13 fingerprint,
+        // $14 result, $15–$19 the outbox columns.
+        let statement = match change.replaces {
+            None => {
                 "with created as ( \
                    insert into product (id, sku, name, description, price_minor, currency, status, version, \
-                     created_at, updated_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) returning id \
+                     created_at, updated_at) values ($1, $3, $4, $5, $6, $7, $8, $9, $10, $11) returning id \
                  ), recorded as ( \
                    insert into idempotency (request_id, fingerprint, result, created_at) \
-                   select $11, $12, $13, $10 from created \
+                   select $12, $13, $14, $11 from created \
                  ), events as ( \
                    insert into outbox (aggregate_id, aggregate_version, event_type, payload, occurred_at) \
                    select e.aggregate_id, e.aggregate_version, e.event_type, e.payload::jsonb, e.occurred_at \
-                   from created, unnest($14::uuid[], $15::int8[], $16::text[], $17::text[], $18::timestamptz[]) \
+                   from created, unnest($15::uuid[], $16::int8[], $17::text[], $18::text[], $19::timestamptz[]) \
                      as e(aggregate_id, aggregate_version, event_type, payload, occurred_at) \
-                 ) select count(*) from created",
-            )
+                 ) select count(*) from created"
+            }
+            Some(_) => {
+                "with changed as ( \
+                   update product set name = $4, description = $5, price_minor = $6, currency = $7, \
+                     status = $8, version = $9, updated_at = $11 \
+                   where id = $1 and version = $2 \
+                   returning id \
+                 ), recorded as ( \
+                   insert into idempotency (request_id, fingerprint, result, created_at) \
+                   select $12, $13, $14, $11 from changed \
+                 ), events as ( \
+                   insert into outbox (aggregate_id, aggregate_version, event_type, payload, occurred_at) \
+                   select e.aggregate_id, e.aggregate_version, e.event_type, e.payload::jsonb, e.occurred_at \
+                   from changed, unnest($15::uuid[], $16::int8[], $17::text[], $18::text[], $19::timestamptz[]) \
+                     as e(aggregate_id, aggregate_version, event_type, payload, occurred_at) \
+                 ) select count(*) from changed"
+            }
+        };
+        let written: i64 = sqlx::query_scalar(statement)
             .bind(snapshot.id)
+            .bind(change.replaces.map(version_to).transpose()?)
             .bind(&snapshot.sku)
             .bind(&snapshot.name)
             .bind(&snapshot.description)
@@ -155,43 +179,7 @@ impl PgProducts {
             .bind(outbox.occurred_at)
             .fetch_one(&self.pool)
             .await
-            .map_err(classify)?,
-            Some(replaces) => sqlx::query_scalar(
-                "with changed as ( \
-                   update product set name = $3, description = $4, price_minor = $5, currency = $6, \
-                     status = $7, version = $8, updated_at = $9 \
-                   where id = $1 and version = $2 returning id \
-                 ), recorded as ( \
-                   insert into idempotency (request_id, fingerprint, result, created_at) \
-                   select $10, $11, $12, $9 from changed \
-                 ), events as ( \
-                   insert into outbox (aggregate_id, aggregate_version, event_type, payload, occurred_at) \
-                   select e.aggregate_id, e.aggregate_version, e.event_type, e.payload::jsonb, e.occurred_at \
-                   from changed, unnest($13::uuid[], $14::int8[], $15::text[], $16::text[], $17::timestamptz[]) \
-                     as e(aggregate_id, aggregate_version, event_type, payload, occurred_at) \
-                 ) select count(*) from changed",
-            )
-            .bind(snapshot.id)
-            .bind(version_to(replaces)?)
-            .bind(&snapshot.name)
-            .bind(&snapshot.description)
-            .bind(snapshot.price_minor)
-            .bind(&snapshot.currency)
-            .bind(snapshot.status.as_str())
-            .bind(version)
-            .bind(snapshot.updated_at)
-            .bind(change.request_id.as_str())
-            .bind(change.fingerprint.as_bytes())
-            .bind(Json(&snapshot))
-            .bind(outbox.aggregate_ids)
-            .bind(outbox.versions)
-            .bind(outbox.event_types)
-            .bind(outbox.payloads)
-            .bind(outbox.occurred_at)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(classify)?,
-        };
+            .map_err(classify)?;
         if written == 1 {
             return Ok(());
         }
