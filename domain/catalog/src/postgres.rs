@@ -12,13 +12,15 @@ use sqlx::{
 };
 
 use sqlx::{Row, types::Json};
-use strata_kernel::{AggregateRoot, Fingerprint, OutboxMessage, RequestId};
+use strata_kernel::{AggregateRoot, OutboxMessage, RequestId};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::{Product, ProductId, ProductSnapshot};
 use crate::repository::{ProductChange, RecordedCommand, StoreError};
-use crate::store::{CONTEXT, OpenError, classify, migrator, product_from_row, version_from, version_to};
+use crate::store::{
+    CONTEXT, OpenError, classify, migrator, product_from_row, recorded_command, version_from, version_to,
+};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
     1,
@@ -101,14 +103,10 @@ impl PgProducts {
         };
         let fingerprint: Option<Vec<u8>> = row.try_get(10).map_err(classify)?;
         let result: Option<Json<ProductSnapshot>> = row.try_get(11).map_err(classify)?;
-        let recorded = match fingerprint.zip(result) {
-            Some((fingerprint, Json(snapshot))) => Some(RecordedCommand {
-                fingerprint: Fingerprint::new(fingerprint),
-                product: Product::restore(snapshot)
-                    .map_err(|v| StoreError::Other(format!("corrupt idempotency record: {v}").into()))?,
-            }),
-            None => None,
-        };
+        let recorded = fingerprint
+            .zip(result)
+            .map(|(f, Json(r))| recorded_command(f, r))
+            .transpose()?;
         Ok((recorded, product))
     }
 

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::{Product, ProductSnapshot, ProductStatus};
-use crate::repository::{ProductRepository, StoreError, StoredEvent};
+use crate::repository::{ProductRepository, RecordedCommand, StoreError, StoredEvent};
 
 /// The context's name in configuration, schemas and migration tables.
 pub const CONTEXT: &str = "catalog";
@@ -136,6 +136,19 @@ where
     })
 }
 
+/// An idempotency record read back: the command's fingerprint and the product
+/// it left, re-checked like any stored product.
+pub(crate) fn recorded_command(
+    fingerprint: Vec<u8>,
+    result: ProductSnapshot,
+) -> Result<RecordedCommand, StoreError> {
+    Ok(RecordedCommand {
+        fingerprint: strata_kernel::Fingerprint::new(fingerprint),
+        product: Product::restore(result)
+            .map_err(|v| StoreError::Other(format!("corrupt idempotency record: {v}").into()))?,
+    })
+}
+
 /// A stored version read back as a domain [`strata_kernel::Version`].
 pub(crate) fn version_from(value: i64) -> Result<strata_kernel::Version, StoreError> {
     u64::try_from(value)
@@ -207,7 +220,9 @@ macro_rules! product_repository {
             use $crate::repository::{
                 ProductChange, ProductQuery, ProductRepository, RecordedCommand, StoreError, StoredEvent,
             };
-            use $crate::store::{classify, event_from_row, product_columns, product_from_row};
+            use $crate::store::{
+                classify, event_from_row, product_columns, product_from_row, recorded_command,
+            };
 
             #[async_trait::async_trait]
             impl ProductRepository for super::$store {
@@ -254,12 +269,7 @@ macro_rules! product_repository {
                     let fingerprint: Vec<u8> = row.try_get(0).map_err(classify)?;
                     let result: sqlx::types::Json<$crate::domain::ProductSnapshot> =
                         row.try_get(1).map_err(classify)?;
-                    Ok(Some(RecordedCommand {
-                        fingerprint: strata_kernel::Fingerprint::new(fingerprint),
-                        product: $crate::domain::Product::restore(result.0).map_err(|v| {
-                            StoreError::Other(format!("corrupt idempotency record: {v}").into())
-                        })?,
-                    }))
+                    recorded_command(fingerprint, result.0).map(Some)
                 }
 
                 async fn load_for_command(
