@@ -28,13 +28,15 @@ use strata_proto::catalog::v1::product_service_server::{ProductServiceServer, SE
 /// The fully-qualified name of the context's one gRPC service.
 pub const GRPC_SERVICE: &str = SERVICE_NAME;
 
-/// Opens the store at `url` (migrating it) and returns the context's gRPC service,
-/// ready to be added to a server.
+/// Opens the store (migrating it) and returns the context's gRPC service, ready
+/// to be added to a server.
 ///
 /// # Errors
 /// [`store::OpenError`] when the store cannot be opened or migrated.
-pub async fn mount(url: &str) -> Result<ProductServiceServer<grpc::ProductGrpc>, store::OpenError> {
-    let products = store::open(url).await?;
+pub async fn mount(
+    store: &store::StoreConfig,
+) -> Result<ProductServiceServer<grpc::ProductGrpc>, store::OpenError> {
+    let products = store::open(store).await?;
     Ok(ProductServiceServer::new(grpc::ProductGrpc::new(
         service::Catalog::new(products),
     )))

@@ -34,22 +34,23 @@ pub struct PgProducts {
     pool: PgPool,
 }
 
-/// Connections per pool: four per core of this machine. Measured with `make
-/// bench` on 2 cores: 8 connections served 20% more gets than 16 (fewer idle
-/// backends to wake per query) and 40% more than 4.
-fn pool_size() -> u32 {
+/// Connections per pool unless configured: four per core of this machine.
+/// Measured with `make bench` on 2 cores: 8 connections served more gets than 16
+/// (fewer idle backends to wake per query) and than 4.
+fn default_pool_size() -> u32 {
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     u32::try_from(cores * 4).unwrap_or(u32::MAX).max(4)
 }
 
 impl PgProducts {
-    /// Connects to `url`, creates the `catalog` schema if needed and applies the
+    /// Connects to `url` with a pool of `max_connections` (default: four per
+    /// core), creates the `catalog` schema if needed and applies the
     /// context's migrations (tracked in `catalog._strata_migrations`).
     ///
     /// # Errors
     /// [`OpenError`] when the URL is invalid, the server does not answer or a
     /// migration fails.
-    pub async fn connect(url: &str) -> Result<Self, OpenError> {
+    pub async fn connect(url: &str, max_connections: Option<u32>) -> Result<Self, OpenError> {
         let options = PgConnectOptions::from_str(url)
             .map_err(OpenError::InvalidUrl)?
             .options([("search_path", CONTEXT)]);
@@ -63,7 +64,7 @@ impl PgProducts {
             .await
             .map_err(OpenError::Connect)?;
         let pool = PgPoolOptions::new()
-            .max_connections(pool_size())
+            .max_connections(max_connections.unwrap_or_else(default_pool_size).max(1))
             .acquire_timeout(Duration::from_secs(5))
             // A broken connection surfaces as UNAVAILABLE on first use and is then
             // dropped; a ping before every acquire would cost a round trip per request.

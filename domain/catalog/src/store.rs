@@ -27,14 +27,36 @@ macro_rules! product_columns {
 }
 pub(crate) use product_columns;
 
-/// Opens the store named by `url` (`postgres://…` or `sqlite://…`) and brings its
-/// schema up to date.
+/// Where a context's data lives and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// `postgres://…` or `sqlite://…`.
+    pub url: String,
+    /// Most connections a PostgreSQL pool opens; `None`: four per core.
+    pub max_connections: Option<u32>,
+}
+
+impl StoreConfig {
+    /// The store at `url`, with default pool settings.
+    #[must_use]
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: None,
+        }
+    }
+}
+
+/// Opens the store `config` names and brings its schema up to date.
 ///
 /// # Errors
 /// When the URL has another scheme, the store cannot be reached, or a migration fails.
-pub async fn open(url: &str) -> Result<Arc<dyn ProductRepository>, OpenError> {
+pub async fn open(config: &StoreConfig) -> Result<Arc<dyn ProductRepository>, OpenError> {
+    let url = config.url.as_str();
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(crate::postgres::PgProducts::connect(url).await?))
+        Ok(Arc::new(
+            crate::postgres::PgProducts::connect(url, config.max_connections).await?,
+        ))
     } else if url.starts_with("sqlite:") {
         Ok(Arc::new(crate::sqlite::SqliteProducts::connect(url).await?))
     } else {

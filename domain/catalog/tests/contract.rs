@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use strata_catalog::domain::{Description, Money, Product, ProductId, ProductName, ProductStatus, Sku};
 use strata_catalog::repository::{ProductChange, ProductQuery, ProductRepository, StoreError};
-use strata_catalog::store;
+use strata_catalog::store::{self, StoreConfig};
 use strata_kernel::{AggregateRoot, Fingerprint, OutboxMessage, RequestId, Version};
 use strata_testkit::TestPostgres;
 use time::OffsetDateTime;
@@ -20,10 +20,14 @@ type Repo = Arc<dyn ProductRepository>;
 async fn sqlite_store_keeps_the_contract() {
     let dir = std::env::temp_dir().join(format!("strata-contract-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&dir).unwrap();
-    let repo = store::open(&store::embedded_url(&dir)).await.unwrap();
+    let repo = store::open(&StoreConfig::new(store::embedded_url(&dir)))
+        .await
+        .unwrap();
     contract(repo).await;
     // Migrations run again on an existing file without complaint.
-    store::open(&store::embedded_url(&dir)).await.unwrap();
+    store::open(&StoreConfig::new(store::embedded_url(&dir)))
+        .await
+        .unwrap();
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -31,9 +35,11 @@ async fn sqlite_store_keeps_the_contract() {
 async fn postgres_store_keeps_the_contract() {
     let pg = TestPostgres::start().await.unwrap();
     let url = pg.fresh_database().await.unwrap();
-    let repo = store::open(&url).await.unwrap();
+    let repo = store::open(&StoreConfig::new(url.clone())).await.unwrap();
     contract(repo).await;
-    store::open(&url).await.expect("migrations are idempotent");
+    store::open(&StoreConfig::new(url.clone()))
+        .await
+        .expect("migrations are idempotent");
 }
 
 async fn contract(repo: Repo) {

@@ -55,6 +55,10 @@ pub struct Flags {
     #[arg(long, env = "STRATA_CATALOG_DATABASE_URL")]
     catalog_database_url: Option<String>,
 
+    /// Most connections each context's PostgreSQL pool opens (default: four per core).
+    #[arg(long, env = "STRATA_DB_MAX_CONNECTIONS")]
+    db_max_connections: Option<String>,
+
     /// Seconds in-flight calls may take to finish after SIGTERM or SIGINT.
     #[arg(long, env = "STRATA_DRAIN_TIMEOUT_SECS", default_value = "10")]
     drain_timeout_secs: String,
@@ -80,6 +84,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Bound on draining at shutdown.
     pub drain_timeout: Duration,
+    /// Most connections per PostgreSQL pool; `None`: four per core.
+    pub db_max_connections: Option<u32>,
 }
 
 /// A setting that cannot be used, named as the user would set it.
@@ -121,6 +127,18 @@ impl Flags {
                     format!("{:?} is not a whole number of seconds", self.drain_timeout_secs),
                 )
             })?;
+        let db_max_connections = self
+            .db_max_connections
+            .filter(|raw| !raw.is_empty())
+            .map(|raw| {
+                raw.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    config_error(
+                        "--db-max-connections (STRATA_DB_MAX_CONNECTIONS)",
+                        format!("{raw:?} is not a whole number of at least 1"),
+                    )
+                })
+            })
+            .transpose()?;
         let mut hosted = Vec::new();
         for name in self.contexts.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             let context = Context::ALL
@@ -173,6 +191,7 @@ impl Flags {
             hosted,
             data_dir: self.data_dir,
             drain_timeout,
+            db_max_connections,
         })
     }
 }

@@ -10,6 +10,7 @@ pub mod config;
 use std::future::Future;
 
 use anyhow::Context as _;
+use strata_catalog::store::StoreConfig;
 use tokio::net::TcpListener;
 
 pub use config::{Context, Flags, Hosted, Settings};
@@ -61,9 +62,12 @@ pub async fn mount(settings: &Settings) -> anyhow::Result<strata_rpc::Server> {
         };
         server = match context {
             Context::Catalog => server.host(
-                strata_catalog::mount(&hosted.database_url)
-                    .await
-                    .with_context(failed)?,
+                strata_catalog::mount(&StoreConfig {
+                    url: hosted.database_url.clone(),
+                    max_connections: settings.db_max_connections,
+                })
+                .await
+                .with_context(failed)?,
             ),
         };
     }
