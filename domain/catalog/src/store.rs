@@ -32,7 +32,7 @@ pub(crate) use product_columns;
 pub struct StoreConfig {
     /// `postgres://…` or `sqlite://…`.
     pub url: String,
-    /// Most connections a PostgreSQL pool opens; `None`: four per core.
+    /// Most connections a PostgreSQL pool opens; `None`: eight per core.
     pub max_connections: Option<u32>,
 }
 

@@ -55,7 +55,7 @@ pub struct Flags {
     #[arg(long, env = "STRATA_CATALOG_DATABASE_URL")]
     catalog_database_url: Option<String>,
 
-    /// Most connections each context's PostgreSQL pool opens (default: four per core).
+    /// Most connections each context's PostgreSQL pool opens (default: eight per core).
     #[arg(long, env = "STRATA_DB_MAX_CONNECTIONS")]
     db_max_connections: Option<String>,
 
@@ -84,7 +84,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Bound on draining at shutdown.
     pub drain_timeout: Duration,
-    /// Most connections per PostgreSQL pool; `None`: four per core.
+    /// Most connections per PostgreSQL pool; `None`: eight per core.
     pub db_max_connections: Option<u32>,
 }
 
