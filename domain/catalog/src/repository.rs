@@ -105,15 +105,13 @@ pub trait ProductRepository: Send + Sync + Debug + 'static {
     async fn recorded(&self, request_id: &RequestId) -> Result<Option<RecordedCommand>, StoreError>;
 
     /// What a command on product `id` needs to start: the record of `request_id`
-    /// if that command was already carried out, and the product. Stores that can
-    /// answer both in one round trip override this.
+    /// if that command was already carried out, and the product — in one round
+    /// trip where the store can (PostgreSQL does; SQLite reads its file twice).
     async fn load_for_command(
         &self,
         id: ProductId,
         request_id: &RequestId,
-    ) -> Result<(Option<RecordedCommand>, Option<Product>), StoreError> {
-        Ok((self.recorded(request_id).await?, self.get(id).await?))
-    }
+    ) -> Result<(Option<RecordedCommand>, Option<Product>), StoreError>;
 
     /// Writes the product, its outbox messages and the idempotency record
     /// atomically: all or nothing.
