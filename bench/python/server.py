@@ -26,6 +26,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 pb = None  # strata.catalog.v1.catalog_pb2, imported from --gen in main()
+money_pb = None  # strata.type.v1.money_pb2, likewise
 
 SELECT_PRODUCT = (
     "select id, sku, name, description, price_minor, currency, status, version,"
@@ -80,7 +81,7 @@ def product_message(p):
         sku=p["sku"],
         name=p["name"],
         description=p["description"],
-        price=pb.Money(currency_code=p["currency"], amount_minor=p["price_minor"]),
+        price=money_pb.Money(currency_code=p["currency"], amount_minor=p["price_minor"]),
         status=pb.ProductStatus.Value("PRODUCT_STATUS_" + p["status"].upper()),
         version=p["version"],
         create_time=timestamp(p["created_at"]),
@@ -262,7 +263,7 @@ async def serve(args, pb_grpc):
 
 
 def main():
-    global pb
+    global pb, money_pb
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--listen", default="127.0.0.1:50052", help="host:port to serve gRPC on")
     parser.add_argument("--dsn", required=True, help="postgres://user:password@host:port/db")
@@ -271,8 +272,10 @@ def main():
 
     sys.path.insert(0, args.gen)
     from strata.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+    from strata.type.v1 import money_pb2
 
     pb = catalog_pb2
+    money_pb = money_pb2
     asyncio.run(serve(args, catalog_pb2_grpc))
 
 

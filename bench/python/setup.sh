@@ -21,6 +21,7 @@ mkdir -p "$1"
 dir="$(cd "$1" && pwd)"
 requirements="$here/requirements.txt"
 proto="$repo/proto/strata/catalog/v1/catalog.proto"
+shared_protos="$repo/proto/strata/type/v1/money.proto"
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PIP_NO_INPUT=1
 
@@ -36,14 +37,14 @@ fi
 
 # Regenerate only when the proto (or the installed requirements) is newer than the code.
 stub="$dir/gen/strata/catalog/v1/catalog_pb2_grpc.py"
-if [ ! -f "$stub" ] || [ "$proto" -nt "$stub" ] || [ "$dir/.requirements.installed" -nt "$stub" ]; then
+if [ ! -f "$stub" ] || [ "$proto" -nt "$stub" ] || [ "$shared_protos" -nt "$stub" ] || [ "$dir/.requirements.installed" -nt "$stub" ]; then
     # grpc_tools ships google/protobuf/*.proto (timestamp.proto) in its _proto directory.
     wkt="$("$dir/bin/python" -c 'import os, grpc_tools; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))')"
     tmp="$(mktemp -d "$dir/gen.XXXXXX")"
     trap 'rm -rf "$tmp"' EXIT
     chmod 755 "$tmp"
     "$dir/bin/python" -m grpc_tools.protoc -I "$repo/proto" -I "$wkt" \
-        --python_out="$tmp" --grpc_python_out="$tmp" "$proto"
+        --python_out="$tmp" --grpc_python_out="$tmp" "$proto" $shared_protos
     rm -rf "$dir/gen"
     mv "$tmp" "$dir/gen"
     trap - EXIT

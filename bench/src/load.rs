@@ -131,7 +131,7 @@ async fn work(
                     id: product_id(owned[k]),
                     request_id: format!("{}-{worker}-{seq}", load.tag),
                     expected_version: Some(versions[k]),
-                    price: Some(pb::Money {
+                    price: Some(strata_proto::r#type::v1::Money {
                         currency_code: "EUR".into(),
                         amount_minor: rng.i64(100..100_000),
                     }),

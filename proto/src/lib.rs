@@ -7,6 +7,13 @@
 
 #![allow(missing_docs, unreachable_pub, clippy::all)]
 
+/// `strata.type.v1`: value types every context shares ([`r#type::v1::Money`]).
+pub mod r#type {
+    pub mod v1 {
+        tonic::include_proto!("strata.type.v1");
+    }
+}
+
 /// `strata.catalog.v1`: the catalog context's `ProductService`.
 pub mod catalog {
     pub mod v1 {

@@ -24,8 +24,12 @@ const ROOTS: &[(&str, &str)] = &[
 const IO_CRATES: &str = "sqlx tonic prost prost_types axum tokio hyper reqwest";
 /// `std` modules that do I/O.
 const IO_STD: &str = "fs net process";
-/// Items of `strata_proto` that belong to no context, which any context may use.
-const SHARED_PROTO_ITEMS: &str = "self FILE_DESCRIPTOR_SET";
+/// Proto packages of shared value types (`proto/strata/<name>/v1`): they belong
+/// to no context, declare no service, and any context may use them.
+const SHARED_PROTO_PACKAGES: &str = "type";
+/// Items of `strata_proto` that belong to no context, which any context may use:
+/// the shared type packages and the descriptor set.
+const SHARED_PROTO_ITEMS: &str = "self FILE_DESCRIPTOR_SET type";
 
 fn listed(list: &str, word: &str) -> bool {
     list.split(' ').any(|w| w == word)
@@ -133,6 +137,11 @@ fn tokenize(src: &str) -> Vec<Tok> {
                 out.push(("::".to_owned(), line));
                 i += 2;
             }
+            // A raw identifier (`r#type`) is the identifier itself.
+            ('r', '#') if is_ident_char(at(i + 2)) => {
+                i = (i + 2..=c.len()).find(|&j| !is_ident_char(at(j))).unwrap();
+                out.push((c[start + 2..i].iter().collect(), line));
+            }
             (ch, _) if is_ident_char(ch) => {
                 i = (i..=c.len()).find(|&j| !is_ident_char(at(j))).unwrap();
                 out.push((c[start..i].iter().collect(), line));
@@ -201,12 +210,14 @@ fn check_pure_domain(file: &str, src: &str) -> Vec<String> {
 /// Rule 3 over the `.proto` files `(path, text)` of package directory `dir` of context
 /// `ctx`: exactly one service, `<Root>Service`.
 fn check_proto_services(ctx: &str, dir: &str, files: &[(String, String)]) -> Vec<String> {
-    let Some((_, root)) = ROOTS.iter().find(|(c, _)| *c == ctx) else {
+    let shared = listed(SHARED_PROTO_PACKAGES, ctx);
+    let root = ROOTS.iter().find(|(c, _)| *c == ctx).map(|(_, root)| *root);
+    if !shared && root.is_none() {
         return vec![format!(
             "{dir}: unknown context `{ctx}`: add its aggregate root to ROOTS in \
              tests/tests/architecture.rs (mirroring DESIGN.md) so its gRPC surface is checked"
         )];
-    };
+    }
     let mut services = Vec::new();
     for (path, text) in files {
         for w in tokenize(text)
@@ -216,13 +227,23 @@ fn check_proto_services(ctx: &str, dir: &str, files: &[(String, String)]) -> Vec
             services.push((w[1].0.clone(), format!("{} ({path}:{})", w[1].0, w[1].1)));
         }
     }
+    let found: Vec<_> = services.iter().map(|(_, at)| at.clone()).collect();
+    let Some(root) = root else {
+        if found.is_empty() {
+            return Vec::new();
+        }
+        return vec![format!(
+            "{dir}: shared type package `{ctx}` declares service(s) [{}]: rule broken: a shared \
+             type package holds value types only",
+            found.join(", ")
+        )];
+    };
     let expected = format!("{root}Service");
     if let [(name, _)] = services.as_slice()
         && *name == expected
     {
         return Vec::new();
     }
-    let found: Vec<_> = services.into_iter().map(|(_, at)| at).collect();
     vec![format!(
         "{dir}: context `{ctx}` declares {} service(s) [{}]: rule broken: a context exposes exactly \
          one gRPC service, `{expected}`, named after its aggregate root",
@@ -415,6 +436,8 @@ fn proto_checker_reports_wrong_services() {
     assert_one(check("ordering", "service OrderLine {}"), "`OrderService`, named");
     assert_one(check("shipping", "service Shipment {}"), "add its aggregate root");
     assert_none(check("catalog", "// service Old {}\nservice ProductService {}"));
+    assert_none(check("type", "message Money {}"));
+    assert_one(check("type", "service MoneyService {}"), "shared type package `type` declares");
 }
 
 #[test]
@@ -425,6 +448,8 @@ fn ownership_checker_reports_other_contexts_generated_code() {
     assert_one(check("use strata_proto::identity::v1 as pb;"), &want);
     let grouped = check("use strata_proto::{catalog::v1, ordering::v1};");
     assert_one(grouped, "`strata_proto::ordering`");
-    let own = "use strata_proto::catalog::v1 as pb; let d = strata_proto::FILE_DESCRIPTOR_SET;";
+    assert_one(check("use strata_proto::r#ordering::v1;"), "`strata_proto::ordering`");
+    let own = "use strata_proto::catalog::v1 as pb; let d = strata_proto::FILE_DESCRIPTOR_SET; \
+               let m: strata_proto::r#type::v1::Money;";
     assert_none(check(own));
 }

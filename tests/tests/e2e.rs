@@ -99,8 +99,8 @@ fn key() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-fn eur(amount_minor: i64) -> Option<pb::Money> {
-    Some(pb::Money {
+fn eur(amount_minor: i64) -> Option<strata_proto::r#type::v1::Money> {
+    Some(strata_proto::r#type::v1::Money {
         currency_code: "EUR".into(),
         amount_minor,
     })
@@ -192,7 +192,7 @@ async fn catalog_on_postgres_end_to_end() {
             sku: "no spaces allowed".into(),
             name: " ".into(),
             description: String::new(),
-            price: Some(pb::Money {
+            price: Some(strata_proto::r#type::v1::Money {
                 currency_code: "euro".into(),
                 amount_minor: 0,
             }),

@@ -224,7 +224,7 @@ fn id_and_meta(
 }
 
 /// A required `price` field; violations are named `price.…`.
-fn money(violations: &mut Violations, price: Option<&pb::Money>) -> Option<Money> {
+fn money(violations: &mut Violations, price: Option<&strata_proto::r#type::v1::Money>) -> Option<Money> {
     let Some(price) = price else {
         violations.push(FieldViolation::new("price", "is required"));
         return None;
@@ -274,7 +274,7 @@ fn to_proto(product: &Product) -> pb::Product {
         sku: product.sku().as_str().to_owned(),
         name: product.name().as_str().to_owned(),
         description: product.description().as_str().to_owned(),
-        price: Some(pb::Money {
+        price: Some(strata_proto::r#type::v1::Money {
             currency_code: price.currency().to_string(),
             amount_minor: price.amount_minor(),
         }),
