@@ -10,7 +10,7 @@
 /// `strata.type.v1`: value types every context shares ([`r#type::v1::Money`]).
 pub mod r#type {
     pub mod v1 {
-        tonic::include_proto!("strata.type.v1");
+        tonic::include_proto!("strata.r#type.v1");
     }
 }
 
