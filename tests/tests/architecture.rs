@@ -41,14 +41,17 @@ fn listed(list: &str, word: &str) -> bool {
 enum Layer {
     Ctx,
     App,
+    /// The kernel and the shared store: what every context builds on.
+    Shared,
     Other,
 }
-use Layer::{App, Ctx};
+use Layer::{App, Ctx, Shared};
 
 /// The layer of a package, from its manifest directory relative to the workspace root.
 fn layer(rel_dir: &str) -> Layer {
     match rel_dir {
-        "domain/kernel" | "services/rpc" | "services/data-service" => Layer::Other,
+        "domain/kernel" | "domain/store" => Shared,
+        "services/rpc" | "services/data-service" => Layer::Other,
         _ if rel_dir.starts_with("domain/") => Ctx,
         _ if rel_dir.starts_with("services/") => App,
         _ => Layer::Other,
@@ -87,6 +90,9 @@ fn check_dependencies(metadata: &Value) -> Vec<String> {
                 (Ctx, App) => "a context crate never depends on an application service",
                 (App, Ctx) => "an application service depends on proto and rpc, never on a context crate",
                 (App, App) => "an application service never depends on another application service",
+                (Shared, Ctx | App) => {
+                    "the kernel and the shared store never depend on a context or an application service"
+                }
                 _ => continue,
             };
             errors.push(format!(
@@ -386,6 +392,7 @@ fn dependency_checker_reports_crossed_layers() {
     let (dev, build) = (Some("dev"), Some("build"));
     let meta = json!({ "workspace_root": "/ws", "packages": [
         package("strata-kernel", "domain/kernel", &[]),
+        package("strata-store", "domain/store", &[("strata-kernel", None), ("strata-catalog", None)]),
         package("strata-rpc", "services/rpc", &[]),
         package("strata-identity", "domain/identity", &[("strata-kernel", None), ("strata-catalog", dev)]),
         package("strata-catalog", "domain/catalog", &[("strata-kernel", None), ("strata-identity", None)]),
@@ -397,6 +404,7 @@ fn dependency_checker_reports_crossed_layers() {
     assert_eq!(
         errors,
         [
+            "`strata-store` (domain/store) has a normal dependency on `strata-catalog` (domain/catalog): rule broken: the kernel and the shared store never depend on a context or an application service",
             "`strata-catalog` (domain/catalog) has a normal dependency on `strata-identity` (domain/identity): rule broken: a context crate never depends on another context crate",
             "`strata-storefront` (services/storefront) has a normal dependency on `strata-catalog` (domain/catalog): rule broken: an application service depends on proto and rpc, never on a context crate",
             "`strata-storefront` (services/storefront) has a build dependency on `strata-backoffice` (services/backoffice): rule broken: an application service never depends on another application service",
@@ -437,7 +445,10 @@ fn proto_checker_reports_wrong_services() {
     assert_one(check("shipping", "service Shipment {}"), "add its aggregate root");
     assert_none(check("catalog", "// service Old {}\nservice ProductService {}"));
     assert_none(check("type", "message Money {}"));
-    assert_one(check("type", "service MoneyService {}"), "shared type package `type` declares");
+    assert_one(
+        check("type", "service MoneyService {}"),
+        "shared type package `type` declares",
+    );
 }
 
 #[test]
@@ -448,7 +459,10 @@ fn ownership_checker_reports_other_contexts_generated_code() {
     assert_one(check("use strata_proto::identity::v1 as pb;"), &want);
     let grouped = check("use strata_proto::{catalog::v1, ordering::v1};");
     assert_one(grouped, "`strata_proto::ordering`");
-    assert_one(check("use strata_proto::r#ordering::v1;"), "`strata_proto::ordering`");
+    assert_one(
+        check("use strata_proto::r#ordering::v1;"),
+        "`strata_proto::ordering`",
+    );
     let own = "use strata_proto::catalog::v1 as pb; let d = strata_proto::FILE_DESCRIPTOR_SET; \
                let m: strata_proto::r#type::v1::Money;";
     assert_none(check(own));

@@ -7,8 +7,9 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use strata_data_service::{Context, Hosted, Settings};
+use strata_data_service::{Hosted, Settings};
 use strata_proto::catalog::v1::{self as pb, product_service_client::ProductServiceClient};
+use strata_store::StoreConfig;
 use strata_testkit::{Partition, TestPostgres, server_address};
 use tokio::{sync::oneshot, task::JoinHandle};
 use tokio_stream::StreamExt;
@@ -36,12 +37,11 @@ impl Service {
         let settings = Settings {
             listen: address,
             hosted: vec![Hosted {
-                context: Context::Catalog,
-                database_url,
+                context: strata_catalog::CONTEXT,
+                store: StoreConfig::new(database_url),
             }],
             data_dir: std::env::temp_dir(),
             drain_timeout,
-            db_max_connections: None,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(strata_data_service::run(settings, listener, async {
@@ -373,7 +373,7 @@ async fn catalog_on_postgres_end_to_end() {
     assert_eq!(skus, ["MUG-RETRY", "PAGE-0", "PAGE-1", "PAGE-2"]);
     let bad = client
         .list_products(pb::ListProductsRequest {
-            page_size: 501,
+            page_size: -1,
             page_token: "garbage".into(),
             status: 0,
         })
@@ -390,6 +390,159 @@ async fn catalog_on_postgres_end_to_end() {
         .await
         .unwrap_err();
     assert_eq!(down.code(), Code::Unavailable, "{down:?}");
+
+    service.shutdown().await.unwrap();
+}
+
+/// What a client of the catalog notices of the field rules and the event
+/// stream, against PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_field_rules_and_event_stream_on_postgres() {
+    let pg = TestPostgres::start().await.unwrap();
+    let service = Service::start(pg.fresh_database().await.unwrap(), Duration::from_secs(5)).await;
+    let mut client = service.products().await;
+
+    // A control character is a client mistake naming the field, on PostgreSQL
+    // too (whose text type refuses U+0000), never INTERNAL.
+    let mut nul = create_request("NUL-1");
+    nul.name = "Mug\u{0}".into();
+    let bad = client.create_product(nul).await.unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument, "{bad:?}");
+    assert_eq!(field_names(&bad), ["name"]);
+
+    // Only the details named change: omitting the description keeps it.
+    let created = create(&mut client, "EV-1").await;
+    let renamed = client
+        .update_product_details(pb::UpdateProductDetailsRequest {
+            id: created.id.clone(),
+            request_id: key(),
+            expected_version: Some(1),
+            name: Some("Big mug".into()),
+            description: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .product
+        .unwrap();
+    assert_eq!(
+        (renamed.name.as_str(), renamed.description.as_str()),
+        ("Big mug", "Stoneware, 350 ml")
+    );
+
+    // A page token is bound to the filter it was issued for; a page size above
+    // the maximum is served at the maximum.
+    create(&mut client, "EV-2").await;
+    let page = client
+        .list_products(pb::ListProductsRequest {
+            page_size: 1,
+            page_token: String::new(),
+            status: pb::ProductStatus::Draft.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!page.next_page_token.is_empty());
+    let other_filter = client
+        .list_products(pb::ListProductsRequest {
+            page_size: 1,
+            page_token: page.next_page_token.clone(),
+            status: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(field_names(&other_filter), ["page_token"]);
+    let capped = client
+        .list_products(pb::ListProductsRequest {
+            page_size: 100_000,
+            page_token: String::new(),
+            status: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(capped.products.len(), 2);
+
+    // The event stream from position 0: create, rename, create, in order.
+    let price = client
+        .change_price(pb::ChangePriceRequest {
+            id: created.id.clone(),
+            request_id: key(),
+            expected_version: Some(2),
+            price: eur(1990),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .product
+        .unwrap();
+    let events: Vec<_> = client
+        .stream_events(pb::StreamEventsRequest {
+            after_position: 0,
+            follow: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .unwrap();
+    use pb::stream_events_response::Event;
+    let kinds: Vec<_> = events
+        .iter()
+        .map(|e| match e.event.as_ref().unwrap() {
+            Event::ProductCreated(c) => format!("created {}", c.sku),
+            Event::ProductDetailsUpdated(d) => format!("renamed {}", d.name),
+            Event::ProductPriceChanged(p) => format!("price {}", p.price.as_ref().unwrap().amount_minor),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["created EV-1", "renamed Big mug", "created EV-2", "price 1990"]
+    );
+    assert!(events.windows(2).all(|w| w[0].position < w[1].position));
+    assert_eq!(events[3].aggregate_version, price.version);
+    assert_eq!(events[3].aggregate_id, created.id);
+
+    // Resuming after a position gives what follows it, no more, no less.
+    let rest: Vec<_> = client
+        .stream_events(pb::StreamEventsRequest {
+            after_position: events[1].position,
+            follow: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .unwrap();
+    assert_eq!(rest, events[2..]);
+
+    // A follower receives a change made after it opened.
+    let mut follower = client
+        .stream_events(pb::StreamEventsRequest {
+            after_position: events[3].position,
+            follow: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut other = service.products().await;
+    other
+        .publish_product(pb::PublishProductRequest {
+            id: created.id.clone(),
+            request_id: key(),
+            expected_version: None,
+        })
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(10), follower.next())
+        .await
+        .expect("the follower is woken by the commit")
+        .unwrap()
+        .unwrap();
+    assert!(matches!(next.event, Some(Event::ProductPublished(_))), "{next:?}");
 
     service.shutdown().await.unwrap();
 }

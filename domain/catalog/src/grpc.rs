@@ -4,21 +4,22 @@
 //! through the kernel's one mapping to `tonic::Status`. No other module sees
 //! prost types.
 
-use prost::Message;
-use strata_kernel::{
-    AggregateRoot, Error, FieldViolation, Fingerprint, RequestId, Version, error::Violations,
-};
-use strata_proto::catalog::v1 as pb;
+use std::pin::Pin;
+
+use strata_kernel::{AggregateRoot, CommandMeta, Error, FieldViolation, error::Violations};
+use strata_proto::{catalog::v1 as pb, r#type::v1 as pb_type};
+use strata_store::StoredEvent;
 use time::OffsetDateTime;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use crate::domain::{Description, Money, Product, ProductId, ProductName, ProductStatus, Sku};
+use crate::domain::{Description, Money, Product, ProductEvent, ProductId, ProductName, ProductStatus, Sku};
 use crate::repository::ProductQuery;
-use crate::service::{Catalog, CommandMeta, NewProduct};
+use crate::service::{Catalog, NewProduct};
 
 /// Page size when the request gives none.
 const DEFAULT_PAGE_SIZE: u32 = 50;
-/// The largest page size accepted.
+/// The largest page size; a larger request is served this many (AIP-158).
 const MAX_PAGE_SIZE: u32 = 500;
 
 /// `ProductService` over the catalog's use cases.
@@ -35,6 +36,8 @@ impl ProductGrpc {
     }
 }
 
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::StreamEventsResponse, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl pb::product_service_server::ProductService for ProductGrpc {
     async fn create_product(
@@ -43,11 +46,22 @@ impl pb::product_service_server::ProductService for ProductGrpc {
     ) -> Result<Response<pb::CreateProductResponse>, Status> {
         let request = request.into_inner();
         let mut violations = Violations::new();
-        let meta = violations.check(meta("CreateProduct", &request.request_id, None, &request));
         let sku = violations.check(Sku::parse(&request.sku));
         let name = violations.check(ProductName::parse(&request.name));
         let description = violations.check(Description::parse(&request.description));
         let price = money(&mut violations, request.price.as_ref());
+        let fingerprint = (
+            sku.as_ref().map(Sku::as_str),
+            name.as_ref().map(ProductName::as_str),
+            description.as_ref().map(Description::as_str),
+            price.map(|p| (p.currency().to_string(), p.amount_minor())),
+        );
+        let meta = violations.check_all(command_meta(
+            "CreateProduct",
+            &request.request_id,
+            None,
+            &fingerprint,
+        ));
         let (meta, new) = violations.finish(|| {
             Some((
                 meta?,
@@ -83,8 +97,11 @@ impl pb::product_service_server::ProductService for ProductGrpc {
         let request = request.into_inner();
         let mut violations = Violations::new();
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(page_token(&request.page_token));
         let status = violations.check(status_filter(request.status));
+        let after = match status {
+            Some(status) => violations.check(PageToken::decode(&request.page_token, status)),
+            None => None,
+        };
         let query = violations.finish(|| {
             Some(ProductQuery {
                 status: status?,
@@ -92,10 +109,14 @@ impl pb::product_service_server::ProductService for ProductGrpc {
                 limit: limit?,
             })
         })?;
+        let status = query.status;
         let page = self.catalog.list(query).await?;
         Ok(Response::new(pb::ListProductsResponse {
             products: page.products.iter().map(to_proto).collect(),
-            next_page_token: page.next_after.map(|id| id.to_string()).unwrap_or_default(),
+            next_page_token: page
+                .next_after
+                .map(|after| PageToken { status, after }.encode())
+                .unwrap_or_default(),
         }))
     }
 
@@ -106,15 +127,43 @@ impl pb::product_service_server::ProductService for ProductGrpc {
         let request = request.into_inner();
         let mut violations = Violations::new();
         let id = violations.check(ProductId::parse("id", &request.id));
-        let meta = violations.check(meta(
+        if request.name.is_none() && request.description.is_none() {
+            violations.push(FieldViolation::new(
+                "name",
+                "set name, description or both: an update must change something",
+            ));
+        }
+        let name = request
+            .name
+            .as_deref()
+            .map(|name| violations.check(ProductName::parse(name)));
+        let description = request
+            .description
+            .as_deref()
+            .map(|description| violations.check(Description::parse(description)));
+        let fingerprint = (
+            id.map(|id| id.to_string()),
+            name.as_ref().map(|n| n.as_ref().map(ProductName::as_str)),
+            description.as_ref().map(|d| d.as_ref().map(Description::as_str)),
+        );
+        let meta = violations.check_all(command_meta(
             "UpdateProductDetails",
             &request.request_id,
             request.expected_version,
-            &request,
+            &fingerprint,
         ));
-        let name = violations.check(ProductName::parse(&request.name));
-        let description = violations.check(Description::parse(&request.description));
-        let (id, meta, name, description) = violations.finish(|| Some((id?, meta?, name?, description?)))?;
+        let (id, meta, name, description) = violations.finish(|| {
+            // A detail not given stays `None`; one given but invalid was recorded.
+            let name = match name {
+                Some(name) => Some(name?),
+                None => None,
+            };
+            let description = match description {
+                Some(description) => Some(description?),
+                None => None,
+            };
+            Some((id?, meta?, name, description))
+        })?;
         let product = self.catalog.update_details(&meta, id, name, description).await?;
         Ok(Response::new(pb::UpdateProductDetailsResponse {
             product: Some(to_proto(&product)),
@@ -128,13 +177,17 @@ impl pb::product_service_server::ProductService for ProductGrpc {
         let request = request.into_inner();
         let mut violations = Violations::new();
         let id = violations.check(ProductId::parse("id", &request.id));
-        let meta = violations.check(meta(
+        let price = money(&mut violations, request.price.as_ref());
+        let fingerprint = (
+            id.map(|id| id.to_string()),
+            price.map(|p| (p.currency().to_string(), p.amount_minor())),
+        );
+        let meta = violations.check_all(command_meta(
             "ChangePrice",
             &request.request_id,
             request.expected_version,
-            &request,
+            &fingerprint,
         ));
-        let price = money(&mut violations, request.price.as_ref());
         let (id, meta, price) = violations.finish(|| Some((id?, meta?, price?)))?;
         let product = self.catalog.change_price(&meta, id, price).await?;
         Ok(Response::new(pb::ChangePriceResponse {
@@ -152,7 +205,6 @@ impl pb::product_service_server::ProductService for ProductGrpc {
             &request.id,
             &request.request_id,
             request.expected_version,
-            &request,
         )?;
         let product = self.catalog.publish(&meta, id).await?;
         Ok(Response::new(pb::PublishProductResponse {
@@ -170,61 +222,70 @@ impl pb::product_service_server::ProductService for ProductGrpc {
             &request.id,
             &request.request_id,
             request.expected_version,
-            &request,
         )?;
         let product = self.catalog.retire(&meta, id).await?;
         Ok(Response::new(pb::RetireProductResponse {
             product: Some(to_proto(&product)),
         }))
     }
+
+    type StreamEventsStream = EventStream;
+
+    async fn stream_events(
+        &self,
+        request: Request<pb::StreamEventsRequest>,
+    ) -> Result<Response<Self::StreamEventsStream>, Status> {
+        let request = request.into_inner();
+        let events = self
+            .catalog
+            .events(request.after_position, request.follow)
+            .await?;
+        let events = events.map(|event| match event {
+            Ok(event) => event_to_proto(event).map_err(Status::from),
+            Err(error) => Err(Status::from(Error::from(error))),
+        });
+        Ok(Response::new(Box::pin(events)))
+    }
 }
 
-/// The idempotency key, fingerprint and expected version of a command. The
-/// fingerprint is the method name and the request's protobuf encoding, which is
-/// deterministic for these messages (no maps).
-fn meta(
-    method: &str,
+/// The idempotency key, fingerprint and expected version of a command; the
+/// fingerprint covers the operation and its validated values.
+fn command_meta(
+    operation: &str,
     request_id: &str,
     expected_version: Option<u64>,
-    request: &impl Message,
-) -> Result<CommandMeta, FieldViolation> {
-    let request_id = RequestId::parse(request_id)?;
-    let mut fingerprint = Vec::with_capacity(method.len() + 1 + request.encoded_len());
-    fingerprint.extend_from_slice(method.as_bytes());
-    fingerprint.push(0);
-    request.encode_raw(&mut fingerprint);
-    let expected_version = match expected_version {
-        Some(0) => {
-            return Err(FieldViolation::new(
-                "expected_version",
-                "must be at least 1 when given",
-            ));
-        }
-        other => other.map(Version::new),
-    };
-    Ok(CommandMeta {
-        request_id,
-        fingerprint: Fingerprint::new(fingerprint),
-        expected_version,
-    })
+    values: &impl serde::Serialize,
+) -> Result<CommandMeta, Vec<FieldViolation>> {
+    let meta = CommandMeta::parse(operation, request_id, expected_version, values)?;
+    record_request_id(&meta);
+    Ok(meta)
 }
 
-/// For commands that carry nothing but the id and the command fields.
+/// Names the command's `request_id` in the current call's log span.
+fn record_request_id(meta: &CommandMeta) {
+    tracing::Span::current().record("request_id", meta.request_id.as_str());
+}
+
+/// For commands that carry nothing but the id.
 fn id_and_meta(
-    method: &str,
+    operation: &str,
     id: &str,
     request_id: &str,
     expected_version: Option<u64>,
-    request: &impl Message,
 ) -> Result<(ProductId, CommandMeta), Error> {
     let mut violations = Violations::new();
     let id = violations.check(ProductId::parse("id", id));
-    let meta = violations.check(meta(method, request_id, expected_version, request));
+    let meta = violations.check_all(command_meta(
+        operation,
+        request_id,
+        expected_version,
+        &id.map(|id| id.to_string()),
+    ));
     violations.finish(|| Some((id?, meta?)))
 }
 
 /// A required `price` field; violations are named `price.…`.
-fn money(violations: &mut Violations, price: Option<&strata_proto::r#type::v1::Money>) -> Option<Money> {
+fn money(violations: &mut Violations, price: Option<&pb_type::Money>) -> Option<Money> {
     let Some(price) = price else {
         violations.push(FieldViolation::new("price", "is required"));
         return None;
@@ -240,21 +301,68 @@ fn money(violations: &mut Violations, price: Option<&strata_proto::r#type::v1::M
     }
 }
 
+/// 0 means the default; above the maximum means the maximum (AIP-158).
 fn page_size(raw: i32) -> Result<u32, FieldViolation> {
     match u32::try_from(raw) {
         Ok(0) => Ok(DEFAULT_PAGE_SIZE),
-        Ok(size) if size <= MAX_PAGE_SIZE => Ok(size),
-        _ => Err(FieldViolation::new("page_size", "must be between 0 and 500")),
+        Ok(size) => Ok(size.min(MAX_PAGE_SIZE)),
+        Err(_) => Err(FieldViolation::new("page_size", "must not be negative")),
     }
 }
 
-fn page_token(raw: &str) -> Result<Option<ProductId>, FieldViolation> {
-    if raw.is_empty() {
-        return Ok(None);
+/// What a `page_token` stands for: the last product of the previous page, and
+/// the filter that page was listed with. Encoded opaquely; a token is only
+/// valid with the filter it was issued for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PageToken {
+    status: Option<ProductStatus>,
+    after: ProductId,
+}
+
+impl PageToken {
+    const FORMAT: u8 = 1;
+
+    fn status_code(status: Option<ProductStatus>) -> u8 {
+        match status {
+            None => 0,
+            Some(ProductStatus::Draft) => 1,
+            Some(ProductStatus::Published) => 2,
+            Some(ProductStatus::Retired) => 3,
+        }
     }
-    ProductId::parse("page_token", raw)
-        .map(Some)
-        .map_err(|_| FieldViolation::new("page_token", "is not a token this service returned"))
+
+    fn encode(self) -> String {
+        let mut bytes = vec![Self::FORMAT, Self::status_code(self.status)];
+        bytes.extend_from_slice(self.after.as_uuid().as_bytes());
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The product to list after, `None` for the first page.
+    fn decode(raw: &str, status: Option<ProductStatus>) -> Result<Option<ProductId>, FieldViolation> {
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        let unknown = || FieldViolation::new("page_token", "is not a token this service returned");
+        let bytes: Vec<u8> = (0..raw.len())
+            .step_by(2)
+            .map(|i| raw.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+            .collect::<Option<_>>()
+            .ok_or_else(unknown)?;
+        let [format, filter, id @ ..] = bytes.as_slice() else {
+            return Err(unknown());
+        };
+        let id = uuid::Uuid::from_slice(id).map_err(|_| unknown())?;
+        if *format != Self::FORMAT {
+            return Err(unknown());
+        }
+        if *filter != Self::status_code(status) {
+            return Err(FieldViolation::new(
+                "page_token",
+                "was issued for another filter; list again from the first page",
+            ));
+        }
+        Ok(Some(ProductId::from_uuid(id)))
+    }
 }
 
 fn status_filter(raw: i32) -> Result<Option<ProductStatus>, FieldViolation> {
@@ -267,6 +375,13 @@ fn status_filter(raw: i32) -> Result<Option<ProductStatus>, FieldViolation> {
     }
 }
 
+fn money_to_proto(currency: &str, amount_minor: i64) -> pb_type::Money {
+    pb_type::Money {
+        currency_code: currency.to_owned(),
+        amount_minor,
+    }
+}
+
 fn to_proto(product: &Product) -> pb::Product {
     let price = product.price();
     pb::Product {
@@ -274,10 +389,7 @@ fn to_proto(product: &Product) -> pb::Product {
         sku: product.sku().as_str().to_owned(),
         name: product.name().as_str().to_owned(),
         description: product.description().as_str().to_owned(),
-        price: Some(strata_proto::r#type::v1::Money {
-            currency_code: price.currency().to_string(),
-            amount_minor: price.amount_minor(),
-        }),
+        price: Some(money_to_proto(price.currency().as_str(), price.amount_minor())),
         status: match product.status() {
             ProductStatus::Draft => pb::ProductStatus::Draft,
             ProductStatus::Published => pb::ProductStatus::Published,
@@ -290,10 +402,92 @@ fn to_proto(product: &Product) -> pb::Product {
     }
 }
 
+fn event_to_proto(stored: StoredEvent) -> Result<pb::StreamEventsResponse, Error> {
+    use pb::stream_events_response::Event;
+    let event: ProductEvent = serde_json::from_value(stored.payload).map_err(|e| {
+        Error::Internal(
+            format!(
+                "event {} ({}) does not read back: {e}",
+                stored.position, stored.event_type
+            )
+            .into(),
+        )
+    })?;
+    let event = match event {
+        ProductEvent::Created {
+            sku,
+            name,
+            description,
+            price_minor,
+            currency,
+        } => Event::ProductCreated(pb::ProductCreated {
+            sku,
+            name,
+            description,
+            price: Some(money_to_proto(&currency, price_minor)),
+        }),
+        ProductEvent::DetailsUpdated { name, description } => {
+            Event::ProductDetailsUpdated(pb::ProductDetailsUpdated { name, description })
+        }
+        ProductEvent::PriceChanged {
+            price_minor,
+            currency,
+        } => Event::ProductPriceChanged(pb::ProductPriceChanged {
+            price: Some(money_to_proto(&currency, price_minor)),
+        }),
+        ProductEvent::Published => Event::ProductPublished(pb::ProductPublished {}),
+        ProductEvent::Retired => Event::ProductRetired(pb::ProductRetired {}),
+    };
+    Ok(pb::StreamEventsResponse {
+        position: stored.position,
+        event_id: stored.event_id.to_string(),
+        aggregate_id: stored.aggregate_id.to_string(),
+        aggregate_version: stored.aggregate_version.get(),
+        occur_time: Some(timestamp(stored.occurred_at)),
+        event: Some(event),
+    })
+}
+
 fn timestamp(at: OffsetDateTime) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: at.unix_timestamp(),
         // Always below 10^9, so it fits.
         nanos: i32::try_from(at.nanosecond()).unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn page_sizes_are_defaulted_and_capped() {
+        assert_eq!(page_size(0), Ok(DEFAULT_PAGE_SIZE));
+        assert_eq!(page_size(7), Ok(7));
+        assert_eq!(page_size(i32::MAX), Ok(MAX_PAGE_SIZE));
+        assert_eq!(page_size(-1).unwrap_err().field(), "page_size");
+    }
+
+    #[test]
+    fn page_tokens_round_trip_and_are_bound_to_their_filter() {
+        let after = ProductId::generate();
+        let published = Some(ProductStatus::Published);
+        let token = PageToken {
+            status: published,
+            after,
+        }
+        .encode();
+        assert_eq!(PageToken::decode(&token, published), Ok(Some(after)));
+        let other = PageToken::decode(&token, None).unwrap_err();
+        assert!(other.description().contains("another filter"), "{other}");
+        assert_eq!(PageToken::decode("", None), Ok(None));
+        for junk in ["zz", "01", &after.to_string(), "é", &format!("{token}0")] {
+            assert_eq!(
+                PageToken::decode(junk, published).unwrap_err().field(),
+                "page_token"
+            );
+        }
     }
 }

@@ -3,11 +3,11 @@
 //! # Layout
 //! - [`domain`]: the pure model — the [`domain::Product`] aggregate root, its value
 //!   objects, events and errors. No I/O.
-//! - [`service`]: the use cases ([`service::Catalog`]): load, let the aggregate
-//!   decide, save with outbox and idempotency record in one transaction.
+//! - [`service`]: the use cases ([`service::Catalog`]), each a method of the
+//!   aggregate run through the kernel's command machinery.
 //! - [`repository`]: the store port ([`repository::ProductRepository`]).
-//! - [`postgres`], [`sqlite`]: its two adapters; [`store`]: what they share and
-//!   [`store::open`], which picks one from a URL and migrates it.
+//! - [`store`]: its implementation — the catalog's SQL and row mapping over the
+//!   shared [`strata_store::Store`], on PostgreSQL or SQLite.
 //! - [`grpc`]: the adapter serving `strata.catalog.v1.ProductService`, the only
 //!   gRPC surface of the context.
 //!
@@ -15,15 +15,14 @@
 
 pub mod domain;
 pub mod grpc;
-pub mod postgres;
 pub mod repository;
 pub mod service;
-pub mod sqlite;
 pub mod store;
 
 pub use store::CONTEXT;
 
 use strata_proto::catalog::v1::product_service_server::{ProductServiceServer, SERVICE_NAME};
+use strata_store::{OpenError, StoreConfig};
 
 /// The fully-qualified name of the context's one gRPC service.
 pub const GRPC_SERVICE: &str = SERVICE_NAME;
@@ -32,11 +31,9 @@ pub const GRPC_SERVICE: &str = SERVICE_NAME;
 /// to be added to a server.
 ///
 /// # Errors
-/// [`store::OpenError`] when the store cannot be opened or migrated.
-pub async fn mount(
-    store: &store::StoreConfig,
-) -> Result<ProductServiceServer<grpc::ProductGrpc>, store::OpenError> {
-    let products = store::open(store).await?;
+/// [`OpenError`] when the store cannot be opened or migrated.
+pub async fn mount(store: StoreConfig) -> Result<ProductServiceServer<grpc::ProductGrpc>, OpenError> {
+    let products = store::open(&store).await?;
     Ok(ProductServiceServer::new(grpc::ProductGrpc::new(
         service::Catalog::new(products),
     )))

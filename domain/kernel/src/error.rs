@@ -75,14 +75,14 @@ pub enum Error {
 
     /// The aggregate changed since the client read it: `ABORTED`, with the current
     /// version in the details so the client can re-read and retry.
-    #[error("{kind} {id} is at version {current}, not the expected {expected}")]
+    #[error("{kind} {id} is at version {current}{}", expected_text(*.expected))]
     VersionConflict {
         /// The aggregate kind.
         kind: &'static str,
         /// Its id.
         id: String,
-        /// The version the client expected.
-        expected: Version,
+        /// The version the client sent as `expected_version`, if it sent one.
+        expected: Option<Version>,
         /// The version it is at.
         current: Version,
     },
@@ -122,6 +122,16 @@ pub enum Error {
     #[error("store unavailable")]
     Unavailable(#[source] BoxError),
 
+    /// The store gave up on a statement that ran past its time limit:
+    /// `DEADLINE_EXCEEDED`.
+    #[error("the store did not answer in time")]
+    DeadlineExceeded(#[source] BoxError),
+
+    /// Concurrent commands kept colliding in the store (serialization failures
+    /// or deadlocks) after the server retried them: `ABORTED`; the client may retry.
+    #[error("too much contention on the store; retry")]
+    Contention(#[source] BoxError),
+
     /// Anything unexpected: logged, and returned as an opaque `INTERNAL`.
     #[error("internal error")]
     Internal(#[source] BoxError),
@@ -138,6 +148,29 @@ impl Error {
 impl From<FieldViolation> for Error {
     fn from(violation: FieldViolation) -> Self {
         Self::invalid(violation)
+    }
+}
+
+fn expected_text(expected: Option<Version>) -> String {
+    match expected {
+        Some(expected) => format!(", not the expected {expected}"),
+        None => ", changed by concurrent commands; re-read and retry".to_owned(),
+    }
+}
+
+/// An error with its whole `source` chain, `outer: inner: innermost`, for logs.
+#[derive(Debug)]
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
+        }
+        Ok(())
     }
 }
 
@@ -164,6 +197,11 @@ impl Violations {
     /// Keeps the value of `result`, or records its violation and returns `None`.
     pub fn check<T>(&mut self, result: Result<T, FieldViolation>) -> Option<T> {
         result.map_err(|violation| self.0.push(violation)).ok()
+    }
+
+    /// Keeps the value of `result`, or records all its violations and returns `None`.
+    pub fn check_all<T>(&mut self, result: Result<T, Vec<FieldViolation>>) -> Option<T> {
+        result.map_err(|violations| self.0.extend(violations)).ok()
     }
 
     /// Records a violation.

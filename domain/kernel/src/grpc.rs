@@ -7,18 +7,20 @@
 //! | `InvalidArgument` | INVALID_ARGUMENT | BadRequest, one field violation each |
 //! | `RequestIdReused` | INVALID_ARGUMENT | BadRequest on `request_id`, ErrorInfo `REQUEST_ID_REUSED` |
 //! | `NotFound` | NOT_FOUND | ResourceInfo |
-//! | `VersionConflict` | ABORTED | ErrorInfo `VERSION_CONFLICT`, metadata `current_version`, `expected_version` |
+//! | `VersionConflict` | ABORTED | ErrorInfo `VERSION_CONFLICT`, metadata `current_version` and (when the client sent one) `expected_version` |
+//! | `Contention` | ABORTED | ErrorInfo `CONTENTION`; the source is logged |
+//! | `DeadlineExceeded` | DEADLINE_EXCEEDED | none; the source is logged |
 //! | `FailedPrecondition` | FAILED_PRECONDITION | PreconditionFailure with the reason, ErrorInfo |
 //! | `AlreadyExists` | ALREADY_EXISTS | ErrorInfo `ALREADY_EXISTS`, metadata `field` |
 //! | `Unavailable` | UNAVAILABLE | none; the source is logged |
-//! | `Internal` | INTERNAL | none; the source is logged, the message is opaque |
+//! | `Internal` | INTERNAL | none; the source is logged with its whole chain, the message is opaque |
 
 use std::collections::HashMap;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation as PbFieldViolation, PreconditionViolation, StatusExt};
 
-use crate::Error;
+use crate::{Error, error::Chain};
 
 /// The `ErrorInfo.domain` of every Strata error.
 pub const ERROR_DOMAIN: &str = "strata";
@@ -65,18 +67,29 @@ pub fn to_status(error: Error) -> Status {
         ),
         Error::VersionConflict {
             expected, current, ..
-        } => Status::with_error_details(
-            Code::Aborted,
-            message,
-            ErrorDetails::with_error_info(
-                "VERSION_CONFLICT",
-                ERROR_DOMAIN,
-                HashMap::from([
-                    (CURRENT_VERSION.to_owned(), current.to_string()),
-                    ("expected_version".to_owned(), expected.to_string()),
-                ]),
-            ),
-        ),
+        } => {
+            let mut metadata = HashMap::from([(CURRENT_VERSION.to_owned(), current.to_string())]);
+            if let Some(expected) = expected {
+                metadata.insert("expected_version".to_owned(), expected.to_string());
+            }
+            Status::with_error_details(
+                Code::Aborted,
+                message,
+                ErrorDetails::with_error_info("VERSION_CONFLICT", ERROR_DOMAIN, metadata),
+            )
+        }
+        Error::Contention(source) => {
+            tracing::warn!(error = %Chain(&*source), "contention persisted after retries");
+            Status::with_error_details(
+                Code::Aborted,
+                message,
+                ErrorDetails::with_error_info("CONTENTION", ERROR_DOMAIN, HashMap::new()),
+            )
+        }
+        Error::DeadlineExceeded(source) => {
+            tracing::warn!(error = %Chain(&*source), "store statement timed out");
+            Status::deadline_exceeded(message)
+        }
         Error::FailedPrecondition {
             kind, ref id, reason, ..
         } => {
@@ -98,11 +111,11 @@ pub fn to_status(error: Error) -> Status {
             ),
         ),
         Error::Unavailable(source) => {
-            tracing::warn!(error = %source, "store unavailable");
+            tracing::warn!(error = %Chain(&*source), "store unavailable");
             Status::unavailable("store unavailable, retry later")
         }
         Error::Internal(source) => {
-            tracing::error!(error = %source, "internal error");
+            tracing::error!(error = %Chain(&*source), "internal error");
             Status::internal("internal error")
         }
     }
@@ -130,12 +143,30 @@ mod tests {
         let status = to_status(Error::VersionConflict {
             kind: "product",
             id: "x".into(),
-            expected: Version::new(1),
+            expected: Some(Version::new(1)),
             current: Version::new(3),
         });
         assert_eq!(status.code(), Code::Aborted);
         let info = status.get_details_error_info().expect("error info");
         assert_eq!(info.metadata.get(CURRENT_VERSION).map(String::as_str), Some("3"));
+        assert_eq!(
+            info.metadata.get("expected_version").map(String::as_str),
+            Some("1")
+        );
+    }
+
+    #[test]
+    fn a_chain_names_every_cause() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("saving the product")]
+        struct Outer(#[source] std::io::Error);
+        let error = Outer(std::io::Error::other(
+            "invalid byte sequence for encoding \"UTF8\": 0x00",
+        ));
+        assert_eq!(
+            Chain(&error).to_string(),
+            "saving the product: invalid byte sequence for encoding \"UTF8\": 0x00"
+        );
     }
 
     #[test]

@@ -9,6 +9,8 @@ use crate::{AggregateRoot, DomainEvent, Version};
 /// transaction as the aggregate change that produced it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxMessage {
+    /// Unique per event (UUIDv7), for consumers that deduplicate.
+    pub event_id: Uuid,
     /// The aggregate that changed.
     pub aggregate_id: Uuid,
     /// Its version after the change.
@@ -36,6 +38,7 @@ impl OutboxMessage {
             .iter()
             .map(|event| {
                 Ok(Self {
+                    event_id: Uuid::now_v7(),
                     aggregate_id: aggregate.id().as_uuid(),
                     aggregate_version: aggregate.version(),
                     event_type: event.event_type(),

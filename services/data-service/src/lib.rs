@@ -2,18 +2,42 @@
 //! configuration, each on its own store, served over gRPC with health and
 //! reflection.
 //!
-//! [`run`] takes the listener and a shutdown future, so tests bind `127.0.0.1:0`
-//! and stop the service when they are done; `main` adds flags and signals.
+//! [`CONTEXTS`] is the registry of the contexts this build can host: adding a
+//! context to the data service is one entry there. [`run`] takes the listener
+//! and a shutdown future, so tests bind `127.0.0.1:0` and stop the service when
+//! they are done; `main` adds flags and signals.
 
 pub mod config;
 
-use std::future::Future;
+use std::{future::Future, pin::Pin};
 
 use anyhow::Context as _;
-use strata_catalog::store::StoreConfig;
+use strata_store::StoreConfig;
 use tokio::net::TcpListener;
 
-pub use config::{Context, Flags, Hosted, Settings};
+pub use config::{Flags, Hosted, Settings};
+
+/// A context's mount: open its store (migrating it) and host its service.
+pub type Mount = fn(
+    strata_rpc::Server,
+    StoreConfig,
+) -> Pin<Box<dyn Future<Output = anyhow::Result<strata_rpc::Server>> + Send>>;
+
+/// A context this build can host.
+#[derive(Debug, Clone, Copy)]
+pub struct Registered {
+    /// Its name in `--contexts`, file names and environment variables.
+    pub name: &'static str,
+    /// How to host it.
+    pub mount: Mount,
+}
+
+/// Every context this build can host, in start-up order. The default of
+/// `--contexts` is all of them.
+pub const CONTEXTS: &[Registered] = &[Registered {
+    name: strata_catalog::CONTEXT,
+    mount: |server, store| Box::pin(async move { Ok(server.host(strata_catalog::mount(store).await?)) }),
+}];
 
 /// Opens every hosted context's store (running its migrations) and serves them
 /// until `shutdown` completes, then drains.
@@ -34,13 +58,9 @@ pub async fn run(
 ///
 /// # Errors
 /// When a store cannot be opened or migrated; the message names the context and
-/// its setting.
+/// its setting (never its password).
 pub async fn mount(settings: &Settings) -> anyhow::Result<strata_rpc::Server> {
-    if settings
-        .hosted
-        .iter()
-        .any(|h| h.database_url.starts_with("sqlite:"))
-    {
+    if settings.hosted.iter().any(|h| h.store.url.is_sqlite()) {
         std::fs::create_dir_all(&settings.data_dir).with_context(|| {
             format!(
                 "--data-dir (STRATA_DATA_DIR): cannot create {}",
@@ -50,26 +70,21 @@ pub async fn mount(settings: &Settings) -> anyhow::Result<strata_rpc::Server> {
     }
     let mut server = strata_rpc::Server::new().drain_timeout(settings.drain_timeout);
     for hosted in &settings.hosted {
-        let context = hosted.context;
-        let store = config::redact(&hosted.database_url);
-        tracing::info!(context = context.name(), %store, "opening store");
-        let failed = || {
-            format!(
-                "context {} on {store} ({})",
-                context.name(),
-                context.database_url_var()
-            )
-        };
-        server = match context {
-            Context::Catalog => server.host(
-                strata_catalog::mount(&StoreConfig {
-                    url: hosted.database_url.clone(),
-                    max_connections: settings.db_max_connections,
-                })
-                .await
-                .with_context(failed)?,
-            ),
-        };
+        let registered = CONTEXTS
+            .iter()
+            .find(|c| c.name == hosted.context)
+            .with_context(|| format!("context {} is not in this build", hosted.context))?;
+        let store = &hosted.store.url;
+        tracing::info!(context = hosted.context, %store, pool = hosted.store.max_connections, "opening store");
+        server = (registered.mount)(server, hosted.store.clone())
+            .await
+            .with_context(|| {
+                format!(
+                    "context {} on {store} ({})",
+                    hosted.context,
+                    config::context_var(hosted.context, "DATABASE_URL")
+                )
+            })?;
     }
     Ok(server)
 }

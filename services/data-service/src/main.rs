@@ -37,7 +37,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let contexts: Vec<_> = settings.hosted.iter().map(|h| h.context.name()).collect();
+    let contexts: Vec<_> = settings.hosted.iter().map(|h| h.context).collect();
     match listener.local_addr() {
         Ok(address) => println!(
             "data-service listening on {address} (contexts: {})",

@@ -1,8 +1,9 @@
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use strata_kernel::DomainEvent;
 
-/// What happened to a product. Serialized as the outbox payload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What happened to a product. Serialized as the outbox payload; fields added
+/// later carry `#[serde(default)]` so that older events still read back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ProductEvent {
     /// A draft product was created.
@@ -11,16 +12,19 @@ pub enum ProductEvent {
         sku: String,
         /// Its name.
         name: String,
+        /// Its description.
+        #[serde(default)]
+        description: String,
         /// Its price in minor units.
         price_minor: i64,
         /// The price's currency.
         currency: String,
     },
-    /// Name or description changed.
+    /// Name or description changed; both as they are now.
     DetailsUpdated {
-        /// The new name.
+        /// The name.
         name: String,
-        /// The new description.
+        /// The description.
         description: String,
     },
     /// The price changed.

@@ -94,6 +94,7 @@ impl Product {
         let event = ProductEvent::Created {
             sku: sku.as_str().to_owned(),
             name: name.as_str().to_owned(),
+            description: description.as_str().to_owned(),
             price_minor: price.amount_minor(),
             currency: price.currency().to_string(),
         };
@@ -111,23 +112,27 @@ impl Product {
         (product, event)
     }
 
-    /// Renames and re-describes the product.
+    /// Renames and/or re-describes the product; `None` keeps that detail.
     ///
     /// # Errors
     /// [`ProductError::Retired`] when the product is retired.
     pub fn update_details(
         &mut self,
-        name: ProductName,
-        description: Description,
+        name: Option<ProductName>,
+        description: Option<Description>,
         now: OffsetDateTime,
     ) -> Result<ProductEvent, ProductError> {
         self.ensure_not_retired()?;
+        if let Some(name) = name {
+            self.name = name;
+        }
+        if let Some(description) = description {
+            self.description = description;
+        }
         let event = ProductEvent::DetailsUpdated {
-            name: name.as_str().to_owned(),
-            description: description.as_str().to_owned(),
+            name: self.name.as_str().to_owned(),
+            description: self.description.as_str().to_owned(),
         };
-        self.name = name;
-        self.description = description;
         Ok(self.changed(event, now))
     }
 
@@ -242,19 +247,26 @@ impl Product {
         }
     }
 
-    /// Rebuilds a product from what a store kept, re-checking every value, so a
-    /// corrupted row is an error rather than an aggregate that breaks its invariants.
+    /// Rebuilds a product from what a store kept, checking the aggregate's
+    /// invariants (a sku and a name, a positive price in a currency, a version
+    /// of at least 1) — not today's input rules, so that a rule that tightens
+    /// later never makes a stored product, or the replay of an old command,
+    /// unreadable. A corrupted row is an error rather than an aggregate that
+    /// breaks its invariants.
     ///
     /// # Errors
-    /// The first violated rule.
+    /// The first broken invariant.
     pub fn restore(snapshot: ProductSnapshot) -> Result<Self, FieldViolation> {
         let price = Money::parse(&snapshot.currency, snapshot.price_minor)
             .map_err(|mut violations| violations.remove(0).nested_in("price"))?;
+        if snapshot.version < 1 {
+            return Err(FieldViolation::new("version", "is below 1"));
+        }
         Ok(Self {
             id: ProductId::from_uuid(snapshot.id),
-            sku: Sku::parse(&snapshot.sku)?,
-            name: ProductName::parse(&snapshot.name)?,
-            description: Description::parse(&snapshot.description)?,
+            sku: Sku::from_stored(snapshot.sku)?,
+            name: ProductName::from_stored(snapshot.name)?,
+            description: Description::from_stored(snapshot.description),
             price,
             status: snapshot.status,
             version: Version::new(snapshot.version),
@@ -366,7 +378,7 @@ mod tests {
             Err(ProductError::Retired(_))
         ));
         assert!(matches!(
-            product.update_details(ProductName::parse("x").unwrap(), Description::default(), later()),
+            product.update_details(ProductName::parse("x").ok(), None, later()),
             Err(ProductError::Retired(_))
         ));
         assert_eq!(product, before);
@@ -379,6 +391,38 @@ mod tests {
         let json = serde_json::to_string(&product.snapshot()).unwrap();
         let back = Product::restore(serde_json::from_str(&json).unwrap()).unwrap();
         assert_eq!(back, product);
+    }
+
+    #[test]
+    fn details_not_given_are_kept() {
+        let mut product = draft();
+        let description = Description::parse("Stoneware").unwrap();
+        product
+            .update_details(None, Some(description.clone()), later())
+            .unwrap();
+        let event = product
+            .update_details(ProductName::parse("Big mug").ok(), None, later())
+            .unwrap();
+        assert_eq!(product.name().as_str(), "Big mug");
+        assert_eq!(product.description(), &description, "omitting it keeps it");
+        assert_eq!(
+            event,
+            ProductEvent::DetailsUpdated {
+                name: "Big mug".into(),
+                description: "Stoneware".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_stored_product_reads_back_after_an_input_rule_tightens() {
+        // Stored when names could be longer than today's 200 characters and
+        // skus could hold a space: the invariants still hold, so it restores.
+        let mut snapshot = draft().snapshot();
+        snapshot.name = "n".repeat(250);
+        snapshot.sku = "OLD SKU".into();
+        let product = Product::restore(snapshot).unwrap();
+        assert_eq!(product.name().as_str().len(), 250);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use strata_kernel::FieldViolation;
+use strata_kernel::{FieldViolation, TextRule};
 
 /// A stock keeping unit, unique across the catalog: 1 to 64 characters of
 /// `A-Z a-z 0-9 - _ .`.
@@ -34,6 +34,19 @@ impl Sku {
         Ok(Self(raw.to_owned()))
     }
 
+    /// A stored sku, checked only against the invariant (not empty), not
+    /// against today's input rules, so a rule that tightens never makes a stored
+    /// product unreadable.
+    ///
+    /// # Errors
+    /// A violation on `sku` when empty.
+    pub fn from_stored(stored: String) -> Result<Self, FieldViolation> {
+        if stored.is_empty() {
+            return Err(FieldViolation::new("sku", "is empty"));
+        }
+        Ok(Self(stored))
+    }
+
     /// The sku as text.
     #[must_use]
     pub fn as_str(&self) -> &str {
@@ -41,25 +54,30 @@ impl Sku {
     }
 }
 
-/// A product's display name: 1 to 200 characters, surrounding spaces trimmed.
+/// A product's display name: 1 to 200 characters on one line, surrounding
+/// spaces trimmed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProductName(String);
 
 impl ProductName {
-    /// The longest name accepted, in characters.
-    pub const MAX_CHARS: usize = 200;
+    /// The input rule.
+    pub const RULE: TextRule = TextRule::single_line("name", 1, 200);
 
     /// # Errors
-    /// A violation on `name` when blank or too long.
+    /// A violation on `name` when blank, too long or holding control characters.
     pub fn parse(raw: &str) -> Result<Self, FieldViolation> {
-        let name = raw.trim();
-        if name.is_empty() {
-            return Err(FieldViolation::new("name", "is required"));
+        Self::RULE.parse(raw).map(Self)
+    }
+
+    /// A stored name, checked only against the invariant (not blank).
+    ///
+    /// # Errors
+    /// A violation on `name` when blank.
+    pub fn from_stored(stored: String) -> Result<Self, FieldViolation> {
+        if stored.trim().is_empty() {
+            return Err(FieldViolation::new("name", "is blank"));
         }
-        if name.chars().count() > Self::MAX_CHARS {
-            return Err(FieldViolation::new("name", "must be at most 200 characters"));
-        }
-        Ok(Self(name.to_owned()))
+        Ok(Self(stored))
     }
 
     /// The name as text.
@@ -69,24 +87,25 @@ impl ProductName {
     }
 }
 
-/// A product's description: at most 5000 characters, possibly empty.
+/// A product's description: at most 5000 characters, possibly empty, line
+/// breaks allowed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Description(String);
 
 impl Description {
-    /// The longest description accepted, in characters.
-    pub const MAX_CHARS: usize = 5000;
+    /// The input rule.
+    pub const RULE: TextRule = TextRule::multi_line("description", 0, 5000);
 
     /// # Errors
-    /// A violation on `description` when too long.
+    /// A violation on `description` when too long or holding control characters.
     pub fn parse(raw: &str) -> Result<Self, FieldViolation> {
-        if raw.chars().count() > Self::MAX_CHARS {
-            return Err(FieldViolation::new(
-                "description",
-                "must be at most 5000 characters",
-            ));
-        }
-        Ok(Self(raw.to_owned()))
+        Self::RULE.parse(raw).map(Self)
+    }
+
+    /// A stored description: any text is a description.
+    #[must_use]
+    pub fn from_stored(stored: String) -> Self {
+        Self(stored)
     }
 
     /// The description as text.
@@ -176,6 +195,13 @@ mod tests {
         assert!(Sku::parse("").is_err());
         assert!(Sku::parse("has space").is_err());
         assert!(Sku::parse(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn control_characters_are_refused() {
+        assert_eq!(ProductName::parse("Mug\u{0}").unwrap_err().field(), "name");
+        assert_eq!(Description::parse("a\u{0}").unwrap_err().field(), "description");
+        assert!(Description::parse("two\nlines").is_ok());
     }
 
     #[test]

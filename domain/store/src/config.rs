@@ -1,0 +1,161 @@
+//! Where a context's data lives and how much of the database it may use.
+
+use std::{fmt, time::Duration};
+
+/// Connections each context's PostgreSQL pool opens at most, per process, unless
+/// configured. A fixed number, not one per core of the client: the database's
+/// connection limit is shared by every process of a deployment, so what one
+/// process opens must not grow with the machine it lands on.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
+
+/// How long idempotency records are kept, unless configured: a retry within it
+/// returns the first result; after it, the same key is a new command.
+pub const DEFAULT_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How long one statement may run before PostgreSQL cancels it (the caller
+/// gets DEADLINE_EXCEEDED), unless configured.
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A store URL (`postgres://…` or `sqlite://…`). It prints with its password
+/// replaced by `***`, in `Display` and in `Debug`, so it can be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreUrl(String);
+
+impl StoreUrl {
+    /// Wraps a URL as given.
+    #[must_use]
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The URL with its password, to connect with. Never log this.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether it names PostgreSQL.
+    #[must_use]
+    pub fn is_postgres(&self) -> bool {
+        self.0.starts_with("postgres://") || self.0.starts_with("postgresql://")
+    }
+
+    /// Whether it names a SQLite file.
+    #[must_use]
+    pub fn is_sqlite(&self) -> bool {
+        self.0.starts_with("sqlite:")
+    }
+}
+
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact(&self.0))
+    }
+}
+
+impl fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoreUrl({:?})", redact(&self.0))
+    }
+}
+
+/// `url` with every password replaced by `***`: the one in the user info
+/// (`user:secret@host`, also when the secret itself holds `@` or `:`) and any
+/// `password=` query parameter.
+#[must_use]
+pub fn redact(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let (before_query, query) = match rest.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (rest, None),
+    };
+    // The host starts after the last '@' of the authority: a password may hold '@'.
+    let (authority_end, path) = match before_query.find('/') {
+        Some(slash) => before_query.split_at(slash),
+        None => (before_query, ""),
+    };
+    let authority = match authority_end.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => authority_end.to_owned(),
+        },
+        None => authority_end.to_owned(),
+    };
+    let mut out = String::with_capacity(url.len());
+    if let Some(scheme) = scheme {
+        out.push_str(scheme);
+        out.push_str("://");
+    }
+    out.push_str(&authority);
+    out.push_str(path);
+    if let Some(query) = query {
+        out.push('?');
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => param.to_owned(),
+            })
+            .collect();
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+/// Where a context's data lives and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// `postgres://…` or `sqlite://…`.
+    pub url: StoreUrl,
+    /// Most connections the context's PostgreSQL pool opens in this process.
+    pub max_connections: u32,
+    /// How long idempotency records are kept.
+    pub idempotency_retention: Duration,
+    /// How long one PostgreSQL statement may run.
+    pub statement_timeout: Duration,
+}
+
+impl StoreConfig {
+    /// The store at `url`, with default settings.
+    #[must_use]
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: StoreUrl::new(url),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idempotency_retention: DEFAULT_IDEMPOTENCY_RETENTION,
+            statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_print() {
+        for (url, shown) in [
+            (
+                "postgres://app:s3cret@db:5432/shop",
+                "postgres://app:***@db:5432/shop",
+            ),
+            ("postgres://app:p@ss@db/shop", "postgres://app:***@db/shop"),
+            ("postgres://app:a:b@c@db", "postgres://app:***@db"),
+            (
+                "postgres://db/shop?user=app&password=s3cret&sslmode=require",
+                "postgres://db/shop?user=app&password=***&sslmode=require",
+            ),
+            ("postgres://app@db/shop", "postgres://app@db/shop"),
+            ("sqlite://var/catalog.db", "sqlite://var/catalog.db"),
+        ] {
+            assert_eq!(redact(url), shown, "{url}");
+            let wrapped = StoreUrl::new(url);
+            assert_eq!(wrapped.to_string(), shown);
+            assert!(!format!("{wrapped:?}").contains("s3cret"));
+            assert!(!format!("{:?}", StoreConfig::new(url)).contains("p@ss@"));
+        }
+    }
+}

@@ -1,0 +1,578 @@
+//! The sqlx machinery every Strata bounded context shares, so that a context's
+//! own store code is its SQL and its row mapping, nothing else.
+//!
+//! # Layout
+//! - [`config`]: [`StoreConfig`] (URL, pool size, idempotency retention,
+//!   statement timeout) and [`StoreUrl`], which never prints its password.
+//! - [`value`]: [`Param`] and [`Row`]: a context writes its statements once and
+//!   binds and reads values the same way on both backends.
+//! - [`error`]: [`StoreError`] and the one classification of driver errors.
+//! - [`Store`] (here): open a context's store from its URL (its own PostgreSQL
+//!   schema or its own SQLite file) and run its migrations, then the command
+//!   path (a consistent read of the aggregate with its idempotency record; an
+//!   atomic write of the aggregate, its outbox rows and the record), the event
+//!   stream, and idempotency retention.
+//! - `postgres`, `sqlite`: the two backends; nothing outside this crate sees them.
+//!
+//! **API boundary:** contexts call [`Store`]; the shared tables (`outbox`,
+//! `idempotency`) and their migrations are this crate's. A context's migrations
+//! create only its own tables.
+
+pub mod config;
+pub mod error;
+mod postgres;
+mod sqlite;
+pub mod value;
+
+use std::{sync::Arc, time::Duration};
+
+use sqlx::migrate::{Migration as SqlxMigration, MigrationType, Migrator};
+use strata_kernel::{Fingerprint, OutboxMessage, RequestId, Version};
+use time::OffsetDateTime;
+use tokio::{sync::watch, task::JoinHandle};
+use tokio_stream::wrappers::ReceiverStream;
+use uuid::Uuid;
+
+pub use config::{StoreConfig, StoreUrl};
+pub use error::StoreError;
+pub use value::{Param, Row};
+
+/// How often a statement that failed on contention (serialization failure,
+/// deadlock, SQLite busy) is run again inside the server before the caller gets
+/// ABORTED.
+pub const CONTENTION_RETRIES: u32 = 3;
+
+/// How many events one read of the outbox returns at most.
+const EVENT_PAGE: u32 = 256;
+
+/// One migration of a context or of the shared tables.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Applied in increasing order; never reused.
+    pub version: i64,
+    /// What it does, for the migrations table.
+    pub description: &'static str,
+    /// The SQL, usually `include_str!`'d from `migrations/<context>/<backend>/`.
+    pub sql: &'static str,
+}
+
+/// What a context tells the shared store about itself.
+#[derive(Debug, Clone, Copy)]
+pub struct ContextSchema {
+    /// Its name: the PostgreSQL schema, the SQLite file name, the event channel.
+    pub name: &'static str,
+    /// Its own migrations on PostgreSQL.
+    pub postgres: &'static [Migration],
+    /// Its own migrations on SQLite.
+    pub sqlite: &'static [Migration],
+}
+
+/// A statement, per backend where the dialects differ.
+#[derive(Debug, Clone, Copy)]
+pub struct Sql {
+    /// The PostgreSQL text.
+    pub postgres: &'static str,
+    /// The SQLite text.
+    pub sqlite: &'static str,
+}
+
+impl Sql {
+    /// The same text on both backends (`$n` placeholders work on both).
+    #[must_use]
+    pub const fn same(text: &'static str) -> Self {
+        Self {
+            postgres: text,
+            sqlite: text,
+        }
+    }
+}
+
+/// An idempotency record read back: the command's fingerprint and its result,
+/// as the context stored it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedRow {
+    /// What the command asked for.
+    pub fingerprint: Fingerprint,
+    /// Its result, in the versioned form the context wrote.
+    pub result: serde_json::Value,
+}
+
+/// One atomic write of a command: the context's statement on its aggregate row
+/// (an insert, or an update guarded by the version it replaces), the
+/// idempotency record and the outbox rows — all or nothing.
+#[derive(Debug)]
+pub struct Write<'a> {
+    /// The aggregate statement, without `returning` (the store adds it).
+    pub statement: Sql,
+    /// Its parameters, `$1` to `$n`.
+    pub params: Vec<Param>,
+    /// The command's idempotency key.
+    pub request_id: &'a RequestId,
+    /// What the command asked for.
+    pub fingerprint: &'a Fingerprint,
+    /// The result to replay to a retry, in a versioned form of the context's.
+    pub result: serde_json::Value,
+    /// The events of the change.
+    pub outbox: &'a [OutboxMessage],
+    /// When the command was carried out.
+    pub at: OffsetDateTime,
+}
+
+/// What a [`Write`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// The aggregate row, the record and the events were written.
+    Applied,
+    /// The aggregate statement matched no row (its version guard failed, or the
+    /// aggregate does not exist): nothing was written.
+    NothingMatched,
+}
+
+/// An outbox row as stored, with its position in the context's event stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Increases in commit order, with gaps.
+    pub position: u64,
+    /// Unique per event.
+    pub event_id: Uuid,
+    /// The aggregate that changed.
+    pub aggregate_id: Uuid,
+    /// Its version after the change.
+    pub aggregate_version: Version,
+    /// The event's stable name.
+    pub event_type: String,
+    /// The event as JSON.
+    pub payload: serde_json::Value,
+    /// When it happened.
+    pub occurred_at: OffsetDateTime,
+}
+
+/// Why a store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The URL is neither `postgres://` nor `sqlite://`.
+    #[error("unsupported database URL: expected postgres://… or sqlite://…")]
+    UnsupportedUrl,
+    /// The URL does not parse.
+    #[error("invalid database URL")]
+    InvalidUrl(#[source] sqlx::Error),
+    /// The store did not answer.
+    #[error("cannot connect to the database")]
+    Connect(#[source] sqlx::Error),
+    /// The schema could not be brought up to date.
+    #[error("migrating the {context} schema failed")]
+    Migrate {
+        /// The context.
+        context: &'static str,
+        /// The migrator's error.
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+}
+
+/// A context's store: a pool on its own PostgreSQL schema or SQLite file, with
+/// its migrations applied. Cheap to clone; the background tasks (idempotency
+/// retention, the event listener) stop when the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    backend: Backend,
+    context: &'static str,
+    /// Bumped after every commit that wrote events, so followers read again.
+    feed: watch::Sender<u64>,
+    listener: tokio::sync::OnceCell<JoinHandle<()>>,
+    purge: JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.purge.abort();
+        if let Some(listener) = self.listener.get() {
+            listener.abort();
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Postgres(postgres::Pg),
+    Sqlite(sqlx::SqlitePool),
+}
+
+/// The SQLite URL of a context's embedded database file in `data_dir`.
+#[must_use]
+pub fn embedded_url(data_dir: &std::path::Path, context: &str) -> String {
+    format!("sqlite://{}", data_dir.join(format!("{context}.db")).display())
+}
+
+impl Store {
+    /// Opens the store `config` names for `context`, creates its schema (or
+    /// file) if needed, and applies the context's migrations, then the shared
+    /// tables' (each set tracked in its own table).
+    ///
+    /// # Errors
+    /// [`OpenError`] when the URL has another scheme or is invalid, the store
+    /// cannot be reached, or a migration fails.
+    pub async fn open(context: &ContextSchema, config: &StoreConfig) -> Result<Self, OpenError> {
+        let backend = if config.url.is_postgres() {
+            Backend::Postgres(postgres::Pg::open(context, config).await?)
+        } else if config.url.is_sqlite() {
+            Backend::Sqlite(sqlite::open(context, config).await?)
+        } else {
+            return Err(OpenError::UnsupportedUrl);
+        };
+        let purge = tokio::spawn(purge_loop(
+            backend.clone(),
+            context.name,
+            config.idempotency_retention,
+        ));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                backend,
+                context: context.name,
+                feed: watch::channel(0).0,
+                listener: tokio::sync::OnceCell::new(),
+                purge,
+            }),
+        })
+    }
+
+    /// The context this store belongs to.
+    #[must_use]
+    pub fn context(&self) -> &'static str {
+        self.inner.context
+    }
+
+    /// The one row `sql` selects, if any.
+    ///
+    /// # Errors
+    /// The classified driver error.
+    pub async fn fetch_optional(&self, sql: Sql, params: Vec<Param>) -> Result<Option<Row>, StoreError> {
+        retrying(|| async {
+            match &self.inner.backend {
+                Backend::Postgres(pg) => pg.fetch_optional(sql.postgres, params.clone()).await,
+                Backend::Sqlite(pool) => sqlite::fetch_optional(pool, sql.sqlite, params.clone()).await,
+            }
+        })
+        .await
+    }
+
+    /// Every row `sql` selects.
+    ///
+    /// # Errors
+    /// The classified driver error.
+    pub async fn fetch_all(&self, sql: Sql, params: Vec<Param>) -> Result<Vec<Row>, StoreError> {
+        retrying(|| async {
+            match &self.inner.backend {
+                Backend::Postgres(pg) => pg.fetch_all(sql.postgres, params.clone()).await,
+                Backend::Sqlite(pool) => sqlite::fetch_all(pool, sql.sqlite, params.clone()).await,
+            }
+        })
+        .await
+    }
+
+    /// What a command needs to start, in one statement (so one snapshot on
+    /// both backends): the idempotency record of `request_id`, if any, and the
+    /// row `select` finds (`$1` to `$n` are `params`), if any. A command that
+    /// committed is therefore seen with its record or not at all.
+    ///
+    /// # Errors
+    /// The classified driver error.
+    pub async fn load_for_command(
+        &self,
+        select: Sql,
+        params: Vec<Param>,
+        request_id: &RequestId,
+    ) -> Result<(Option<RecordedRow>, Option<Row>), StoreError> {
+        let key = params.len() + 1;
+        let compose = |select: &str| {
+            format!(
+                "select a.*, i.fingerprint, i.result from (select 1) as one \
+                 left join ({select}) as a on true \
+                 left join idempotency as i on i.request_id = ${key}"
+            )
+        };
+        let mut params = params;
+        params.push(Param::Text(request_id.as_str().to_owned()));
+        let row = retrying(|| async {
+            match &self.inner.backend {
+                Backend::Postgres(pg) => pg.fetch_one(&compose(select.postgres), params.clone()).await,
+                Backend::Sqlite(pool) => {
+                    sqlite::fetch_one(pool, &compose(select.sqlite), params.clone()).await
+                }
+            }
+        })
+        .await?;
+        let columns = row.len();
+        let recorded = recorded_from(&row, columns - 2)?;
+        // The joined row is absent when its first column (its key) is NULL.
+        let found = !row.is_null(0)?;
+        Ok((recorded, found.then_some(row)))
+    }
+
+    /// The idempotency record of `request_id`, if that command was carried out.
+    ///
+    /// # Errors
+    /// The classified driver error.
+    pub async fn recorded(&self, request_id: &RequestId) -> Result<Option<RecordedRow>, StoreError> {
+        let row = self
+            .fetch_optional(
+                Sql::same("select fingerprint, result from idempotency where request_id = $1"),
+                vec![Param::Text(request_id.as_str().to_owned())],
+            )
+            .await?;
+        match row {
+            Some(row) => recorded_from(&row, 0),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a command atomically: the aggregate statement, the idempotency
+    /// record and the outbox rows. Event positions are handed out in commit
+    /// order (see `postgres`), so a reader never finds an event below one it
+    /// has already seen.
+    ///
+    /// # Errors
+    /// [`StoreError::RequestAlreadyRecorded`] when the request id is taken,
+    /// [`StoreError::UniqueViolation`] when the aggregate statement breaks a
+    /// unique constraint, or the classified driver error. Nothing is written.
+    pub async fn write(&self, write: Write<'_>) -> Result<Written, StoreError> {
+        let written = retrying(|| async {
+            match &self.inner.backend {
+                Backend::Postgres(pg) => pg.write(&write).await,
+                Backend::Sqlite(pool) => sqlite::write(pool, &write).await,
+            }
+        })
+        .await?;
+        if written == Written::Applied && !write.outbox.is_empty() {
+            // Followers in this process learn of it at once; on PostgreSQL, the
+            // listener also hears other processes' commits.
+            self.inner.feed.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        Ok(written)
+    }
+
+    /// Up to `limit` events after `position`, in position order. Every event
+    /// below the last one returned has committed and was returned or lies at or
+    /// below `position`.
+    ///
+    /// # Errors
+    /// The classified driver error.
+    pub async fn events_after(&self, position: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        let after = i64::try_from(position).unwrap_or(i64::MAX);
+        let rows = self
+            .fetch_all(
+                Sql::same(
+                    "select position, event_id, aggregate_id, aggregate_version, event_type, payload, \
+                     occurred_at from outbox where position > $1 order by position limit $2",
+                ),
+                vec![Param::Int(after), Param::Int(i64::from(limit))],
+            )
+            .await?;
+        rows.iter().map(event_from).collect()
+    }
+
+    /// The events after `position`, in order, then — with `follow` — every
+    /// event as it commits, until the receiver is dropped. One watcher per
+    /// store wakes every follower (PostgreSQL: `LISTEN`; SQLite: the writes of
+    /// this process); no follower polls.
+    ///
+    /// # Errors
+    /// Starting the PostgreSQL listener fails; later failures end the stream
+    /// with the error as its last item.
+    pub async fn follow(
+        &self,
+        position: u64,
+        follow: bool,
+    ) -> Result<ReceiverStream<Result<StoredEvent, StoreError>>, StoreError> {
+        if follow {
+            self.ensure_listener().await?;
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(EVENT_PAGE as usize);
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut feed = store.inner.feed.subscribe();
+            let mut position = position;
+            loop {
+                // Mark the feed seen before reading: a commit after this point
+                // wakes the wait below even if the read missed it.
+                feed.borrow_and_update();
+                let events = match store.events_after(position, EVENT_PAGE).await {
+                    Ok(events) => events,
+                    Err(error) => {
+                        let _ = tx.send(Err(error)).await;
+                        return;
+                    }
+                };
+                let full = events.len() == EVENT_PAGE as usize;
+                for event in events {
+                    position = event.position;
+                    if tx.send(Ok(event)).await.is_err() {
+                        return;
+                    }
+                }
+                if full {
+                    continue;
+                }
+                if !follow {
+                    return;
+                }
+                tokio::select! {
+                    changed = feed.changed() => if changed.is_err() { return },
+                    () = tx.closed() => return,
+                }
+            }
+        });
+        Ok(ReceiverStream::new(rx))
+    }
+
+    async fn ensure_listener(&self) -> Result<(), StoreError> {
+        let Backend::Postgres(pg) = &self.inner.backend else {
+            return Ok(());
+        };
+        self.inner
+            .listener
+            .get_or_try_init(|| pg.listen(self.inner.context, self.inner.feed.clone()))
+            .await
+            .map(|_| ())
+    }
+
+    /// Deletes the idempotency records created before `cutoff`; returns how many.
+    ///
+    /// # Errors
+    /// The classified driver error.
+    pub async fn purge_idempotency(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError> {
+        purge(&self.inner.backend, cutoff).await
+    }
+}
+
+/// Runs `attempt` again, a bounded number of times with a short growing pause,
+/// while it fails on contention; then [`StoreError::Contention`].
+async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match attempt().await {
+            Err(StoreError::Contention(error)) if tries < CONTENTION_RETRIES => {
+                tracing::debug!(%error, tries, "contention; running the statement again");
+                tokio::time::sleep(Duration::from_millis(2 << tries)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn recorded_from(row: &Row, first: usize) -> Result<Option<RecordedRow>, StoreError> {
+    let fingerprint = row.opt_bytes(first)?;
+    let result = row.opt_json(first + 1)?;
+    Ok(fingerprint.zip(result).map(|(fingerprint, result)| RecordedRow {
+        fingerprint: Fingerprint::new(fingerprint),
+        result,
+    }))
+}
+
+fn event_from(row: &Row) -> Result<StoredEvent, StoreError> {
+    let position = row.int(0)?;
+    Ok(StoredEvent {
+        position: u64::try_from(position)
+            .map_err(|_| StoreError::Corrupt(format!("negative event position {position}").into()))?,
+        event_id: row.uuid(1)?,
+        aggregate_id: row.uuid(2)?,
+        aggregate_version: row.version(3)?,
+        event_type: row.text(4)?,
+        payload: row
+            .opt_json(5)?
+            .ok_or_else(|| StoreError::Corrupt("event without a payload".into()))?,
+        occurred_at: row.time(6)?,
+    })
+}
+
+/// The migrations of `sources`, tracked in `table`.
+fn migrator(sources: &[Migration], table: &str) -> Migrator {
+    let migrations = sources
+        .iter()
+        .map(|m| {
+            SqlxMigration::new(
+                m.version,
+                m.description.into(),
+                MigrationType::Simple,
+                sqlx::SqlSafeStr::into_sql_str(m.sql),
+                false,
+            )
+        })
+        .collect();
+    let mut migrator = Migrator::with_migrations(migrations);
+    migrator.dangerous_set_table_name(table.to_owned());
+    migrator
+}
+
+/// The shared tables' migrations, per backend.
+const STORE_POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "outbox and idempotency",
+        sql: include_str!("../../../migrations/store/postgres/0001_outbox_and_idempotency.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "event id and retention index",
+        sql: include_str!("../../../migrations/store/postgres/0002_event_id_and_retention.sql"),
+    },
+];
+const STORE_SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "outbox and idempotency",
+        sql: include_str!("../../../migrations/store/sqlite/0001_outbox_and_idempotency.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "event id and retention index",
+        sql: include_str!("../../../migrations/store/sqlite/0002_event_id_and_retention.sql"),
+    },
+];
+
+/// How many records one purge statement deletes at most, so that a large
+/// backlog is removed in short transactions.
+const PURGE_BATCH: i64 = 5_000;
+
+async fn purge(backend: &Backend, cutoff: OffsetDateTime) -> Result<u64, StoreError> {
+    let mut total = 0;
+    loop {
+        let deleted = match backend {
+            Backend::Postgres(pg) => pg.purge_batch(cutoff, PURGE_BATCH).await?,
+            Backend::Sqlite(pool) => sqlite::purge_batch(pool, cutoff, PURGE_BATCH).await?,
+        };
+        total += deleted;
+        if deleted < PURGE_BATCH.unsigned_abs() {
+            return Ok(total);
+        }
+    }
+}
+
+/// Purges expired idempotency records now and then: every 1/24 of the
+/// retention window, between once a second and once every 15 minutes.
+async fn purge_loop(backend: Backend, context: &'static str, retention: Duration) {
+    let every = (retention / 24).clamp(Duration::from_secs(1), Duration::from_secs(15 * 60));
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let cutoff = OffsetDateTime::now_utc() - retention;
+        match purge(&backend, cutoff).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(context, deleted, "purged expired idempotency records"),
+            Err(error) => {
+                tracing::warn!(context, error = %strata_kernel::error::Chain(&error), "purging idempotency records failed")
+            }
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! The PostgreSQL backend: each context in its own schema (every pooled
+//! connection has it as `search_path`), so contexts can share a database
+//! without sharing a table.
+//!
+//! A command is one statement of data-modifying CTEs — the aggregate row, the
+//! idempotency record and the outbox rows — so it is atomic without an explicit
+//! transaction and costs one round trip.
+//!
+//! **Event positions in commit order.** An identity value is taken at insert
+//! and becomes visible at commit, so with overlapping writers a reader could
+//! see position 11 commit before 10 and skip 10 for good. A writer therefore
+//! takes the context's outbox lock (a transaction-level advisory lock) before it
+//! takes its positions, and holds it until it has committed: positions are
+//! handed out in commit order, and a reader that has seen N never later finds a
+//! committed event below N. The cost — writers that record events commit one at
+//! a time — is measured by `make bench` (the update workload).
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    ConnectOptions, Connection, PgPool, Postgres,
+    postgres::{PgArguments, PgConnectOptions, PgListener, PgPoolOptions},
+    query::Query,
+};
+use time::OffsetDateTime;
+use tokio::{sync::watch, task::JoinHandle};
+use uuid::Uuid;
+
+use crate::{
+    ContextSchema, OpenError, Param, Row, STORE_POSTGRES, StoreConfig, StoreError, Write, Written,
+    error::classify, migrator, value::version_to,
+};
+
+/// A context's PostgreSQL pool.
+#[derive(Debug, Clone)]
+pub(crate) struct Pg {
+    pool: PgPool,
+    /// Taken by every writer of events until it commits (see the module docs).
+    outbox_lock: i64,
+    /// Where commits that wrote events are announced.
+    channel: String,
+}
+
+fn query(sql: &str, params: Vec<Param>) -> Query<'_, Postgres, PgArguments> {
+    params
+        .into_iter()
+        .fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |q, p| p.bind_pg(q))
+}
+
+/// The notification channel of a context's event stream.
+fn channel(context: &str) -> String {
+    format!("strata_events_{context}")
+}
+
+/// A stable 64-bit key for the context's outbox lock (FNV-1a of its name).
+fn lock_key(context: &str) -> i64 {
+    let hash = format!("strata.outbox.{context}")
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+impl Pg {
+    pub(crate) async fn open(context: &ContextSchema, config: &StoreConfig) -> Result<Self, OpenError> {
+        let timeout_ms = config.statement_timeout.as_millis().to_string();
+        let options = PgConnectOptions::from_str(config.url.expose())
+            .map_err(OpenError::InvalidUrl)?
+            .options([
+                ("search_path", context.name),
+                ("statement_timeout", timeout_ms.as_str()),
+            ]);
+        // One plain connection first: the pool would report any failure as a
+        // time-out, this names the cause (refused, unknown host, bad password).
+        options
+            .connect()
+            .await
+            .map_err(OpenError::Connect)?
+            .close()
+            .await
+            .map_err(OpenError::Connect)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(5))
+            // A broken connection surfaces as UNAVAILABLE on first use and is then
+            // dropped; a ping before every acquire would cost a round trip per request.
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await
+            .map_err(OpenError::Connect)?;
+        let migrate = |source| OpenError::Migrate {
+            context: context.name,
+            source,
+        };
+        let mut own = migrator(context.postgres, &format!("{}._strata_migrations", context.name));
+        own.create_schema(context.name);
+        own.run(&pool).await.map_err(migrate)?;
+        migrator(
+            STORE_POSTGRES,
+            &format!("{}._strata_store_migrations", context.name),
+        )
+        .run(&pool)
+        .await
+        .map_err(migrate)?;
+        Ok(Self {
+            pool,
+            outbox_lock: lock_key(context.name),
+            channel: channel(context.name),
+        })
+    }
+
+    pub(crate) async fn fetch_optional(
+        &self,
+        sql: &str,
+        params: Vec<Param>,
+    ) -> Result<Option<Row>, StoreError> {
+        let row = query(sql, params)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(row.map(Row::Postgres))
+    }
+
+    pub(crate) async fn fetch_one(&self, sql: &str, params: Vec<Param>) -> Result<Row, StoreError> {
+        let row = query(sql, params).fetch_one(&self.pool).await.map_err(classify)?;
+        Ok(Row::Postgres(row))
+    }
+
+    pub(crate) async fn fetch_all(&self, sql: &str, params: Vec<Param>) -> Result<Vec<Row>, StoreError> {
+        let rows = query(sql, params).fetch_all(&self.pool).await.map_err(classify)?;
+        Ok(rows.into_iter().map(Row::Postgres).collect())
+    }
+
+    pub(crate) async fn write(&self, write: &Write<'_>) -> Result<Written, StoreError> {
+        let n = write.params.len();
+        let p = |k: usize| n + k;
+        let statement = format!(
+            "with changed as ({aggregate} returning 1), \
+             recorded as ( \
+               insert into idempotency (request_id, fingerprint, result, created_at) \
+               select ${r}, ${f}, ${res}, ${at} from changed \
+             ), events as ( \
+               insert into outbox (event_id, aggregate_id, aggregate_version, event_type, payload, occurred_at) \
+               select e.event_id, e.aggregate_id, e.aggregate_version, e.event_type, e.payload::jsonb, e.occurred_at \
+               from changed, (select pg_advisory_xact_lock(${lock})) as serialized, \
+                 unnest(${e1}::uuid[], ${e2}::uuid[], ${e3}::int8[], ${e4}::text[], ${e5}::text[], ${e6}::timestamptz[]) \
+                 as e(event_id, aggregate_id, aggregate_version, event_type, payload, occurred_at) \
+             ) select count(*) from (select pg_notify(${ch}, '') from changed) as notified",
+            aggregate = write.statement.postgres,
+            r = p(1),
+            f = p(2),
+            res = p(3),
+            at = p(4),
+            e1 = p(5),
+            e2 = p(6),
+            e3 = p(7),
+            e4 = p(8),
+            e5 = p(9),
+            e6 = p(10),
+            lock = p(11),
+            ch = p(12),
+        );
+        let outbox = write.outbox;
+        let versions = outbox
+            .iter()
+            .map(|m| version_to(m.aggregate_version))
+            .collect::<Result<Vec<_>, _>>()?;
+        let query = query(&statement, write.params.clone())
+            .bind(write.request_id.as_str())
+            .bind(write.fingerprint.as_bytes())
+            .bind(sqlx::types::Json(&write.result))
+            .bind(write.at)
+            .bind(outbox.iter().map(|m| m.event_id).collect::<Vec<Uuid>>())
+            .bind(outbox.iter().map(|m| m.aggregate_id).collect::<Vec<Uuid>>())
+            .bind(versions)
+            .bind(outbox.iter().map(|m| m.event_type).collect::<Vec<&str>>())
+            .bind(
+                outbox
+                    .iter()
+                    .map(|m| m.payload.to_string())
+                    .collect::<Vec<String>>(),
+            )
+            .bind(
+                outbox
+                    .iter()
+                    .map(|m| m.occurred_at)
+                    .collect::<Vec<OffsetDateTime>>(),
+            )
+            .bind(self.outbox_lock)
+            .bind(&self.channel);
+        let row = query.fetch_one(&self.pool).await.map_err(classify)?;
+        let written: i64 = sqlx::Row::try_get(&row, 0).map_err(|e| StoreError::Corrupt(e.into()))?;
+        Ok(if written == 1 {
+            Written::Applied
+        } else {
+            Written::NothingMatched
+        })
+    }
+
+    /// Starts the context's one listener: `LISTEN` on its channel, and a task
+    /// that bumps `feed` on every notification (and after a reconnect, when
+    /// notifications may have been missed).
+    pub(crate) async fn listen(
+        &self,
+        context: &'static str,
+        feed: watch::Sender<u64>,
+    ) -> Result<JoinHandle<()>, StoreError> {
+        let mut listener = PgListener::connect_with(&self.pool).await.map_err(classify)?;
+        listener.listen(&self.channel).await.map_err(classify)?;
+        Ok(tokio::spawn(async move {
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => tracing::info!(context, "event listener reconnected"),
+                    Err(error) => {
+                        tracing::warn!(context, %error, "event listener failed; retrying");
+                        // Bounded pause before reconnecting, so a database that
+                        // is down is not hammered.
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+                feed.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        }))
+    }
+
+    pub(crate) async fn purge_batch(&self, cutoff: OffsetDateTime, batch: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "delete from idempotency where request_id in \
+             (select request_id from idempotency where created_at < $1 limit $2)",
+        )
+        .bind(cutoff)
+        .bind(batch)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(done.rows_affected())
+    }
+}

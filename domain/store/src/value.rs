@@ -1,0 +1,218 @@
+//! Values in and out of statements, whichever the backend: a context writes its
+//! SQL once and binds [`Param`]s; it reads columns from a [`Row`].
+
+use sqlx::{Decode, Postgres, Row as _, Sqlite, Type, postgres::PgRow, sqlite::SqliteRow, types::Json};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::StoreError;
+
+/// One statement parameter. Options bind SQL `NULL` of their type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    /// A UUID (`uuid` on PostgreSQL, a 16-byte blob on SQLite).
+    Uuid(Uuid),
+    /// Text.
+    Text(String),
+    /// Text or `NULL`.
+    OptText(Option<String>),
+    /// A 64-bit integer.
+    Int(i64),
+    /// A 64-bit integer or `NULL`.
+    OptInt(Option<i64>),
+    /// A point in time (`timestamptz`; RFC 3339 text on SQLite).
+    Time(OffsetDateTime),
+    /// Bytes.
+    Bytes(Vec<u8>),
+    /// JSON (`jsonb`; text on SQLite).
+    Json(serde_json::Value),
+}
+
+impl Param {
+    pub(crate) fn bind_pg<'q>(
+        self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        match self {
+            Self::Uuid(v) => query.bind(v),
+            Self::Text(v) => query.bind(v),
+            Self::OptText(v) => query.bind(v),
+            Self::Int(v) => query.bind(v),
+            Self::OptInt(v) => query.bind(v),
+            Self::Time(v) => query.bind(v),
+            Self::Bytes(v) => query.bind(v),
+            Self::Json(v) => query.bind(Json(v)),
+        }
+    }
+
+    pub(crate) fn bind_sqlite<'q>(
+        self,
+        query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+        match self {
+            Self::Uuid(v) => query.bind(v),
+            Self::Text(v) => query.bind(v),
+            Self::OptText(v) => query.bind(v),
+            Self::Int(v) => query.bind(v),
+            Self::OptInt(v) => query.bind(v),
+            Self::Time(v) => query.bind(v),
+            Self::Bytes(v) => query.bind(v),
+            Self::Json(v) => query.bind(Json(v)),
+        }
+    }
+}
+
+/// A row read back, whichever the backend; columns by position.
+#[derive(Debug)]
+pub enum Row {
+    /// From PostgreSQL.
+    Postgres(PgRow),
+    /// From SQLite.
+    Sqlite(SqliteRow),
+}
+
+/// A type both backends decode.
+pub trait Column:
+    for<'r> Decode<'r, Postgres> + Type<Postgres> + for<'r> Decode<'r, Sqlite> + Type<Sqlite>
+{
+}
+
+impl<T> Column for T where
+    T: for<'r> Decode<'r, Postgres> + Type<Postgres> + for<'r> Decode<'r, Sqlite> + Type<Sqlite>
+{
+}
+
+impl Row {
+    /// Column `index` as any type both backends decode.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when it is missing or of another type.
+    pub fn get<T: Column>(&self, index: usize) -> Result<T, StoreError> {
+        match self {
+            Self::Postgres(row) => row.try_get::<T, _>(index),
+            Self::Sqlite(row) => row.try_get::<T, _>(index),
+        }
+        .map_err(|error| StoreError::Corrupt(error.into()))
+    }
+
+    /// Column `index` as a UUID.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when it is missing, `NULL` or of another type.
+    pub fn uuid(&self, index: usize) -> Result<Uuid, StoreError> {
+        self.get::<Uuid>(index)
+    }
+
+    /// Column `index` as a UUID, `None` when `NULL`.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when it is missing or of another type.
+    pub fn opt_uuid(&self, index: usize) -> Result<Option<Uuid>, StoreError> {
+        self.get::<Option<Uuid>>(index)
+    }
+
+    /// Column `index` as text.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when it is missing, `NULL` or of another type.
+    pub fn text(&self, index: usize) -> Result<String, StoreError> {
+        self.get::<String>(index)
+    }
+
+    /// Column `index` as a 64-bit integer.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when it is missing, `NULL` or of another type.
+    pub fn int(&self, index: usize) -> Result<i64, StoreError> {
+        self.get::<i64>(index)
+    }
+
+    /// Column `index` as a 64-bit integer, `None` when `NULL`.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when it is missing or of another type.
+    pub fn opt_int(&self, index: usize) -> Result<Option<i64>, StoreError> {
+        self.get::<Option<i64>>(index)
+    }
+
+    /// Column `index` as a point in time.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when it is missing, `NULL` or of another type.
+    pub fn time(&self, index: usize) -> Result<OffsetDateTime, StoreError> {
+        self.get::<OffsetDateTime>(index)
+    }
+
+    /// Column `index` as bytes, `None` when `NULL`.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when it is missing or of another type.
+    pub fn opt_bytes(&self, index: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get::<Option<Vec<u8>>>(index)
+    }
+
+    /// Column `index` as JSON, `None` when `NULL`.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when it is missing or not JSON.
+    pub fn opt_json(&self, index: usize) -> Result<Option<serde_json::Value>, StoreError> {
+        self.get::<Option<Json<serde_json::Value>>>(index)
+            .map(|json| json.map(|Json(value)| value))
+    }
+
+    /// Whether column `index` is `NULL`.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when there is no such column.
+    pub fn is_null(&self, index: usize) -> Result<bool, StoreError> {
+        match self {
+            Self::Postgres(row) => row.try_get_raw(index).map(|v| sqlx::ValueRef::is_null(&v)),
+            Self::Sqlite(row) => row.try_get_raw(index).map(|v| sqlx::ValueRef::is_null(&v)),
+        }
+        .map_err(|error| StoreError::Corrupt(error.into()))
+    }
+
+    /// How many columns it has.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Postgres(row) => row.len(),
+            Self::Sqlite(row) => row.len(),
+        }
+    }
+
+    /// Whether it has no column.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A version column read back as a [`strata_kernel::Version`].
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when it is not a positive integer.
+    pub fn version(&self, index: usize) -> Result<strata_kernel::Version, StoreError> {
+        version_from(self.int(index)?)
+    }
+}
+
+/// A stored version read back.
+///
+/// # Errors
+/// [`StoreError::Corrupt`] when it is below 1.
+pub fn version_from(value: i64) -> Result<strata_kernel::Version, StoreError> {
+    u64::try_from(value)
+        .ok()
+        .filter(|v| *v >= 1)
+        .map(strata_kernel::Version::new)
+        .ok_or_else(|| StoreError::Corrupt(format!("stored version {value} is not positive").into()))
+}
+
+/// A version as the signed integer stores keep.
+///
+/// # Errors
+/// [`StoreError::Corrupt`] when it does not fit (above `i64::MAX`).
+pub fn version_to(version: strata_kernel::Version) -> Result<i64, StoreError> {
+    i64::try_from(version.get())
+        .map_err(|_| StoreError::Corrupt(format!("version {version} does not fit a store").into()))
+}
