@@ -17,38 +17,51 @@ use crate::model::Workload;
 /// The id of product `:n` in SQL, as `load::product_id` builds it.
 const ID: &str = "('00000000-0000-7000-8000-' || lpad(:n::text, 12, '0'))::uuid";
 
-/// The pgbench script of a workload: the repository's statements, with the
-/// values a request would bind.
+/// The columns the catalog selects for a product.
+const COLUMNS: &str =
+    "id, sku, name, description, price_minor, currency, status, version, created_at, updated_at";
+
+/// The pgbench script of a workload: exactly the statements the data service
+/// sends for one request (`domain/catalog/src/store.rs` over
+/// `domain/store/src/postgres.rs`), with the values a request would bind.
 pub(crate) fn script(workload: Workload, products: u32) -> String {
     match workload {
-        // ProductRepository::get
+        // ProductRepository::get: one statement.
         Workload::Get => format!(
             "\\set n random(1, {products})\n\
-             select id, sku, name, description, price_minor, currency, status, version, created_at, updated_at \
-             from product where id = {ID};\n"
+             select {COLUMNS} from product where id = {ID};\n"
         ),
-        // ProductRepository::save for ChangePrice: idempotency record, versioned
-        // update of the aggregate row, one outbox row, in one transaction. The
-        // literals have the sizes of what the service writes.
+        // ChangePrice with expected_version, two round trips:
+        // 1. Store::load_for_command: the product and the idempotency record of
+        //    the (fresh) request id in one statement; the version read is the
+        //    one the write checks (`\gset`).
+        // 2. Store::write: the version-checked update, the idempotency record
+        //    and the outbox row in one statement of CTEs, the outbox advisory
+        //    lock taken before the event's position (commit-ordered positions)
+        //    and the commit announced to followers. The literals have the sizes
+        //    of what the service writes.
         Workload::Update => format!(
             "\\set n random(1, {products})\n\
              \\set price random(100, 99999)\n\
-             begin;\n\
-             insert into idempotency (request_id, fingerprint, result, created_at) values \
-             (gen_random_uuid()::text, '\\x{fingerprint}'::bytea, '{result}'::jsonb, now()) \
-             on conflict (request_id) do nothing;\n\
-             update product set name = 'Product', description = 'A product for benchmarking', \
-             price_minor = :price, currency = 'EUR', status = 'published', version = version + 1, \
-             updated_at = now() where id = {ID} and version = version;\n\
-             insert into outbox (aggregate_id, aggregate_version, event_type, payload, occurred_at) values \
-             ({ID}, 2, 'catalog.product.price_changed', \
-             '{{\"type\":\"price_changed\",\"price_minor\":1234,\"currency\":\"EUR\"}}', now());\n\
-             commit;\n",
+             select a.*, i.fingerprint, i.result from (select 1) as one \
+             left join (select {COLUMNS} from product where id = {ID}) as a on true \
+             left join idempotency as i on i.request_id = md5(random()::text) \\gset p_\n\
+             with changed as (update product set name = 'Product', description = 'A product for benchmarking', \
+             price_minor = :price, currency = 'EUR', status = 'published', version = :p_version + 1, \
+             updated_at = now() where id = {ID} and version = :p_version returning 1), \
+             recorded as (insert into idempotency (request_id, fingerprint, result, created_at) \
+             select gen_random_uuid()::text, '\\x{fingerprint}'::bytea, '{result}'::jsonb, now() from changed), \
+             events as (insert into outbox (event_id, aggregate_id, aggregate_version, event_type, payload, occurred_at) \
+             select gen_random_uuid(), {ID}, :p_version + 1, 'catalog.product.price_changed', \
+             '{{\"type\":\"price_changed\",\"price_minor\":1234,\"currency\":\"EUR\"}}'::jsonb, now() \
+             from changed, (select pg_advisory_xact_lock({lock})) as serialized) \
+             select count(*) from (select pg_notify('strata_events_catalog', '') from changed) as notified;\n",
             fingerprint = "4368616e67655072696365".repeat(8),
-            result = "{\"id\":\"00000000-0000-7000-8000-000000000001\",\"sku\":\"BENCH-1\",\"name\":\"Product 1\",\
-                      \"description\":\"A product for benchmarking\",\"price_minor\":1234,\"currency\":\"EUR\",\
-                      \"status\":\"published\",\"version\":2,\"created_at\":\"2026-11-24T06:00:00.123456Z\",\
-                      \"updated_at\":\"2026-11-24T06:00:00.123456Z\"}",
+            result = "{\"v\":\"1\",\"product\":{\"id\":\"00000000-0000-7000-8000-000000000001\",\"sku\":\"BENCH-1\",\
+                      \"name\":\"Product 1\",\"description\":\"A product for benchmarking\",\"price_minor\":1234,\
+                      \"currency\":\"EUR\",\"status\":\"published\",\"version\":2,\
+                      \"created_at\":\"2026-11-24T06:00:00.123456Z\",\"updated_at\":\"2026-11-24T06:00:00.123456Z\"}}",
+            lock = strata_store::outbox_lock_key("catalog"),
         ),
     }
 }

@@ -632,3 +632,67 @@ fn strata_catalog_url(dir: &std::path::Path) -> String {
     std::fs::create_dir_all(dir).unwrap();
     format!("sqlite://{}", dir.join("catalog.db").display())
 }
+
+/// A client retrying a command while its first attempt still runs, from
+/// separate connections: every attempt gets the same successful answer and the
+/// command takes effect once — on both stores, round after round.
+async fn racing_retries_over_separate_channels(database_url: String) {
+    const ROUNDS: usize = 10;
+    const CONTENDERS: usize = 8;
+    let service = Service::start(database_url, Duration::from_secs(5)).await;
+    let mut client = service.products().await;
+    for round in 0..ROUNDS {
+        let product = create(&mut client, &format!("RACE-{round}")).await;
+        let request = pb::ChangePriceRequest {
+            id: product.id.clone(),
+            request_id: key(),
+            // Half the rounds with optimistic concurrency, half without.
+            expected_version: (round % 2 == 0).then_some(1),
+            price: eur(1000 + round as i64),
+        };
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(CONTENDERS));
+        let mut calls = Vec::new();
+        for _ in 0..CONTENDERS {
+            // Each contender on its own connection, connected before the start.
+            let mut client = service.products().await;
+            let (barrier, request) = (barrier.clone(), request.clone());
+            calls.push(tokio::spawn(async move {
+                barrier.wait().await;
+                client.change_price(request).await.map(|r| r.into_inner())
+            }));
+        }
+        let mut answers = Vec::new();
+        for call in calls {
+            answers.push(call.await.unwrap());
+        }
+        let first = answers[0]
+            .as_ref()
+            .unwrap_or_else(|status| panic!("round {round}: {status:?}"));
+        assert!(
+            answers.iter().all(|a| a.as_ref().ok() == Some(first)),
+            "round {round}: every attempt gets the first answer: {answers:?}"
+        );
+        let now = client
+            .get_product(pb::GetProductRequest { id: product.id })
+            .await
+            .unwrap()
+            .into_inner()
+            .product
+            .unwrap();
+        assert_eq!(now.version, 2, "round {round}: one effect");
+    }
+    service.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_retries_on_postgres() {
+    let pg = TestPostgres::start().await.unwrap();
+    racing_retries_over_separate_channels(pg.fresh_database().await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_retries_on_sqlite() {
+    let dir = std::env::temp_dir().join(format!("strata-e2e-race-{}", uuid::Uuid::now_v7()));
+    racing_retries_over_separate_channels(strata_catalog_url(&dir)).await;
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -203,6 +203,14 @@ enum Backend {
     Sqlite(sqlx::SqlitePool),
 }
 
+/// The key of a context's outbox advisory lock on PostgreSQL, which every
+/// writer of events takes before its positions (see [`Store::write`]); for
+/// tools that must send exactly what the store sends, such as `make bench`.
+#[must_use]
+pub fn outbox_lock_key(context: &str) -> i64 {
+    postgres::lock_key(context)
+}
+
 /// The SQLite URL of a context's embedded database file in `data_dir`.
 #[must_use]
 pub fn embedded_url(data_dir: &std::path::Path, context: &str) -> String {

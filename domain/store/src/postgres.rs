@@ -53,7 +53,7 @@ fn channel(context: &str) -> String {
 }
 
 /// A stable 64-bit key for the context's outbox lock (FNV-1a of its name).
-fn lock_key(context: &str) -> i64 {
+pub(crate) fn lock_key(context: &str) -> i64 {
     let hash = format!("strata.outbox.{context}")
         .bytes()
         .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
