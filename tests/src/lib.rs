@@ -73,8 +73,8 @@ impl TestPostgres {
 }
 
 /// A TCP proxy in front of a server, which a test can cut to make the server
-/// unreachable the way a network partition would — whatever the server is, a
-/// container or `STRATA_TEST_DATABASE_URL`.
+/// unreachable the way a network partition would, and heal again — whatever the
+/// server is, a container or `STRATA_TEST_DATABASE_URL`.
 #[derive(Debug)]
 pub struct Partition {
     address: std::net::SocketAddr,
@@ -91,12 +91,12 @@ impl Partition {
         let address = listener.local_addr()?;
         let (cut, cut_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            loop {
-                let mut cut_now = cut_rx.clone();
-                let (mut inbound, _) = tokio::select! {
-                    accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => return },
-                    _ = cut_now.wait_for(|cut| *cut) => return,
-                };
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                // While cut, a connection is accepted and dropped at once: the
+                // client sees it reset, as across a partition.
+                if *cut_rx.borrow() {
+                    continue;
+                }
                 let mut cut_conn = cut_rx.clone();
                 tokio::spawn(async move {
                     let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
@@ -126,6 +126,11 @@ impl Partition {
     /// Drops every proxied connection and refuses new ones.
     pub fn cut(&self) {
         let _ = self.cut.send(true);
+    }
+
+    /// Forwards new connections again.
+    pub fn heal(&self) {
+        let _ = self.cut.send(false);
     }
 }
 

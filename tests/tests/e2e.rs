@@ -381,15 +381,52 @@ async fn catalog_on_postgres_end_to_end() {
         .unwrap_err();
     assert_eq!(field_names(&bad), ["page_size", "page_token"]);
 
-    // The store goes away: UNAVAILABLE, not INTERNAL.
+    // The store goes away: reads and writes are UNAVAILABLE (retry later), not
+    // INTERNAL, and nothing is half-written.
+    let created = create(&mut client, "MUG-PARTITION").await;
     partition.cut();
-    let down = client
-        .get_product(pb::GetProductRequest {
-            id: created.id.clone(),
-        })
-        .await
-        .unwrap_err();
+    let get = pb::GetProductRequest {
+        id: created.id.clone(),
+    };
+    let down = client.get_product(get.clone()).await.unwrap_err();
     assert_eq!(down.code(), Code::Unavailable, "{down:?}");
+    let during = pb::ChangePriceRequest {
+        id: created.id.clone(),
+        request_id: key(),
+        expected_version: None,
+        price: eur(4242),
+    };
+    let down = client.change_price(during.clone()).await.unwrap_err();
+    assert_eq!(down.code(), Code::Unavailable, "{down:?}");
+
+    // The partition heals: the service recovers by itself. A client retries an
+    // UNAVAILABLE call, as it was told to (bounded: a broken pooled connection
+    // fails once, then is replaced).
+    partition.heal();
+    let mut recovered = None;
+    for _ in 0..20 {
+        match client.change_price(during.clone()).await {
+            Ok(answer) => {
+                recovered = Some(answer.into_inner());
+                break;
+            }
+            Err(status) => assert_eq!(status.code(), Code::Unavailable, "{status:?}"),
+        }
+    }
+    let recovered = recovered.expect("writes succeed again once the partition heals");
+    let after = client
+        .get_product(get)
+        .await
+        .unwrap()
+        .into_inner()
+        .product
+        .unwrap();
+    assert_eq!(after.price, eur(4242));
+    assert_eq!(
+        Some(after.version),
+        recovered.product.map(|p| p.version),
+        "the write made during the partition took effect once, when retried"
+    );
 
     service.shutdown().await.unwrap();
 }

@@ -89,7 +89,7 @@ pub enum Error {
 
     /// The command is not allowed in the aggregate's current state (publishing a
     /// retired product): `FAILED_PRECONDITION`.
-    #[error("{kind} {id}: {reason}")]
+    #[error("{kind} {id}: {message}")]
     FailedPrecondition {
         /// The aggregate kind.
         kind: &'static str,
