@@ -2,10 +2,11 @@
 //!
 //! [`Server`] serves a set of gRPC services together with `grpc.health.v1.Health`
 //! (SERVING per hosted service) and gRPC reflection (v1 and v1alpha) that lists
-//! exactly the hosted services, health and itself. [`Server::serve`] takes the
-//! listener, so tests bind `127.0.0.1:0` and own the port, and a shutdown future:
-//! when it completes, health turns NOT_SERVING, the server stops accepting and
-//! drains in-flight calls for a bounded time.
+//! exactly the hosted services, health and itself, and also describes the
+//! `google.rpc` error details ([`GOOGLE_RPC_FILE_DESCRIPTOR_SET`]).
+//! [`Server::serve`] takes the listener, so tests bind `127.0.0.1:0` and own the
+//! port, and a shutdown future: when it completes, health turns NOT_SERVING, the
+//! server stops accepting and drains in-flight calls for a bounded time.
 
 use std::{convert::Infallible, future::Future, net::SocketAddr, time::Duration};
 
@@ -23,6 +24,13 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The name of the health service, as clients ask reflection for it.
 pub const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+
+/// The encoded `FileDescriptorSet` of `google/rpc/status.proto` and
+/// `google/rpc/error_details.proto` (with their imports): the types of the rich
+/// error details every Strata service returns (`ErrorInfo`, `BadRequest`, …).
+/// Reflection serves it so that clients can decode those details.
+pub const GOOGLE_RPC_FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/google_rpc_descriptor.bin"));
 
 /// A gRPC server under construction: the services it hosts, by name.
 #[derive(Debug)]
@@ -96,12 +104,15 @@ impl Server {
         set_status(&health, &self.names, ServingStatus::Serving).await;
 
         // Reflection lists exactly what this server hosts: the hosted services,
-        // health, and (per protocol version) itself.
+        // health, and (per protocol version) itself. It also describes the
+        // google.rpc error details, which no listed service names but every
+        // error may carry.
         let reflection = |itself: &str| {
             let builder = tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(GOOGLE_RPC_FILE_DESCRIPTOR_SET)
                 .with_service_name(HEALTH_SERVICE)
                 .with_service_name(itself);
             self.names
