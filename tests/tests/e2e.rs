@@ -42,6 +42,7 @@ impl Service {
             data_dir: std::env::temp_dir(),
             drain_timeout,
             db_max_connections: None,
+            log_format: Default::default(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(strata_data_service::run(settings, listener, async {

@@ -62,6 +62,10 @@ pub struct Flags {
     /// Seconds in-flight calls may take to finish after SIGTERM or SIGINT.
     #[arg(long, env = "STRATA_DRAIN_TIMEOUT_SECS", default_value = "10")]
     drain_timeout_secs: String,
+
+    /// How logs are written to stderr: text, or json (one object per line).
+    #[arg(long, env = "STRATA_LOG_FORMAT", default_value = "text")]
+    log_format: String,
 }
 
 /// One hosted context and where its data lives.
@@ -86,6 +90,8 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// Most connections per PostgreSQL pool; `None`: eight per core.
     pub db_max_connections: Option<u32>,
+    /// How logs are written.
+    pub log_format: strata_rpc::telemetry::LogFormat,
 }
 
 /// A setting that cannot be used, named as the user would set it.
@@ -139,6 +145,10 @@ impl Flags {
                 })
             })
             .transpose()?;
+        let log_format = self
+            .log_format
+            .parse::<strata_rpc::telemetry::LogFormat>()
+            .map_err(|error| config_error("--log-format (STRATA_LOG_FORMAT)", error.to_string()))?;
         let mut hosted = Vec::new();
         for name in self.contexts.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             let context = Context::ALL
@@ -192,6 +202,7 @@ impl Flags {
             data_dir: self.data_dir,
             drain_timeout,
             db_max_connections,
+            log_format,
         })
     }
 }

@@ -7,6 +7,18 @@
 //! [`Server::serve`] takes the listener, so tests bind `127.0.0.1:0` and own the
 //! port, and a shutdown future: when it completes, health turns NOT_SERVING, the
 //! server stops accepting and drains in-flight calls for a bounded time.
+//!
+//! Every call is logged once, when it ends (method, status code, latency and the
+//! request id a handler records with [`record_request_id`]); [`telemetry::init`]
+//! installs the subscriber every process uses, as text or JSON.
+//!
+//! Layout: `lib.rs` the server; `call_log.rs` the layer that logs each call;
+//! `telemetry.rs` the log subscriber and format.
+
+mod call_log;
+pub mod telemetry;
+
+pub use call_log::record_request_id;
 
 use std::{convert::Infallible, future::Future, net::SocketAddr, time::Duration};
 
@@ -139,6 +151,7 @@ impl Server {
         let server = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .layer(call_log::CallLogLayer)
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = drain_rx.await;

@@ -4,12 +4,26 @@
 // Test code: a failed step should stop the test with its message.
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
+use std::{
+    convert::Infallible,
+    future::Future,
+    io,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+};
 
 use prost::Message as _;
-use tokio::{sync::oneshot, task::JoinHandle};
+use strata_rpc::telemetry::{self, LogFormat};
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
+};
 use tokio_stream::StreamExt as _;
-use tonic::transport::Channel;
+use tonic::{Code, body::Body, transport::Channel};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use tonic_prost::ProstCodec;
 use tonic_reflection::pb::v1::{
     ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
     server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
@@ -66,6 +80,7 @@ async fn reflect(address: SocketAddr, request: MessageRequest) -> Vec<prost_type
 
 #[tokio::test]
 async fn reflection_describes_the_google_rpc_error_details() {
+    let (_logs, _) = capture_logs();
     let running = serve(strata_rpc::Server::new()).await;
 
     // What grpcurl asks when it meets an `ErrorInfo` in an error's details …
@@ -103,4 +118,189 @@ async fn reflection_describes_the_google_rpc_error_details() {
 
     let _ = running.stop.send(());
     running.task.await.unwrap().unwrap();
+}
+
+/// Captures this test's logs as JSON lines, until the guard is dropped.
+///
+/// Every test in this binary calls it first. The subscriber is this thread's
+/// only (the runtime of a `#[tokio::test]` runs the server, its connections and
+/// the client on the test's thread), and tracing caches whether a log statement
+/// is enabled from the subscriber of the thread that reaches it first: a test
+/// without one would switch the call log off for the others.
+fn capture_logs() -> (tracing::subscriber::DefaultGuard, Captured) {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let guard = tracing::subscriber::set_default(telemetry::subscriber(
+        LogFormat::Json,
+        tracing_subscriber::EnvFilter::new("info"),
+        false,
+        move || writer.clone(),
+    ));
+    (guard, captured)
+}
+
+/// Log lines written to memory, for tests to read back.
+#[derive(Debug, Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Every line, parsed as JSON (a line that is not JSON fails the test).
+    fn json_lines(&self) -> Vec<serde_json::Value> {
+        let bytes = self.0.lock().unwrap().clone();
+        String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+            .collect()
+    }
+}
+
+/// `strata.test.Gate`: its one unary method, `Pass`, records the request id
+/// `"gate-request"`, says it has been entered, then waits until the gate opens.
+/// It is written as tonic's generated servers are, with `tonic::server::Grpc`.
+#[derive(Debug, Clone)]
+struct Gate {
+    entered: mpsc::UnboundedSender<()>,
+    open: watch::Receiver<bool>,
+}
+
+/// The other end of a [`Gate`].
+struct GateControl {
+    entered: mpsc::UnboundedReceiver<()>,
+    open: watch::Sender<bool>,
+}
+
+const GATE_PASS: &str = "/strata.test.Gate/Pass";
+
+impl Gate {
+    fn new() -> (Self, GateControl) {
+        let (entered_tx, entered) = mpsc::unbounded_channel();
+        let (open, open_rx) = watch::channel(false);
+        (
+            Self {
+                entered: entered_tx,
+                open: open_rx,
+            },
+            GateControl { entered, open },
+        )
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl tonic::server::NamedService for Gate {
+    const NAME: &'static str = "strata.test.Gate";
+}
+
+impl tower_service::Service<http::Request<Body>> for Gate {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let gate = self.clone();
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(ProstCodec::<(), ()>::default());
+            Ok(grpc.unary(Pass(gate), request).await)
+        })
+    }
+}
+
+struct Pass(Gate);
+
+impl tonic::server::UnaryService<()> for Pass {
+    type Response = ();
+    type Future = BoxFuture<Result<tonic::Response<()>, tonic::Status>>;
+
+    fn call(&mut self, _request: tonic::Request<()>) -> Self::Future {
+        let Gate { entered, mut open } = self.0.clone();
+        Box::pin(async move {
+            strata_rpc::record_request_id("gate-request");
+            let _ = entered.send(());
+            let _ = open.wait_for(|open| *open).await;
+            Ok(tonic::Response::new(()))
+        })
+    }
+}
+
+async fn pass(address: SocketAddr) -> Result<(), tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel(address));
+    grpc.ready().await.unwrap();
+    grpc.unary(
+        tonic::Request::new(()),
+        http::uri::PathAndQuery::from_static(GATE_PASS),
+        ProstCodec::<(), ()>::default(),
+    )
+    .await
+    .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn each_call_is_logged_once_when_it_ends() {
+    let (_logs, captured) = capture_logs();
+    let (gate, mut control) = Gate::new();
+    let running = serve(strata_rpc::Server::new().host(gate)).await;
+
+    let mut health = HealthClient::new(channel(running.address));
+    // OK: the status comes in the trailers, after the message.
+    health
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap();
+    // An error: tonic answers Trailers-Only, the status in the headers.
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "no.such.Service".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    // A handler records its request id; the call is logged when it ends.
+    let call = tokio::spawn(pass(running.address));
+    control.entered.recv().await.unwrap();
+    let _ = control.open.send(true);
+    call.await.unwrap().unwrap();
+    let _ = running.stop.send(());
+    running.task.await.unwrap().unwrap();
+
+    let lines = captured.json_lines();
+    let calls: Vec<_> = lines
+        .iter()
+        .filter(|line| line["message"] == "call ended")
+        .map(|line| {
+            assert_eq!(line["target"], "strata_rpc::call_log", "{line}");
+            assert!(line["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{line}");
+            (
+                line["span"]["grpc.method"].as_str().unwrap_or_default(),
+                line["grpc.code"].as_str().unwrap_or_default(),
+                line["span"]["request_id"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("/grpc.health.v1.Health/Check", "OK", None),
+            ("/grpc.health.v1.Health/Check", "NOT_FOUND", None),
+            (GATE_PASS, "OK", Some("gate-request")),
+        ],
+        "one line per call, when it ends: {lines:#?}"
+    );
 }
