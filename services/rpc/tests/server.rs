@@ -12,6 +12,7 @@ use std::{
     pin::Pin,
     sync::{Arc, Mutex},
     task::{Context, Poll},
+    time::{Duration, Instant},
 };
 
 use prost::Message as _;
@@ -22,7 +23,9 @@ use tokio::{
 };
 use tokio_stream::StreamExt as _;
 use tonic::{Code, body::Body, transport::Channel};
-use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 use tonic_prost::ProstCodec;
 use tonic_reflection::pb::v1::{
     ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
@@ -302,5 +305,84 @@ async fn each_call_is_logged_once_when_it_ends() {
             (GATE_PASS, "OK", Some("gate-request")),
         ],
         "one line per call, when it ends: {lines:#?}"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_streams_and_lets_unary_calls_finish() {
+    let (_logs, captured) = capture_logs();
+    let (gate, mut control) = Gate::new();
+    // Far longer than the test may take: only ending the watch lets it finish.
+    let drain_timeout = Duration::from_secs(60);
+    let running = serve(strata_rpc::Server::new().host(gate).drain_timeout(drain_timeout)).await;
+
+    // A unary call in flight, its handler waiting on the gate …
+    let call = tokio::spawn(pass(running.address));
+    control.entered.recv().await.unwrap();
+    // … and a stream that never ends by itself.
+    let mut watch = HealthClient::new(channel(running.address))
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        watch.next().await.unwrap().unwrap().status(),
+        ServingStatus::Serving
+    );
+
+    let started = Instant::now();
+    let _ = running.stop.send(());
+    // The watcher learns first that the server is going, then the stream ends.
+    assert_eq!(
+        watch.next().await.unwrap().unwrap().status(),
+        ServingStatus::NotServing
+    );
+    let end = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("the watch ends at shutdown, not at the drain timeout");
+    match end {
+        None => {}
+        Some(Err(status)) if status.code() == Code::Unavailable => {}
+        other => panic!("the watch ends, or ends UNAVAILABLE: {other:?}"),
+    }
+    // By then the server accepts no connection.
+    let refused = tokio::net::TcpStream::connect(running.address).await.unwrap_err();
+    assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused, "{refused}");
+
+    // The unary call still completes, OK.
+    let _ = control.open.send(true);
+    call.await
+        .unwrap()
+        .expect("the call in flight at shutdown succeeds");
+    tokio::time::timeout(Duration::from_secs(10), running.task)
+        .await
+        .expect("the drain ends with the last call, not at its timeout")
+        .unwrap()
+        .unwrap();
+    assert!(started.elapsed() < drain_timeout / 6, "{:?}", started.elapsed());
+
+    let codes: Vec<_> = captured
+        .json_lines()
+        .into_iter()
+        .filter(|line| line["message"] == "call ended")
+        .map(|line| {
+            (
+                line["span"]["grpc.method"].to_string(),
+                line["grpc.code"].to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        codes.contains(&(
+            r#""/grpc.health.v1.Health/Watch""#.into(),
+            r#""UNAVAILABLE""#.into()
+        )),
+        "{codes:?}"
+    );
+    assert!(
+        codes.contains(&(format!("{GATE_PASS:?}"), r#""OK""#.into())),
+        "{codes:?}"
     );
 }
