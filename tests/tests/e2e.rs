@@ -42,6 +42,7 @@ impl Service {
             }],
             data_dir: std::env::temp_dir(),
             drain_timeout,
+            log_format: Default::default(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(strata_data_service::run(settings, listener, async {
@@ -586,9 +587,14 @@ async fn catalog_field_rules_and_event_stream_on_postgres() {
 
 #[tokio::test]
 async fn reflection_shows_exactly_the_hosted_services_and_shutdown_drains() {
-    let dir = std::env::temp_dir().join(format!("strata-e2e-{}", uuid::Uuid::now_v7()));
-    let url = strata_catalog_url(&dir);
-    let service = Service::start(url, Duration::from_secs(2)).await;
+    use sqlx::Connection as _;
+    use std::time::Instant;
+
+    let pg = TestPostgres::start().await.unwrap();
+    let url = pg.fresh_database().await.unwrap();
+    // Far longer than the test may take: shutdown must not wait for it.
+    let drain_timeout = Duration::from_secs(60);
+    let service = Service::start(url.clone(), drain_timeout).await;
 
     let mut reflection = ServerReflectionClient::new(service.channel().await);
     let request = ServerReflectionRequest {
@@ -615,23 +621,24 @@ async fn reflection_shows_exactly_the_hosted_services_and_shutdown_drains() {
         ]
     );
 
-    // A client that knows only reflection can resolve the service's methods.
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::FileContainingSymbol(
-            "strata.catalog.v1.ProductService".into(),
-        )),
-    };
-    let mut responses = reflection
-        .server_reflection_info(tokio_stream::once(request))
-        .await
-        .unwrap()
-        .into_inner();
-    let response = responses.next().await.unwrap().unwrap();
-    assert!(
-        matches!(response.message_response, Some(MessageResponse::FileDescriptorResponse(ref f)) if !f.file_descriptor_proto.is_empty()),
-        "{response:?}"
-    );
+    // A client that knows only reflection can resolve the service's methods,
+    // and the error details its errors carry.
+    for symbol in ["strata.catalog.v1.ProductService", "google.rpc.ErrorInfo"] {
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::FileContainingSymbol(symbol.into())),
+        };
+        let mut responses = reflection
+            .server_reflection_info(tokio_stream::once(request))
+            .await
+            .unwrap()
+            .into_inner();
+        let response = responses.next().await.unwrap().unwrap();
+        assert!(
+            matches!(response.message_response, Some(MessageResponse::FileDescriptorResponse(ref f)) if !f.file_descriptor_proto.is_empty()),
+            "{symbol}: {response:?}"
+        );
+    }
 
     let mut health = service.health();
     let serving = health
@@ -640,9 +647,30 @@ async fn reflection_shows_exactly_the_hosted_services_and_shutdown_drains() {
         .unwrap();
     assert_eq!(serving.into_inner().status(), ServingStatus::Serving);
 
-    // Shutdown: health turns NOT_SERVING first (a watcher sees it), then the
-    // server drains, bounded by the drain timeout even though the watch stream
-    // never ends by itself.
+    // A unary call in flight across the shutdown signal: a ChangePrice waiting
+    // on the row lock this test holds.
+    let mut client = service.products().await;
+    let product = create(&mut client, "DRAIN-1").await;
+    let mut locker = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut lock = locker.begin().await.unwrap();
+    sqlx::query("select 1 from catalog.product where id = $1 for update")
+        .bind(uuid::Uuid::parse_str(&product.id).unwrap())
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let change = tokio::spawn(async move {
+        client
+            .change_price(pb::ChangePriceRequest {
+                id: product.id,
+                request_id: key(),
+                expected_version: Some(1),
+                price: eur(1490),
+            })
+            .await
+    });
+    wait_for_a_lock_wait(&url).await;
+
+    // And a stream that never ends by itself.
     let mut watch = health
         .watch(health_request("strata.catalog.v1.ProductService"))
         .await
@@ -652,22 +680,68 @@ async fn reflection_shows_exactly_the_hosted_services_and_shutdown_drains() {
         watch.next().await.unwrap().unwrap().status(),
         ServingStatus::Serving
     );
+
+    // Shutdown: health turns NOT_SERVING first (the watcher sees it), then the
+    // watch ends and no new connection is accepted …
+    let shutdown = Instant::now();
     let _ = service.stop.send(());
     assert_eq!(
         watch.next().await.unwrap().unwrap().status(),
         ServingStatus::NotServing
     );
+    let end = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("the watch ends at shutdown, not at the drain timeout");
+    match end {
+        None => {}
+        Some(Err(status)) if status.code() == Code::Unavailable => {}
+        other => panic!("the watch ends, or ends UNAVAILABLE: {other:?}"),
+    }
+    let refused = tokio::net::TcpStream::connect(service.address)
+        .await
+        .expect_err("a new connection after shutdown began");
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused, "{refused}");
+
+    // … while the call in flight completes, OK, once the lock is gone.
+    lock.rollback().await.unwrap();
+    let changed = change
+        .await
+        .unwrap()
+        .expect("the call in flight at shutdown succeeds")
+        .into_inner()
+        .product
+        .unwrap();
+    assert_eq!((changed.version, changed.price), (2, eur(1490)));
     tokio::time::timeout(Duration::from_secs(10), service.task)
         .await
-        .expect("shutdown is bounded by the drain timeout")
+        .expect("the drain ends with the last call, not at its timeout")
         .unwrap()
         .unwrap();
-    let _ = std::fs::remove_dir_all(dir);
+    assert!(shutdown.elapsed() < drain_timeout / 6, "{:?}", shutdown.elapsed());
 }
 
-fn strata_catalog_url(dir: &std::path::Path) -> String {
-    std::fs::create_dir_all(dir).unwrap();
-    format!("sqlite://{}", dir.join("catalog.db").display())
+/// Returns once a session of the database at `url` waits on a lock (polled, for
+/// at most ten seconds: PostgreSQL has no notification for it).
+async fn wait_for_a_lock_wait(url: &str) {
+    use sqlx::Connection as _;
+    use std::time::Instant;
+
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_activity \
+             where datname = current_database() and wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no session waits on a lock after 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// A client retrying a command while its first attempt still runs, from
@@ -732,4 +806,9 @@ async fn racing_retries_on_sqlite() {
     let dir = std::env::temp_dir().join(format!("strata-e2e-race-{}", uuid::Uuid::now_v7()));
     racing_retries_over_separate_channels(strata_catalog_url(&dir)).await;
     let _ = std::fs::remove_dir_all(dir);
+}
+
+fn strata_catalog_url(dir: &std::path::Path) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    format!("sqlite://{}", dir.join("catalog.db").display())
 }

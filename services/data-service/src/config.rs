@@ -9,6 +9,7 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
+use strata_rpc::telemetry::LogFormat;
 use strata_store::{StoreConfig, StoreUrl, config::DEFAULT_MAX_CONNECTIONS};
 
 use crate::CONTEXTS;
@@ -52,6 +53,10 @@ pub struct Flags {
     /// Seconds in-flight calls may take to finish after SIGTERM or SIGINT.
     #[arg(long, env = "STRATA_DRAIN_TIMEOUT_SECS", default_value = "10")]
     drain_timeout_secs: String,
+
+    /// How logs are written to stderr: text, or json (one object per line).
+    #[arg(long, env = "STRATA_LOG_FORMAT", default_value = "text")]
+    log_format: String,
 }
 
 /// One hosted context and where its data lives.
@@ -74,6 +79,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Bound on draining at shutdown.
     pub drain_timeout: Duration,
+    /// How logs are written.
+    pub log_format: LogFormat,
 }
 
 impl Settings {
@@ -93,6 +100,7 @@ impl Settings {
             hosted,
             data_dir,
             drain_timeout: Duration::from_secs(10),
+            log_format: LogFormat::default(),
         }
     }
 }
@@ -177,6 +185,10 @@ impl Flags {
             "--drain-timeout-secs (STRATA_DRAIN_TIMEOUT_SECS)",
             &self.drain_timeout_secs,
         )?;
+        let log_format = self
+            .log_format
+            .parse::<LogFormat>()
+            .map_err(|error| config_error("--log-format (STRATA_LOG_FORMAT)", error.to_string()))?;
         let retention_setting = "--idempotency-retention-secs (STRATA_IDEMPOTENCY_RETENTION_SECS)";
         let idempotency_retention = whole_seconds(retention_setting, &self.idempotency_retention_secs)?;
         if idempotency_retention.is_zero() {
@@ -265,6 +277,7 @@ impl Flags {
             hosted,
             data_dir: self.data_dir,
             drain_timeout,
+            log_format,
         })
     }
 }

@@ -4,15 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use strata_data_service::{Flags, mount};
-use tracing_subscriber::EnvFilter;
+use strata_rpc::telemetry::{self, LogFormat};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
-
+    // Before logging is set up (its format is a setting): one plain line.
     let settings = match Flags::parse().resolve() {
         Ok(settings) => settings,
         Err(error) => {
@@ -20,12 +16,20 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(error) = telemetry::init(settings.log_format) {
+        eprintln!("data-service: cannot set up logging: {error}");
+        return ExitCode::FAILURE;
+    }
+    let format = settings.log_format;
     let listener = match tokio::net::TcpListener::bind(settings.listen).await {
         Ok(listener) => listener,
         Err(error) => {
-            eprintln!(
-                "data-service: --listen (STRATA_LISTEN): cannot listen on {}: {error}",
-                settings.listen
+            fatal(
+                format,
+                &format!(
+                    "--listen (STRATA_LISTEN): cannot listen on {}: {error}",
+                    settings.listen
+                ),
             );
             return ExitCode::from(2);
         }
@@ -33,7 +37,7 @@ async fn main() -> ExitCode {
     let server = match mount(&settings).await {
         Ok(server) => server,
         Err(error) => {
-            eprintln!("data-service: {error:#}");
+            fatal(format, &format!("{error:#}"));
             return ExitCode::FAILURE;
         }
     };
@@ -43,13 +47,22 @@ async fn main() -> ExitCode {
             "data-service listening on {address} (contexts: {})",
             contexts.join(", ")
         ),
-        Err(error) => eprintln!("data-service: cannot read the bound address: {error}"),
+        Err(error) => fatal(format, &format!("cannot read the bound address: {error}")),
     }
     match server.serve(listener, strata_rpc::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("data-service: {error:#}");
+            fatal(format, &format!("{error:#}"));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Reports why the service stops: one plain line, or with JSON logs an ERROR
+/// event, so that every line on stderr is a JSON object.
+fn fatal(format: LogFormat, message: &str) {
+    match format {
+        LogFormat::Text => eprintln!("data-service: {message}"),
+        LogFormat::Json => tracing::error!("{message}"),
     }
 }

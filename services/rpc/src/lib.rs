@@ -2,10 +2,27 @@
 //!
 //! [`Server`] serves a set of gRPC services together with `grpc.health.v1.Health`
 //! (SERVING per hosted service) and gRPC reflection (v1 and v1alpha) that lists
-//! exactly the hosted services, health and itself. [`Server::serve`] takes the
-//! listener, so tests bind `127.0.0.1:0` and own the port, and a shutdown future:
-//! when it completes, health turns NOT_SERVING, the server stops accepting and
-//! drains in-flight calls for a bounded time.
+//! exactly the hosted services, health and itself, and also describes the
+//! `google.rpc` error details ([`GOOGLE_RPC_FILE_DESCRIPTOR_SET`]).
+//! [`Server::serve`] takes the listener, so tests bind `127.0.0.1:0` and own the
+//! port, and a shutdown future: when it completes, health turns NOT_SERVING, the
+//! server stops accepting, ends open response streams (UNAVAILABLE) and drains
+//! in-flight calls for a bounded time.
+//!
+//! Every call is logged once, when it ends (method, status code, latency and the
+//! request id a handler records with [`record_request_id`]); [`telemetry::init`]
+//! installs the subscriber every process uses, as text or JSON.
+//!
+//! Layout: `lib.rs` the server; `call_log.rs` the layer that logs each call;
+//! `shutdown.rs` the signal and the layer that ends open streams at shutdown;
+//! `telemetry.rs` the log subscriber and format.
+
+mod call_log;
+mod shutdown;
+pub mod telemetry;
+
+pub use call_log::record_request_id;
+pub use shutdown::shutdown_signal;
 
 use std::{convert::Infallible, future::Future, net::SocketAddr, time::Duration};
 
@@ -23,6 +40,13 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The name of the health service, as clients ask reflection for it.
 pub const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+
+/// The encoded `FileDescriptorSet` of `google/rpc/status.proto` and
+/// `google/rpc/error_details.proto` (with their imports): the types of the rich
+/// error details every Strata service returns (`ErrorInfo`, `BadRequest`, …).
+/// Reflection serves it so that clients can decode those details.
+pub const GOOGLE_RPC_FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/google_rpc_descriptor.bin"));
 
 /// A gRPC server under construction: the services it hosts, by name.
 #[derive(Debug)]
@@ -81,7 +105,10 @@ impl Server {
     }
 
     /// Serves on `listener` until `shutdown` completes, then reports NOT_SERVING,
-    /// stops accepting and drains in-flight calls for at most the drain timeout.
+    /// stops accepting, ends the open response streams (a health `Watch`, any
+    /// server-streaming call) with UNAVAILABLE once they have sent what they had
+    /// ready, and lets in-flight unary calls finish, for at most the drain
+    /// timeout.
     ///
     /// # Errors
     /// When the reflection service cannot be built from the descriptor sets or the
@@ -96,12 +123,15 @@ impl Server {
         set_status(&health, &self.names, ServingStatus::Serving).await;
 
         // Reflection lists exactly what this server hosts: the hosted services,
-        // health, and (per protocol version) itself.
+        // health, and (per protocol version) itself. It also describes the
+        // google.rpc error details, which no listed service names but every
+        // error may carry.
         let reflection = |itself: &str| {
             let builder = tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(GOOGLE_RPC_FILE_DESCRIPTOR_SET)
                 .with_service_name(HEALTH_SERVICE)
                 .with_service_name(itself);
             self.names
@@ -125,12 +155,19 @@ impl Server {
 
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+        let (stop_streams, end_streams) = shutdown::end_streams();
         let server = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            // Outermost: the call log sees the status the stream ended with.
+            .layer(call_log::CallLogLayer)
+            .layer(end_streams)
             .add_routes(routes)
-            .serve_with_incoming_shutdown(incoming, async {
+            .serve_with_incoming_shutdown(incoming, async move {
                 let _ = drain_rx.await;
+                // Stopped here, as the server stops accepting in the same poll:
+                // a client that sees its stream ended cannot connect again.
+                stop_streams.stop();
             });
         tokio::pin!(server);
         tracing::info!(address = ?local, services = ?self.names, "serving");
@@ -169,32 +206,4 @@ pub enum ServeError {
     /// The transport failed.
     #[error("gRPC transport error: {0}")]
     Transport(#[source] tonic::transport::Error),
-}
-
-/// Completes on SIGINT or SIGTERM (on non-Unix, Ctrl-C only).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("received SIGINT"),
-        () = terminate => tracing::info!("received SIGTERM"),
-    }
 }

@@ -1,0 +1,388 @@
+//! `strata_rpc::Server` served on `127.0.0.1:0` and driven through generated
+//! clients, as any gRPC caller would.
+
+// Test code: a failed step should stop the test with its message.
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    io,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use prost::Message as _;
+use strata_rpc::telemetry::{self, LogFormat};
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
+};
+use tokio_stream::StreamExt as _;
+use tonic::{Code, body::Body, transport::Channel};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+use tonic_prost::ProstCodec;
+use tonic_reflection::pb::v1::{
+    ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+    server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+};
+
+/// A server running in this test, stopped by sending on `stop`.
+struct Running {
+    address: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), strata_rpc::ServeError>>,
+}
+
+async fn serve(server: strata_rpc::Server) -> Running {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    Running { address, stop, task }
+}
+
+fn channel(address: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect_lazy()
+}
+
+/// The file descriptors reflection answers `request` with.
+async fn reflect(address: SocketAddr, request: MessageRequest) -> Vec<prost_types::FileDescriptorProto> {
+    let mut reflection = ServerReflectionClient::new(channel(address));
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(request),
+    };
+    let response = reflection
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .unwrap()
+        .into_inner()
+        .next()
+        .await
+        .unwrap()
+        .unwrap();
+    let Some(MessageResponse::FileDescriptorResponse(files)) = response.message_response else {
+        panic!("unexpected reflection answer: {response:?}");
+    };
+    files
+        .file_descriptor_proto
+        .iter()
+        .map(|bytes| prost_types::FileDescriptorProto::decode(bytes.as_slice()).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn reflection_describes_the_google_rpc_error_details() {
+    let (_logs, _) = capture_logs();
+    let running = serve(strata_rpc::Server::new()).await;
+
+    // What grpcurl asks when it meets an `ErrorInfo` in an error's details …
+    let files = reflect(
+        running.address,
+        MessageRequest::FileContainingSymbol("google.rpc.ErrorInfo".into()),
+    )
+    .await;
+    let file = files
+        .iter()
+        .find(|f| f.name() == "google/rpc/error_details.proto")
+        .unwrap_or_else(|| panic!("no google/rpc/error_details.proto in {files:?}"));
+    let messages: Vec<_> = file.message_type.iter().map(|m| m.name()).collect();
+    for expected in ["ErrorInfo", "BadRequest", "PreconditionFailure", "RetryInfo"] {
+        assert!(messages.contains(&expected), "{expected} in {messages:?}");
+    }
+    // … and then, to build the descriptor, every file it imports.
+    for dependency in &file.dependency {
+        let files = reflect(
+            running.address,
+            MessageRequest::FileByFilename(dependency.clone()),
+        )
+        .await;
+        assert!(files.iter().any(|f| f.name() == dependency), "{dependency}");
+    }
+    let files = reflect(
+        running.address,
+        MessageRequest::FileContainingSymbol("google.rpc.Status".into()),
+    )
+    .await;
+    assert!(
+        files.iter().any(|f| f.name() == "google/rpc/status.proto"),
+        "{files:?}"
+    );
+
+    let _ = running.stop.send(());
+    running.task.await.unwrap().unwrap();
+}
+
+/// Captures this test's logs as JSON lines, until the guard is dropped.
+///
+/// Every test in this binary calls it first. The subscriber is this thread's
+/// only (the runtime of a `#[tokio::test]` runs the server, its connections and
+/// the client on the test's thread), and tracing caches whether a log statement
+/// is enabled from the subscriber of the thread that reaches it first: a test
+/// without one would switch the call log off for the others.
+fn capture_logs() -> (tracing::subscriber::DefaultGuard, Captured) {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let guard = tracing::subscriber::set_default(telemetry::subscriber(
+        LogFormat::Json,
+        tracing_subscriber::EnvFilter::new("info"),
+        false,
+        move || writer.clone(),
+    ));
+    (guard, captured)
+}
+
+/// Log lines written to memory, for tests to read back.
+#[derive(Debug, Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Every line, parsed as JSON (a line that is not JSON fails the test).
+    fn json_lines(&self) -> Vec<serde_json::Value> {
+        let bytes = self.0.lock().unwrap().clone();
+        String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+            .collect()
+    }
+}
+
+/// `strata.test.Gate`: its one unary method, `Pass`, records the request id
+/// `"gate-request"`, says it has been entered, then waits until the gate opens.
+/// It is written as tonic's generated servers are, with `tonic::server::Grpc`.
+#[derive(Debug, Clone)]
+struct Gate {
+    entered: mpsc::UnboundedSender<()>,
+    open: watch::Receiver<bool>,
+}
+
+/// The other end of a [`Gate`].
+struct GateControl {
+    entered: mpsc::UnboundedReceiver<()>,
+    open: watch::Sender<bool>,
+}
+
+const GATE_PASS: &str = "/strata.test.Gate/Pass";
+
+impl Gate {
+    fn new() -> (Self, GateControl) {
+        let (entered_tx, entered) = mpsc::unbounded_channel();
+        let (open, open_rx) = watch::channel(false);
+        (
+            Self {
+                entered: entered_tx,
+                open: open_rx,
+            },
+            GateControl { entered, open },
+        )
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl tonic::server::NamedService for Gate {
+    const NAME: &'static str = "strata.test.Gate";
+}
+
+impl tower_service::Service<http::Request<Body>> for Gate {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let gate = self.clone();
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(ProstCodec::<(), ()>::default());
+            Ok(grpc.unary(Pass(gate), request).await)
+        })
+    }
+}
+
+struct Pass(Gate);
+
+impl tonic::server::UnaryService<()> for Pass {
+    type Response = ();
+    type Future = BoxFuture<Result<tonic::Response<()>, tonic::Status>>;
+
+    fn call(&mut self, _request: tonic::Request<()>) -> Self::Future {
+        let Gate { entered, mut open } = self.0.clone();
+        Box::pin(async move {
+            strata_rpc::record_request_id("gate-request");
+            let _ = entered.send(());
+            let _ = open.wait_for(|open| *open).await;
+            Ok(tonic::Response::new(()))
+        })
+    }
+}
+
+async fn pass(address: SocketAddr) -> Result<(), tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel(address));
+    grpc.ready().await.unwrap();
+    grpc.unary(
+        tonic::Request::new(()),
+        http::uri::PathAndQuery::from_static(GATE_PASS),
+        ProstCodec::<(), ()>::default(),
+    )
+    .await
+    .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn each_call_is_logged_once_when_it_ends() {
+    let (_logs, captured) = capture_logs();
+    let (gate, mut control) = Gate::new();
+    let running = serve(strata_rpc::Server::new().host(gate)).await;
+
+    let mut health = HealthClient::new(channel(running.address));
+    // OK: the status comes in the trailers, after the message.
+    health
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap();
+    // An error: tonic answers Trailers-Only, the status in the headers.
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "no.such.Service".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    // A handler records its request id; the call is logged when it ends.
+    let call = tokio::spawn(pass(running.address));
+    control.entered.recv().await.unwrap();
+    let _ = control.open.send(true);
+    call.await.unwrap().unwrap();
+    let _ = running.stop.send(());
+    running.task.await.unwrap().unwrap();
+
+    let lines = captured.json_lines();
+    let calls: Vec<_> = lines
+        .iter()
+        .filter(|line| line["message"] == "call ended")
+        .map(|line| {
+            assert_eq!(line["target"], "strata_rpc::call_log", "{line}");
+            assert!(line["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{line}");
+            (
+                line["span"]["grpc.method"].as_str().unwrap_or_default(),
+                line["grpc.code"].as_str().unwrap_or_default(),
+                line["span"]["request_id"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("/grpc.health.v1.Health/Check", "OK", None),
+            ("/grpc.health.v1.Health/Check", "NOT_FOUND", None),
+            (GATE_PASS, "OK", Some("gate-request")),
+        ],
+        "one line per call, when it ends: {lines:#?}"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_streams_and_lets_unary_calls_finish() {
+    let (_logs, captured) = capture_logs();
+    let (gate, mut control) = Gate::new();
+    // Far longer than the test may take: only ending the watch lets it finish.
+    let drain_timeout = Duration::from_secs(60);
+    let running = serve(strata_rpc::Server::new().host(gate).drain_timeout(drain_timeout)).await;
+
+    // A unary call in flight, its handler waiting on the gate …
+    let call = tokio::spawn(pass(running.address));
+    control.entered.recv().await.unwrap();
+    // … and a stream that never ends by itself.
+    let mut watch = HealthClient::new(channel(running.address))
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        watch.next().await.unwrap().unwrap().status(),
+        ServingStatus::Serving
+    );
+
+    let started = Instant::now();
+    let _ = running.stop.send(());
+    // The watcher learns first that the server is going, then the stream ends.
+    assert_eq!(
+        watch.next().await.unwrap().unwrap().status(),
+        ServingStatus::NotServing
+    );
+    let end = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("the watch ends at shutdown, not at the drain timeout");
+    match end {
+        None => {}
+        Some(Err(status)) if status.code() == Code::Unavailable => {}
+        other => panic!("the watch ends, or ends UNAVAILABLE: {other:?}"),
+    }
+    // By then the server accepts no connection.
+    let refused = tokio::net::TcpStream::connect(running.address).await.unwrap_err();
+    assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused, "{refused}");
+
+    // The unary call still completes, OK.
+    let _ = control.open.send(true);
+    call.await
+        .unwrap()
+        .expect("the call in flight at shutdown succeeds");
+    tokio::time::timeout(Duration::from_secs(10), running.task)
+        .await
+        .expect("the drain ends with the last call, not at its timeout")
+        .unwrap()
+        .unwrap();
+    assert!(started.elapsed() < drain_timeout / 6, "{:?}", started.elapsed());
+
+    let codes: Vec<_> = captured
+        .json_lines()
+        .into_iter()
+        .filter(|line| line["message"] == "call ended")
+        .map(|line| {
+            (
+                line["span"]["grpc.method"].to_string(),
+                line["grpc.code"].to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        codes.contains(&(
+            r#""/grpc.health.v1.Health/Watch""#.into(),
+            r#""UNAVAILABLE""#.into()
+        )),
+        "{codes:?}"
+    );
+    assert!(
+        codes.contains(&(format!("{GATE_PASS:?}"), r#""OK""#.into())),
+        "{codes:?}"
+    );
+}
