@@ -17,10 +17,11 @@ impl Version {
         Self(value)
     }
 
-    /// The version after one more change.
+    /// The version after one more change. Saturates instead of overflowing: a
+    /// store keeps at most `i64::MAX` and refuses the write long before.
     #[must_use]
     pub const fn next(self) -> Self {
-        Self(self.0 + 1)
+        Self(self.0.saturating_add(1))
     }
 
     /// The number inside.

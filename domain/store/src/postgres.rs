@@ -70,6 +70,8 @@ impl Pg {
             .options([
                 ("search_path", context.name),
                 ("statement_timeout", timeout_ms.as_str()),
+                // `create … if not exists` on every start is expected, not news.
+                ("client_min_messages", "warning"),
             ]);
         // One plain connection first: the pool would report any failure as a
         // time-out, this names the cause (refused, unknown host, bad password).
