@@ -33,8 +33,8 @@ pub(crate) fn script(workload: Workload, products: u32) -> String {
         ),
         // ChangePrice with expected_version, two round trips:
         // 1. Store::load_for_command: the product and the idempotency record of
-        //    the (fresh) request id in one statement; the version read is the
-        //    one the write checks (`\gset`).
+        //    the (fresh) request id, bound as a parameter like the service's, in
+        //    one statement; the version read is the one the write checks (`\gset`).
         // 2. Store::write: the version-checked update, the idempotency record
         //    and the outbox row in one statement of CTEs, the outbox advisory
         //    lock taken before the event's position (commit-ordered positions)
@@ -43,9 +43,10 @@ pub(crate) fn script(workload: Workload, products: u32) -> String {
         Workload::Update => format!(
             "\\set n random(1, {products})\n\
              \\set price random(100, 99999)\n\
+             \\set rid random(1, 2000000000)\n\
              select a.*, i.fingerprint, i.result from (select 1) as one \
              left join (select {COLUMNS} from product where id = {ID}) as a on true \
-             left join idempotency as i on i.request_id = md5(random()::text) \\gset p_\n\
+             left join idempotency as i on i.request_id = :rid \\gset p_\n\
              with changed as (update product set name = 'Product', description = 'A product for benchmarking', \
              price_minor = :price, currency = 'EUR', status = 'published', version = :p_version + 1, \
              updated_at = now() where id = {ID} and version = :p_version returning 1), \

@@ -6,10 +6,14 @@
 
 use std::pin::Pin;
 
-use strata_kernel::{AggregateRoot, CommandMeta, Error, FieldViolation, error::Violations};
+use strata_kernel::{
+    AggregateRoot, CommandMeta, Error, FieldViolation,
+    error::Violations,
+    grpc::{self, timestamp},
+    paging,
+};
 use strata_proto::{catalog::v1 as pb, r#type::v1 as pb_type};
 use strata_store::StoredEvent;
-use time::OffsetDateTime;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
@@ -96,10 +100,14 @@ impl pb::product_service_server::ProductService for ProductGrpc {
     ) -> Result<Response<pb::ListProductsResponse>, Status> {
         let request = request.into_inner();
         let mut violations = Violations::new();
-        let limit = violations.check(page_size(request.page_size));
+        let limit = violations.check(paging::page_size(
+            request.page_size,
+            DEFAULT_PAGE_SIZE,
+            MAX_PAGE_SIZE,
+        ));
         let status = violations.check(status_filter(request.status));
         let after = match status {
-            Some(status) => violations.check(PageToken::decode(&request.page_token, status)),
+            Some(status) => violations.check(decode_token(&request.page_token, status)),
             None => None,
         };
         let query = violations.finish(|| {
@@ -115,7 +123,7 @@ impl pb::product_service_server::ProductService for ProductGrpc {
             products: page.products.iter().map(to_proto).collect(),
             next_page_token: page
                 .next_after
-                .map(|after| PageToken { status, after }.encode())
+                .map(|after| paging::encode_page_token(&status_bytes(status), after.as_uuid().as_bytes()))
                 .unwrap_or_default(),
         }))
     }
@@ -286,82 +294,30 @@ fn id_and_meta(
 
 /// A required `price` field; violations are named `price.…`.
 fn money(violations: &mut Violations, price: Option<&pb_type::Money>) -> Option<Money> {
-    let Some(price) = price else {
-        violations.push(FieldViolation::new("price", "is required"));
-        return None;
-    };
-    match Money::parse(&price.currency_code, price.amount_minor) {
-        Ok(money) => Some(money),
-        Err(errors) => {
-            for violation in errors {
-                violations.push(violation.nested_in("price"));
-            }
-            None
-        }
-    }
+    grpc::money(
+        violations,
+        "price",
+        price.map(|p| (p.currency_code.as_str(), p.amount_minor)),
+    )
 }
 
-/// 0 means the default; above the maximum means the maximum (AIP-158).
-fn page_size(raw: i32) -> Result<u32, FieldViolation> {
-    match u32::try_from(raw) {
-        Ok(0) => Ok(DEFAULT_PAGE_SIZE),
-        Ok(size) => Ok(size.min(MAX_PAGE_SIZE)),
-        Err(_) => Err(FieldViolation::new("page_size", "must not be negative")),
-    }
+/// What a `page_token` stands for: the last product of the previous page,
+/// bound to the status filter it was listed with.
+fn status_bytes(status: Option<ProductStatus>) -> [u8; 1] {
+    [match status {
+        None => 0,
+        Some(ProductStatus::Draft) => 1,
+        Some(ProductStatus::Published) => 2,
+        Some(ProductStatus::Retired) => 3,
+    }]
 }
 
-/// What a `page_token` stands for: the last product of the previous page, and
-/// the filter that page was listed with. Encoded opaquely; a token is only
-/// valid with the filter it was issued for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct PageToken {
-    status: Option<ProductStatus>,
-    after: ProductId,
-}
-
-impl PageToken {
-    const FORMAT: u8 = 1;
-
-    fn status_code(status: Option<ProductStatus>) -> u8 {
-        match status {
-            None => 0,
-            Some(ProductStatus::Draft) => 1,
-            Some(ProductStatus::Published) => 2,
-            Some(ProductStatus::Retired) => 3,
-        }
-    }
-
-    fn encode(self) -> String {
-        let mut bytes = vec![Self::FORMAT, Self::status_code(self.status)];
-        bytes.extend_from_slice(self.after.as_uuid().as_bytes());
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    /// The product to list after, `None` for the first page.
-    fn decode(raw: &str, status: Option<ProductStatus>) -> Result<Option<ProductId>, FieldViolation> {
-        if raw.is_empty() {
-            return Ok(None);
-        }
-        let unknown = || FieldViolation::new("page_token", "is not a token this service returned");
-        let bytes: Vec<u8> = (0..raw.len())
-            .step_by(2)
-            .map(|i| raw.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-            .collect::<Option<_>>()
-            .ok_or_else(unknown)?;
-        let [format, filter, id @ ..] = bytes.as_slice() else {
-            return Err(unknown());
-        };
-        let id = uuid::Uuid::from_slice(id).map_err(|_| unknown())?;
-        if *format != Self::FORMAT {
-            return Err(unknown());
-        }
-        if *filter != Self::status_code(status) {
-            return Err(FieldViolation::new(
-                "page_token",
-                "was issued for another filter; list again from the first page",
-            ));
-        }
-        Ok(Some(ProductId::from_uuid(id)))
+fn decode_token(raw: &str, status: Option<ProductStatus>) -> Result<Option<ProductId>, FieldViolation> {
+    match paging::decode_page_token(raw, &status_bytes(status))? {
+        None => Ok(None),
+        Some(cursor) => uuid::Uuid::from_slice(&cursor)
+            .map(|id| Some(ProductId::from_uuid(id)))
+            .map_err(|_| FieldViolation::new("page_token", "is not a token this service returned")),
     }
 }
 
@@ -448,14 +404,6 @@ fn event_to_proto(stored: StoredEvent) -> Result<pb::StreamEventsResponse, Error
     })
 }
 
-fn timestamp(at: OffsetDateTime) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.unix_timestamp(),
-        // Always below 10^9, so it fits.
-        nanos: i32::try_from(at.nanosecond()).unwrap_or(0),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -463,31 +411,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn page_sizes_are_defaulted_and_capped() {
-        assert_eq!(page_size(0), Ok(DEFAULT_PAGE_SIZE));
-        assert_eq!(page_size(7), Ok(7));
-        assert_eq!(page_size(i32::MAX), Ok(MAX_PAGE_SIZE));
-        assert_eq!(page_size(-1).unwrap_err().field(), "page_size");
-    }
-
-    #[test]
-    fn page_tokens_round_trip_and_are_bound_to_their_filter() {
+    fn page_tokens_carry_the_last_id_and_their_filter() {
         let after = ProductId::generate();
         let published = Some(ProductStatus::Published);
-        let token = PageToken {
-            status: published,
-            after,
-        }
-        .encode();
-        assert_eq!(PageToken::decode(&token, published), Ok(Some(after)));
-        let other = PageToken::decode(&token, None).unwrap_err();
-        assert!(other.description().contains("another filter"), "{other}");
-        assert_eq!(PageToken::decode("", None), Ok(None));
-        for junk in ["zz", "01", &after.to_string(), "é", &format!("{token}0")] {
-            assert_eq!(
-                PageToken::decode(junk, published).unwrap_err().field(),
-                "page_token"
-            );
-        }
+        let token = paging::encode_page_token(&status_bytes(published), after.as_uuid().as_bytes());
+        assert_eq!(decode_token(&token, published), Ok(Some(after)));
+        assert_eq!(decode_token(&token, None).unwrap_err().field(), "page_token");
+        let short = paging::encode_page_token(&status_bytes(published), b"abc");
+        assert_eq!(decode_token(&short, published).unwrap_err().field(), "page_token");
     }
 }

@@ -99,6 +99,9 @@ pub enum Error {
         reason: &'static str,
         /// What the client asked for and why it cannot be done, for people.
         message: String,
+        /// Facts a client acts on, sent as `ErrorInfo.metadata` (e.g.
+        /// `available` = `3` when a reservation asks for more).
+        metadata: Vec<(&'static str, String)>,
     },
 
     /// A value that must be unique is taken (a product's sku): `ALREADY_EXISTS`.

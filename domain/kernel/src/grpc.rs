@@ -10,7 +10,7 @@
 //! | `VersionConflict` | ABORTED | ErrorInfo `VERSION_CONFLICT`, metadata `current_version` and (when the client sent one) `expected_version` |
 //! | `Contention` | ABORTED | ErrorInfo `CONTENTION`; the source is logged |
 //! | `DeadlineExceeded` | DEADLINE_EXCEEDED | none; the source is logged |
-//! | `FailedPrecondition` | FAILED_PRECONDITION | PreconditionFailure with the reason, ErrorInfo |
+//! | `FailedPrecondition` | FAILED_PRECONDITION | PreconditionFailure with the reason, ErrorInfo with the reason and the error's metadata |
 //! | `AlreadyExists` | ALREADY_EXISTS | ErrorInfo `ALREADY_EXISTS`, metadata `field` |
 //! | `Unavailable` | UNAVAILABLE | none; the source is logged |
 //! | `Internal` | INTERNAL | none; the source is logged with its whole chain, the message is opaque |
@@ -91,14 +91,22 @@ pub fn to_status(error: Error) -> Status {
             Status::deadline_exceeded(message)
         }
         Error::FailedPrecondition {
-            kind, ref id, reason, ..
+            kind,
+            ref id,
+            reason,
+            ref metadata,
+            ..
         } => {
             let mut details = ErrorDetails::with_precondition_failure(vec![PreconditionViolation::new(
                 reason,
                 format!("{kind}/{id}"),
                 message.clone(),
             )]);
-            details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+            let metadata: HashMap<String, String> = metadata
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect();
+            details.set_error_info(reason, ERROR_DOMAIN, metadata);
             Status::with_error_details(Code::FailedPrecondition, message, details)
         }
         Error::AlreadyExists { field, .. } => Status::with_error_details(
@@ -117,6 +125,38 @@ pub fn to_status(error: Error) -> Status {
         Error::Internal(source) => {
             tracing::error!(error = %Chain(&*source), "internal error");
             Status::internal("internal error")
+        }
+    }
+}
+
+/// A point in time as a protobuf `Timestamp`.
+#[must_use]
+pub fn timestamp(at: time::OffsetDateTime) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.unix_timestamp(),
+        // Always below 10^9, so it fits.
+        nanos: i32::try_from(at.nanosecond()).unwrap_or(0),
+    }
+}
+
+/// A required money field of a request (`strata.type.v1.Money`, given as its
+/// two fields, `None` when absent): violations are named `<field>.…`.
+pub fn money(
+    violations: &mut crate::error::Violations,
+    field: &str,
+    given: Option<(&str, i64)>,
+) -> Option<crate::Money> {
+    let Some((currency_code, amount_minor)) = given else {
+        violations.push(crate::FieldViolation::new(field, "is required"));
+        return None;
+    };
+    match crate::Money::parse(currency_code, amount_minor) {
+        Ok(money) => Some(money),
+        Err(errors) => {
+            for violation in errors {
+                violations.push(violation.nested_in(field));
+            }
+            None
         }
     }
 }

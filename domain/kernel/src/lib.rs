@@ -12,6 +12,8 @@
 //!   [`execute::CommandStore`] port.
 //! - [`clock`]: the [`Clock`] port, with the system clock and a [`ManualClock`] for tests.
 //! - [`text`]: [`TextRule`], the check every free-text field shares (no control characters).
+//! - [`money`]: [`Money`] and [`Currency`], with checked arithmetic.
+//! - [`paging`]: page sizes and opaque page tokens bound to their filter.
 //! - [`outbox`]: the [`OutboxMessage`] written in the same transaction as the aggregate.
 //! - [`error`]: the error kinds every context maps its failures to.
 //! - [`grpc`]: the one mapping of those kinds to `tonic::Status`, with rich details.
@@ -26,7 +28,9 @@ pub mod error;
 pub mod execute;
 pub mod grpc;
 pub mod id;
+pub mod money;
 pub mod outbox;
+pub mod paging;
 pub mod text;
 pub mod version;
 
@@ -35,6 +39,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use command::{CommandMeta, Fingerprint, Recorded, RequestId};
 pub use error::{Error, FieldViolation};
 pub use id::Id;
+pub use money::{Currency, Money};
 pub use outbox::OutboxMessage;
 pub use text::TextRule;
 pub use version::Version;

@@ -458,6 +458,36 @@ impl Store {
     }
 }
 
+/// Runs a context's background sweep (expired reservations, orders never
+/// confirmed) every `period` on the current runtime, until the runtime stops:
+/// `sweep` returns how many aggregates it changed. Failures are logged and the
+/// sweep runs again at the next period.
+pub fn spawn_sweep<F, Fut>(
+    context: &'static str,
+    what: &'static str,
+    period: Duration,
+    sweep: F,
+) -> JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<usize, strata_kernel::Error>> + Send,
+{
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match sweep().await {
+                Ok(0) => {}
+                Ok(changed) => tracing::info!(context, what, changed, "swept"),
+                Err(error) => {
+                    tracing::warn!(context, what, error = %strata_kernel::error::Chain(&error), "sweep failed")
+                }
+            }
+        }
+    })
+}
+
 /// Runs `attempt` again, a bounded number of times with a short growing pause,
 /// while it fails on contention; then [`StoreError::Contention`].
 async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T, StoreError>

@@ -29,6 +29,7 @@ impl From<ProductError> for Error {
             id: id.to_string(),
             reason,
             message: error.to_string(),
+            metadata: Vec::new(),
         }
     }
 }

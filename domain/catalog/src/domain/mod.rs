@@ -13,4 +13,5 @@ mod value;
 pub use error::ProductError;
 pub use event::ProductEvent;
 pub use product::{Product, ProductId, ProductSnapshot, ProductStatus};
-pub use value::{Currency, Description, Money, ProductName, Sku};
+pub use strata_kernel::money::{Currency, Money};
+pub use value::{Description, ProductName, Sku};

@@ -1,7 +1,5 @@
 //! Value objects: validated on construction, immutable after.
 
-use std::fmt;
-
 use strata_kernel::{FieldViolation, TextRule};
 
 /// A stock keeping unit, unique across the catalog: 1 to 64 characters of
@@ -115,76 +113,6 @@ impl Description {
     }
 }
 
-/// An ISO 4217 currency code: three upper-case ASCII letters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Currency([u8; 3]);
-
-impl Currency {
-    /// # Errors
-    /// A violation on `currency_code` unless `raw` is three upper-case letters.
-    pub fn parse(raw: &str) -> Result<Self, FieldViolation> {
-        match raw.as_bytes() {
-            &[a, b, c] if [a, b, c].iter().all(u8::is_ascii_uppercase) => Ok(Self([a, b, c])),
-            _ => Err(FieldViolation::new(
-                "currency_code",
-                "must be an ISO 4217 code of three upper-case letters",
-            )),
-        }
-    }
-
-    /// The code as text.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        // Only ASCII letters are ever stored.
-        std::str::from_utf8(&self.0).unwrap_or("XXX")
-    }
-}
-
-impl fmt::Display for Currency {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A price: a positive amount in minor units of a currency.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Money {
-    amount_minor: i64,
-    currency: Currency,
-}
-
-impl Money {
-    /// # Errors
-    /// Violations on `currency_code` and `amount_minor` (which must be > 0), all of them.
-    pub fn parse(currency_code: &str, amount_minor: i64) -> Result<Self, Vec<FieldViolation>> {
-        let currency = Currency::parse(currency_code);
-        let amount = if amount_minor > 0 {
-            Ok(amount_minor)
-        } else {
-            Err(FieldViolation::new("amount_minor", "must be greater than zero"))
-        };
-        match (currency, amount) {
-            (Ok(currency), Ok(amount_minor)) => Ok(Self {
-                amount_minor,
-                currency,
-            }),
-            (currency, amount) => Err([currency.err(), amount.err()].into_iter().flatten().collect()),
-        }
-    }
-
-    /// The amount in minor units (cents).
-    #[must_use]
-    pub const fn amount_minor(&self) -> i64 {
-        self.amount_minor
-    }
-
-    /// The currency.
-    #[must_use]
-    pub const fn currency(&self) -> Currency {
-        self.currency
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,18 +138,5 @@ mod tests {
         assert_eq!(ProductName::parse("   ").unwrap_err().field(), "name");
         assert!(ProductName::parse(&"é".repeat(200)).is_ok());
         assert!(ProductName::parse(&"é".repeat(201)).is_err());
-    }
-
-    #[test]
-    fn money_reports_every_violation() {
-        assert_eq!(
-            Money::parse("EUR", 1999).map(|m| (m.amount_minor(), m.currency().to_string())),
-            Ok((1999, "EUR".into()))
-        );
-        let errors = Money::parse("eur", 0).unwrap_err();
-        let fields: Vec<_> = errors.iter().map(FieldViolation::field).collect();
-        assert_eq!(fields, ["currency_code", "amount_minor"]);
-        assert!(Money::parse("EURO", 1).is_err());
-        assert!(Money::parse("EUR", -5).is_err());
     }
 }
