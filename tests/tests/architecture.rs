@@ -275,6 +275,110 @@ fn check_proto_ownership(ctx: &str, file: &str, src: &str) -> Vec<String> {
     errors
 }
 
+// ------------------------------------------------------------------ rule 4: own tables
+
+/// Tables every context keeps in its own schema, created by the shared store:
+/// the same names in every context, never another context's.
+const SHARED_TABLES: &str = "outbox idempotency";
+
+/// The SQL of a source file: its string literals that look like SQL (Rust), or
+/// the file itself without `--` comments (a migration).
+fn sql_of(path: &str, text: &str) -> Vec<String> {
+    if path.ends_with(".sql") {
+        let code: Vec<&str> = text.lines().map(|l| l.split("--").next().unwrap_or("")).collect();
+        return vec![code.join("\n")];
+    }
+    let c: Vec<char> = text.chars().collect();
+    let (mut i, mut out) = (0, Vec::new());
+    while i < c.len() {
+        if c[i] == '/' && c.get(i + 1) == Some(&'/') {
+            i = (i..c.len()).find(|&j| c[j] == '\n').unwrap_or(c.len());
+        } else if c[i] == '\'' {
+            // A char literal or a lifetime: never SQL, and may hold a quote.
+            i += if c.get(i + 2) == Some(&'\'') { 3 } else { 1 };
+        } else if c[i] == '"' {
+            let start = i + 1;
+            i += 1;
+            while i < c.len() && c[i] != '"' {
+                i += if c[i] == '\\' { 2 } else { 1 };
+            }
+            let literal: String = c[start..i.min(c.len())].iter().collect();
+            let lower = literal.to_lowercase();
+            if ["select ", "insert ", "update ", "delete ", "create ", "alter "]
+                .iter()
+                .any(|k| lower.contains(k))
+            {
+                out.push(lower);
+            }
+            i += 1;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The tables a context's migrations create.
+fn tables_created(migrations: &[(String, String)]) -> Vec<String> {
+    let mut tables = Vec::new();
+    for (path, text) in migrations {
+        for sql in sql_of(path, text) {
+            let words: Vec<&str> = sql
+                .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
+                .filter(|w| !w.is_empty())
+                .collect();
+            for w in words.windows(3) {
+                if w[0].eq_ignore_ascii_case("create") && w[1].eq_ignore_ascii_case("table") {
+                    let name = if w[2].eq_ignore_ascii_case("if") {
+                        None
+                    } else {
+                        Some(w[2])
+                    };
+                    tables.extend(name.map(|n| n.rsplit('.').next().unwrap_or(n).to_lowercase()));
+                }
+            }
+            for w in words.windows(6) {
+                if w[0].eq_ignore_ascii_case("create")
+                    && w[2..5]
+                        .iter()
+                        .map(|x| x.to_lowercase())
+                        .eq(["if", "not", "exists"])
+                {
+                    tables.push(w[5].to_lowercase());
+                }
+            }
+        }
+    }
+    tables.retain(|t| !listed(SHARED_TABLES, t));
+    tables.sort();
+    tables.dedup();
+    tables
+}
+
+/// Rule 4 over the SQL files and sources `(path, text)` of context `ctx`: its
+/// SQL names no other context's schema (`inventory.stock_item`) or table.
+fn check_own_tables(ctx: &str, others: &[(String, Vec<String>)], files: &[(String, String)]) -> Vec<String> {
+    let mut errors = Vec::new();
+    for (path, text) in files {
+        for sql in sql_of(path, text) {
+            for word in sql.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.')) {
+                for (other, tables) in others.iter().filter(|(o, _)| o != ctx) {
+                    let schema = word.strip_prefix(&format!("{other}.")).is_some();
+                    if schema || tables.iter().any(|t| t == word) {
+                        errors.push(format!(
+                            "{path}: context `{ctx}` names `{word}` of context `{other}`: rule broken: a \
+                             context's SQL touches only its own schema and tables"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    errors.sort();
+    errors.dedup();
+    errors
+}
+
 // ------------------------------------------------------------------ the real workspace
 
 fn metadata() -> Value {
@@ -374,6 +478,33 @@ fn contexts_use_only_their_own_generated_code() {
     assert_none(errors);
 }
 
+#[test]
+fn contexts_touch_only_their_own_tables() {
+    let (root, contexts) = contexts();
+    let owned: Vec<(String, Vec<String>)> = contexts
+        .iter()
+        .map(|(ctx, _)| {
+            (
+                ctx.clone(),
+                tables_created(&files(&root.join("migrations").join(ctx), "sql")),
+            )
+        })
+        .collect();
+    for (ctx, tables) in &owned {
+        assert!(
+            !tables.is_empty(),
+            "context `{ctx}` creates no table of its own in migrations/{ctx}/"
+        );
+    }
+    let mut errors = Vec::new();
+    for (ctx, dir) in &contexts {
+        let mut sources = files(&dir.join("src"), "rs");
+        sources.extend(files(&root.join("migrations").join(ctx), "sql"));
+        errors.extend(check_own_tables(ctx, &owned, &sources));
+    }
+    assert_none(errors);
+}
+
 // ------------------------------------------------------------------ the checkers can fail
 
 fn package(name: &str, dir: &str, deps: &[(&str, Option<&str>)]) -> Value {
@@ -466,4 +597,41 @@ fn ownership_checker_reports_other_contexts_generated_code() {
     let own = "use strata_proto::catalog::v1 as pb; let d = strata_proto::FILE_DESCRIPTOR_SET; \
                let m: strata_proto::r#type::v1::Money;";
     assert_none(check(own));
+}
+
+#[test]
+fn own_tables_checker_reports_another_contexts_schema_or_table() {
+    let migrations = [(
+        "m/0001.sql".to_owned(),
+        "-- create table ignored (id int);\ncreate table stock_item (sku text);\n\
+         create table if not exists outbox (position int);\ncreate table inventory.reservation_log (id int);"
+            .to_owned(),
+    )];
+    assert_eq!(tables_created(&migrations), ["reservation_log", "stock_item"]);
+    let others = vec![
+        ("inventory".to_owned(), vec!["stock_item".to_owned()]),
+        ("catalog".to_owned(), vec!["product".to_owned()]),
+    ];
+    let rule = "rule broken: a context's SQL touches only its own schema and tables";
+    let src = |code: &str| vec![("store.rs".to_owned(), code.to_owned())];
+    assert_one(
+        check_own_tables(
+            "catalog",
+            &others,
+            &src(r#"const Q: &str = "select on_hand from inventory.stock_item";"#),
+        ),
+        &format!("store.rs: context `catalog` names `inventory.stock_item` of context `inventory`: {rule}"),
+    );
+    assert_one(
+        check_own_tables(
+            "catalog",
+            &others,
+            &src(r#"let q = "update stock_item set on_hand = 0";"#),
+        ),
+        "names `stock_item` of context `inventory`",
+    );
+    // Its own tables, the shared ones, and prose that is not SQL are fine.
+    let fine =
+        r#"const A: &str = "select * from product join outbox on true"; let m = "stock_item is the word";"#;
+    assert_none(check_own_tables("catalog", &others, &src(fine)));
 }

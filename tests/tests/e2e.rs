@@ -501,6 +501,38 @@ async fn catalog_field_rules_and_event_stream_on_postgres() {
         .into_inner();
     assert_eq!(capped.products.len(), 2);
 
+    // A batch read: one call, the order asked, unknown ids left out, every
+    // bad id named.
+    let second = capped.products[1].clone();
+    let batch = client
+        .batch_get_products(pb::BatchGetProductsRequest {
+            ids: vec![
+                second.id.clone(),
+                uuid::Uuid::now_v7().to_string(),
+                created.id.clone(),
+                second.id.clone(),
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<_> = batch.products.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, [second.id.as_str(), created.id.as_str()]);
+    let bad = client
+        .batch_get_products(pb::BatchGetProductsRequest {
+            ids: vec![created.id.clone(), "nope".into()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(field_names(&bad), ["ids[1]"]);
+    let too_many = client
+        .batch_get_products(pb::BatchGetProductsRequest {
+            ids: vec![created.id.clone(); 101],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(field_names(&too_many), ["ids"]);
+
     // The event stream from position 0: create, rename, create, in order.
     let price = client
         .change_price(pb::ChangePriceRequest {

@@ -94,6 +94,17 @@ impl pb::product_service_server::ProductService for ProductGrpc {
         }))
     }
 
+    async fn batch_get_products(
+        &self,
+        request: Request<pb::BatchGetProductsRequest>,
+    ) -> Result<Response<pb::BatchGetProductsResponse>, Status> {
+        let ids = batch_ids(&request.get_ref().ids)?;
+        let products = self.catalog.get_many(&ids).await?;
+        Ok(Response::new(pb::BatchGetProductsResponse {
+            products: products.iter().map(to_proto).collect(),
+        }))
+    }
+
     async fn list_products(
         &self,
         request: Request<pb::ListProductsRequest>,
@@ -254,6 +265,30 @@ impl pb::product_service_server::ProductService for ProductGrpc {
         });
         Ok(Response::new(Box::pin(events)))
     }
+}
+
+/// The most ids one `BatchGetProducts` takes.
+const MAX_BATCH: usize = 100;
+
+/// The ids of a batch read: 1 to 100, each a UUID (violations name `ids[i]`).
+fn batch_ids(raw: &[String]) -> Result<Vec<ProductId>, Error> {
+    let mut violations = Violations::new();
+    if raw.is_empty() {
+        violations.push(FieldViolation::new("ids", "is required: give 1 to 100 ids"));
+    }
+    if raw.len() > MAX_BATCH {
+        violations.push(FieldViolation::new(
+            "ids",
+            format!("must hold at most {MAX_BATCH} ids, not {}", raw.len()),
+        ));
+    }
+    let ids: Vec<_> = raw
+        .iter()
+        .take(MAX_BATCH)
+        .enumerate()
+        .map(|(i, id)| violations.check(ProductId::parse(&format!("ids[{i}]"), id)))
+        .collect();
+    violations.finish(|| ids.into_iter().collect())
 }
 
 /// The idempotency key, fingerprint and expected version of a command; the

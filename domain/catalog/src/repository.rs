@@ -36,6 +36,10 @@ pub trait ProductRepository: CommandStore<Product> + Debug + 'static {
     /// The product with this id, if any.
     async fn get(&self, id: ProductId) -> Result<Option<Product>, Error>;
 
+    /// The products with these ids that exist, in no particular order; one
+    /// round trip to the store.
+    async fn get_many(&self, ids: &[ProductId]) -> Result<Vec<Product>, Error>;
+
     /// Products matching `query`, in id order.
     async fn list(&self, query: &ProductQuery) -> Result<Vec<Product>, Error>;
 

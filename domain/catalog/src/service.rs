@@ -61,6 +61,24 @@ impl Catalog {
         })
     }
 
+    /// The products with these ids that exist, in the order of `ids` (each once).
+    ///
+    /// # Errors
+    /// The store's failure.
+    pub async fn get_many(&self, ids: &[ProductId]) -> Result<Vec<Product>, Error> {
+        let found = self.products.get_many(ids).await?;
+        let mut ordered: Vec<Product> = Vec::with_capacity(found.len());
+        for id in ids {
+            if ordered.iter().any(|p| p.id() == *id) {
+                continue;
+            }
+            if let Some(product) = found.iter().find(|p| p.id() == *id) {
+                ordered.push(product.clone());
+            }
+        }
+        Ok(ordered)
+    }
+
     /// Lists products; `query.limit` products at most.
     ///
     /// # Errors

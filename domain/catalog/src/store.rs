@@ -61,6 +61,12 @@ const SELECT_BY_ID: Sql = Sql::same(
     "select id, sku, name, description, price_minor, currency, status, version, created_at, updated_at \
      from product where id = $1",
 );
+const SELECT_MANY: Sql = Sql {
+    postgres: "select id, sku, name, description, price_minor, currency, status, version, created_at, \
+               updated_at from product where id = any($1)",
+    sqlite: "select id, sku, name, description, price_minor, currency, status, version, created_at, \
+             updated_at from product where id in (select unhex(value) from json_each($1))",
+};
 const LIST_ALL: Sql = Sql::same(
     "select id, sku, name, description, price_minor, currency, status, version, created_at, updated_at \
      from product where id > $1 order by id limit $2",
@@ -231,6 +237,12 @@ impl ProductRepository for ProductStore {
             .fetch_optional(SELECT_BY_ID, vec![Param::Uuid(id.as_uuid())])
             .await?;
         Ok(row.as_ref().map(product_from).transpose()?)
+    }
+
+    async fn get_many(&self, ids: &[ProductId]) -> Result<Vec<Product>, Error> {
+        let ids = ids.iter().map(|id| id.as_uuid()).collect();
+        let rows = self.store.fetch_all(SELECT_MANY, vec![Param::Uuids(ids)]).await?;
+        Ok(rows.iter().map(product_from).collect::<Result<_, _>>()?)
     }
 
     async fn list(&self, query: &ProductQuery) -> Result<Vec<Product>, Error> {

@@ -63,6 +63,7 @@ async fn contract(repo: &Repo, config: &StoreConfig) {
     optimistic_versions(repo).await;
     idempotency_records(repo).await;
     listing(repo).await;
+    batch_reads(repo).await;
     concurrent_writers(repo).await;
     racing_retries_all_get_the_first_answer(repo).await;
     concurrent_events_are_read_in_order_without_gaps(repo).await;
@@ -334,6 +335,24 @@ async fn listing(repo: &Repo) {
         .await
         .unwrap();
     assert!(created.iter().all(|p| all.iter().any(|q| q.id() == p.id())));
+}
+
+async fn batch_reads(repo: &Repo) {
+    let products: Vec<_> = (0..3)
+        .map(|n| new_product(&unique(&format!("BATCH{n}")), n))
+        .collect();
+    for product in &products {
+        insert(repo, product).await.unwrap();
+    }
+    let mut ids: Vec<_> = products.iter().map(AggregateRoot::id).collect();
+    ids.push(ProductId::generate());
+    let mut found = repo.get_many(&ids).await.unwrap();
+    found.sort_by_key(AggregateRoot::id);
+    assert_eq!(
+        found, products,
+        "every existing product once; unknown ids left out"
+    );
+    assert!(repo.get_many(&[ProductId::generate()]).await.unwrap().is_empty());
 }
 
 /// Starts `CONTENDERS` tasks behind a barrier, so that they really race.

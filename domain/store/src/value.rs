@@ -26,6 +26,10 @@ pub enum Param {
     Bytes(Vec<u8>),
     /// JSON (`jsonb`; text on SQLite).
     Json(serde_json::Value),
+    /// A list of UUIDs, for `= any($n)` on PostgreSQL (`uuid[]`) and
+    /// `in (select unhex(value) from json_each($n))` on SQLite (a JSON array of
+    /// hex strings), so that a batch read is one statement on both.
+    Uuids(Vec<Uuid>),
 }
 
 impl Param {
@@ -42,6 +46,7 @@ impl Param {
             Self::Time(v) => query.bind(v),
             Self::Bytes(v) => query.bind(v),
             Self::Json(v) => query.bind(Json(v)),
+            Self::Uuids(v) => query.bind(v),
         }
     }
 
@@ -58,6 +63,10 @@ impl Param {
             Self::Time(v) => query.bind(v),
             Self::Bytes(v) => query.bind(v),
             Self::Json(v) => query.bind(Json(v)),
+            Self::Uuids(v) => query.bind(
+                serde_json::Value::from(v.iter().map(|id| id.simple().to_string()).collect::<Vec<_>>())
+                    .to_string(),
+            ),
         }
     }
 }
