@@ -36,10 +36,9 @@ pub(crate) fn script(workload: Workload, products: u32) -> String {
         //    the (fresh) request id, bound as a parameter like the service's, in
         //    one statement; the version read is the one the write checks (`\gset`).
         // 2. Store::write: the version-checked update, the idempotency record
-        //    and the outbox row in one statement of CTEs, the outbox advisory
-        //    lock taken before the event's position (commit-ordered positions)
-        //    and the commit announced to followers. The literals have the sizes
-        //    of what the service writes.
+        //    and the outbox row in one statement of CTEs, the event's position
+        //    derived from the transaction id. The literals have the sizes of
+        //    what the service writes.
         Workload::Update => format!(
             "\\set n random(1, {products})\n\
              \\set price random(100, 99999)\n\
@@ -52,17 +51,17 @@ pub(crate) fn script(workload: Workload, products: u32) -> String {
              updated_at = now() where id = {ID} and version = :p_version returning 1), \
              recorded as (insert into idempotency (request_id, fingerprint, result, created_at) \
              select gen_random_uuid()::text, '\\x{fingerprint}'::bytea, '{result}'::jsonb, now() from changed), \
-             events as (insert into outbox (event_id, aggregate_id, aggregate_version, event_type, payload, occurred_at) \
-             select gen_random_uuid(), {ID}, :p_version + 1, 'catalog.product.price_changed', \
+             events as (insert into outbox (position, event_id, aggregate_id, aggregate_version, event_type, payload, \
+             occurred_at) select pg_current_xact_id()::text::int8 * 1024 + e.n, gen_random_uuid(), {ID}, \
+             :p_version + 1, 'catalog.product.price_changed', \
              '{{\"type\":\"price_changed\",\"price_minor\":1234,\"currency\":\"EUR\"}}'::jsonb, now() \
-             from changed, (select pg_advisory_xact_lock({lock})) as serialized) \
-             select count(*) from (select pg_notify('strata_events_catalog', '') from changed) as notified;\n",
+             from changed, unnest(array[1]) with ordinality as e(one, n)) \
+             select count(*) from changed;\n",
             fingerprint = "4368616e67655072696365".repeat(8),
             result = "{\"v\":\"1\",\"product\":{\"id\":\"00000000-0000-7000-8000-000000000001\",\"sku\":\"BENCH-1\",\
                       \"name\":\"Product 1\",\"description\":\"A product for benchmarking\",\"price_minor\":1234,\
                       \"currency\":\"EUR\",\"status\":\"published\",\"version\":2,\
                       \"created_at\":\"2026-11-24T06:00:00.123456Z\",\"updated_at\":\"2026-11-24T06:00:00.123456Z\"}}",
-            lock = strata_store::outbox_lock_key("catalog"),
         ),
     }
 }

@@ -601,26 +601,25 @@ async fn postgres_positions_are_never_skipped_by_a_reader() {
         .await
         .unwrap();
 
-    let waiting = |n: i64| {
-        let url = url.clone();
-        async move {
-            let mut probe = sqlx::PgConnection::connect(&url).await.unwrap();
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-            loop {
-                let blocked: i64 = sqlx::query_scalar("select count(*) from pg_locks where not granted")
-                    .fetch_one(&mut probe)
-                    .await
-                    .unwrap();
-                if blocked >= n {
-                    return true;
-                }
-                if tokio::time::Instant::now() > deadline {
-                    return false;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+    // Statements waiting for a lock, polled (bounded) until `enough` says so.
+    let mut probe = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut wait_until = async |enough: &dyn Fn(i64) -> bool, what: &str| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let blocked: i64 = sqlx::query_scalar("select count(*) from pg_locks where not granted")
+                .fetch_one(&mut probe)
+                .await
+                .unwrap();
+            if enough(blocked) {
+                return;
             }
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
+
+    // A follower, open before either writer starts.
+    let mut follower = repo.events(start, true).await.unwrap();
 
     let first = {
         let repo = repo.clone();
@@ -630,7 +629,7 @@ async fn postgres_positions_are_never_skipped_by_a_reader() {
             save_with_events(&repo, &slow, Some(Version::INITIAL), &unique("slow"), &[event]).await
         })
     };
-    assert!(waiting(1).await, "the first writer waits at the gate");
+    wait_until(&|blocked| blocked >= 1, "the first writer waits at the gate").await;
     let second = {
         let repo = repo.clone();
         let event = fast.change_price(Money::parse("EUR", 2).unwrap(), at(1)).unwrap();
@@ -639,10 +638,13 @@ async fn postgres_positions_are_never_skipped_by_a_reader() {
             save_with_events(&repo, &fast, Some(Version::INITIAL), &unique("fast"), &[event]).await
         })
     };
-    // Either the second writer waits for the first (positions in commit
-    // order), or it commits at once; give it the chance to do either.
-    let second_waits = waiting(2).await || second.is_finished();
-    assert!(second_waits);
+    // The second writer commits while the first is still in flight (or, with
+    // a design that serializes writers, waits for it): give it the chance.
+    wait_until(
+        &|blocked| blocked >= 2 || second.is_finished(),
+        "the second writer neither commits nor waits",
+    )
+    .await;
 
     let seen_early = events_after(&repo, start).await;
     held.rollback().await.unwrap();
@@ -660,4 +662,14 @@ async fn postgres_positions_are_never_skipped_by_a_reader() {
         [slow.id().as_uuid(), fast.id().as_uuid()],
         "a reader resuming from what it saw gets both events, once each, in position order: {seen:?}"
     );
+    let mut followed = Vec::new();
+    for _ in 0..2 {
+        let event = tokio::time::timeout(Duration::from_secs(10), follower.next())
+            .await
+            .expect("the follower gets both events once the first writer commits")
+            .unwrap()
+            .unwrap();
+        followed.push(event.aggregate_id);
+    }
+    assert_eq!(followed, ids, "the follower too, in position order");
 }

@@ -59,7 +59,7 @@ pub struct Migration {
 /// What a context tells the shared store about itself.
 #[derive(Debug, Clone, Copy)]
 pub struct ContextSchema {
-    /// Its name: the PostgreSQL schema, the SQLite file name, the event channel.
+    /// Its name: the PostgreSQL schema, the SQLite file name.
     pub name: &'static str,
     /// Its own migrations on PostgreSQL.
     pub postgres: &'static [Migration],
@@ -172,7 +172,7 @@ pub enum OpenError {
 
 /// A context's store: a pool on its own PostgreSQL schema or SQLite file, with
 /// its migrations applied. Cheap to clone; the background tasks (idempotency
-/// retention, the event listener) stop when the last clone is dropped.
+/// retention, the event watcher) stop when the last clone is dropped.
 #[derive(Debug, Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -184,15 +184,15 @@ struct Inner {
     context: &'static str,
     /// Bumped after every commit that wrote events, so followers read again.
     feed: watch::Sender<u64>,
-    listener: tokio::sync::OnceCell<JoinHandle<()>>,
+    watcher: tokio::sync::OnceCell<JoinHandle<()>>,
     purge: JoinHandle<()>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.purge.abort();
-        if let Some(listener) = self.listener.get() {
-            listener.abort();
+        if let Some(watcher) = self.watcher.get() {
+            watcher.abort();
         }
     }
 }
@@ -201,14 +201,6 @@ impl Drop for Inner {
 enum Backend {
     Postgres(postgres::Pg),
     Sqlite(sqlx::SqlitePool),
-}
-
-/// The key of a context's outbox advisory lock on PostgreSQL, which every
-/// writer of events takes before its positions (see [`Store::write`]); for
-/// tools that must send exactly what the store sends, such as `make bench`.
-#[must_use]
-pub fn outbox_lock_key(context: &str) -> i64 {
-    postgres::lock_key(context)
 }
 
 /// The SQLite URL of a context's embedded database file in `data_dir`.
@@ -243,7 +235,7 @@ impl Store {
                 backend,
                 context: context.name,
                 feed: watch::channel(0).0,
-                listener: tokio::sync::OnceCell::new(),
+                watcher: tokio::sync::OnceCell::new(),
                 purge,
             }),
         })
@@ -340,15 +332,24 @@ impl Store {
     }
 
     /// Writes a command atomically: the aggregate statement, the idempotency
-    /// record and the outbox rows. Event positions are handed out in commit
-    /// order (see `postgres`), so a reader never finds an event below one it
-    /// has already seen.
+    /// record and the outbox rows (at most 1023 events). Event positions are
+    /// such that a reader never finds an event below one it has already seen
+    /// (see `postgres`).
     ///
     /// # Errors
     /// [`StoreError::RequestAlreadyRecorded`] when the request id is taken,
     /// [`StoreError::UniqueViolation`] when the aggregate statement breaks a
     /// unique constraint, or the classified driver error. Nothing is written.
     pub async fn write(&self, write: Write<'_>) -> Result<Written, StoreError> {
+        if write.outbox.len() as i64 >= postgres::POSITIONS_PER_TRANSACTION {
+            return Err(StoreError::Corrupt(
+                format!(
+                    "a command records at most 1023 events, not {}",
+                    write.outbox.len()
+                )
+                .into(),
+            ));
+        }
         let written = retrying(|| async {
             match &self.inner.backend {
                 Backend::Postgres(pg) => pg.write(&write).await,
@@ -358,39 +359,55 @@ impl Store {
         .await?;
         if written == Written::Applied && !write.outbox.is_empty() {
             // Followers in this process learn of it at once; on PostgreSQL, the
-            // listener also hears other processes' commits.
+            // watcher also sees other processes' commits.
             self.inner.feed.send_modify(|n| *n = n.wrapping_add(1));
         }
         Ok(written)
     }
 
-    /// Up to `limit` events after `position`, in position order. Every event
-    /// below the last one returned has committed and was returned or lies at or
-    /// below `position`.
+    /// Up to `limit` events after `position`, in position order. No event
+    /// that commits later has a position below the last one returned.
     ///
     /// # Errors
     /// The classified driver error.
     pub async fn events_after(&self, position: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
         let after = i64::try_from(position).unwrap_or(i64::MAX);
-        let rows = self
-            .fetch_all(
-                Sql::same(
-                    "select position, event_id, aggregate_id, aggregate_version, event_type, payload, \
-                     occurred_at from outbox where position > $1 order by position limit $2",
-                ),
-                vec![Param::Int(after), Param::Int(i64::from(limit))],
-            )
+        let limit = i64::from(limit);
+        let rows =
+            retrying(|| async {
+                match &self.inner.backend {
+                    Backend::Postgres(pg) => pg.events_after(after, limit).await,
+                    Backend::Sqlite(pool) => sqlite::fetch_all(
+                        pool,
+                        "select position, event_id, aggregate_id, aggregate_version, event_type, payload, \
+                         occurred_at from outbox where position > $1 order by position limit $2",
+                        vec![Param::Int(after), Param::Int(limit)],
+                    )
+                    .await,
+                }
+            })
             .await?;
         rows.iter().map(event_from).collect()
     }
 
+    /// Whether events after `position` have committed but are not served yet,
+    /// because a transaction older than them is still running (PostgreSQL).
+    async fn held_back(&self, position: u64) -> Result<bool, StoreError> {
+        match &self.inner.backend {
+            Backend::Postgres(pg) => pg.held_back(i64::try_from(position).unwrap_or(i64::MAX)).await,
+            Backend::Sqlite(_) => Ok(false),
+        }
+    }
+
     /// The events after `position`, in order, then — with `follow` — every
     /// event as it commits, until the receiver is dropped. One watcher per
-    /// store wakes every follower (PostgreSQL: `LISTEN`; SQLite: the writes of
-    /// this process); no follower polls.
+    /// store wakes every follower (the writes of this process at once; on
+    /// PostgreSQL also a look at the outbox every 100 ms while anybody
+    /// follows); a follower reads only when woken, or while events it could
+    /// not be served yet are held back by an older running transaction.
     ///
     /// # Errors
-    /// Starting the PostgreSQL listener fails; later failures end the stream
+    /// Starting the PostgreSQL watcher fails; later failures end the stream
     /// with the error as its last item.
     pub async fn follow(
         &self,
@@ -398,13 +415,14 @@ impl Store {
         follow: bool,
     ) -> Result<ReceiverStream<Result<StoredEvent, StoreError>>, StoreError> {
         if follow {
-            self.ensure_listener().await?;
+            self.ensure_watcher().await?;
         }
         let (tx, rx) = tokio::sync::mpsc::channel(EVENT_PAGE as usize);
         let store = self.clone();
         tokio::spawn(async move {
             let mut feed = store.inner.feed.subscribe();
             let mut position = position;
+            let mut held = Duration::from_millis(5);
             loop {
                 // Mark the feed seen before reading: a commit after this point
                 // wakes the wait below even if the read missed it.
@@ -429,6 +447,23 @@ impl Store {
                 if !follow {
                     return;
                 }
+                match store.held_back(position).await {
+                    // Committed events wait for an older transaction: look
+                    // again shortly, sooner at first.
+                    Ok(true) => {
+                        tokio::select! {
+                            () = tokio::time::sleep(held) => {}
+                            () = tx.closed() => return,
+                        }
+                        held = (held * 2).min(Duration::from_millis(200));
+                        continue;
+                    }
+                    Ok(false) => held = Duration::from_millis(5),
+                    Err(error) => {
+                        let _ = tx.send(Err(error)).await;
+                        return;
+                    }
+                }
                 tokio::select! {
                     changed = feed.changed() => if changed.is_err() { return },
                     () = tx.closed() => return,
@@ -438,13 +473,13 @@ impl Store {
         Ok(ReceiverStream::new(rx))
     }
 
-    async fn ensure_listener(&self) -> Result<(), StoreError> {
+    async fn ensure_watcher(&self) -> Result<(), StoreError> {
         let Backend::Postgres(pg) = &self.inner.backend else {
             return Ok(());
         };
         self.inner
-            .listener
-            .get_or_try_init(|| pg.listen(self.inner.context, self.inner.feed.clone()))
+            .watcher
+            .get_or_try_init(|| pg.watch(self.inner.context, self.inner.feed.clone()))
             .await
             .map(|_| ())
     }
@@ -563,6 +598,11 @@ const STORE_POSTGRES: &[Migration] = &[
         version: 2,
         description: "event id and retention index",
         sql: include_str!("../../../migrations/store/postgres/0002_event_id_and_retention.sql"),
+    },
+    Migration {
+        version: 3,
+        description: "positions from transaction ids",
+        sql: include_str!("../../../migrations/store/postgres/0003_positions_from_transaction_ids.sql"),
     },
 ];
 const STORE_SQLITE: &[Migration] = &[

@@ -6,20 +6,26 @@
 //! idempotency record and the outbox rows — so it is atomic without an explicit
 //! transaction and costs one round trip.
 //!
-//! **Event positions in commit order.** An identity value is taken at insert
-//! and becomes visible at commit, so with overlapping writers a reader could
-//! see position 11 commit before 10 and skip 10 for good. A writer therefore
-//! takes the context's outbox lock (a transaction-level advisory lock) before it
-//! takes its positions, and holds it until it has committed: positions are
-//! handed out in commit order, and a reader that has seen N never later finds a
-//! committed event below N. The cost — writers that record events commit one at
-//! a time — is measured by `make bench` (the update workload).
+//! **Event positions a reader never skips.** A sequence value is taken at
+//! insert and becomes visible at commit, so with overlapping writers a reader
+//! could see position 11 commit before 10 and skip 10 for good. Instead, an
+//! event's position is derived from its transaction's id: `xid × 1024 + n` for
+//! the n-th event of the transaction (`POSITIONS_PER_TRANSACTION`). Every
+//! transaction still running has an id at or above the oldest running one
+//! (`pg_snapshot_xmin`), so a reader serves only events below `xmin × 1024`:
+//! all of them have committed, and every event that commits later has a higher
+//! position. Writers take no lock and commit concurrently; the price is paid by
+//! readers, who wait while a transaction older than an event is still running
+//! (a long transaction anywhere on the server holds the stream back, never
+//! reorders it). Followers are woken by one watcher per store that polls the
+//! outbox's highest position while anybody follows; `NOTIFY` would have taken
+//! PostgreSQL's database-wide commit lock on every write.
 
 use std::{str::FromStr, time::Duration};
 
 use sqlx::{
     ConnectOptions, Connection, PgPool, Postgres,
-    postgres::{PgArguments, PgConnectOptions, PgListener, PgPoolOptions},
+    postgres::{PgArguments, PgConnectOptions, PgPoolOptions},
     query::Query,
 };
 use time::OffsetDateTime;
@@ -35,31 +41,21 @@ use crate::{
 #[derive(Debug, Clone)]
 pub(crate) struct Pg {
     pool: PgPool,
-    /// Taken by every writer of events until it commits (see the module docs).
-    outbox_lock: i64,
-    /// Where commits that wrote events are announced.
-    channel: String,
 }
+
+/// How many events one transaction may record: positions are `xid × this + n`.
+pub(crate) const POSITIONS_PER_TRANSACTION: i64 = 1024;
+
+/// Events below this position belong to transactions that have all ended.
+const HORIZON: &str = "pg_snapshot_xmin(pg_current_snapshot())::text::int8 * 1024";
+
+/// How often the watcher looks for new events while anybody follows.
+const WATCH_EVERY: Duration = Duration::from_millis(100);
 
 fn query(sql: &str, params: Vec<Param>) -> Query<'_, Postgres, PgArguments> {
     params
         .into_iter()
         .fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |q, p| p.bind_pg(q))
-}
-
-/// The notification channel of a context's event stream.
-fn channel(context: &str) -> String {
-    format!("strata_events_{context}")
-}
-
-/// A stable 64-bit key for the context's outbox lock (FNV-1a of its name).
-pub(crate) fn lock_key(context: &str) -> i64 {
-    let hash = format!("strata.outbox.{context}")
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        });
-    i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
 impl Pg {
@@ -105,11 +101,7 @@ impl Pg {
         .run(&pool)
         .await
         .map_err(migrate)?;
-        Ok(Self {
-            pool,
-            outbox_lock: lock_key(context.name),
-            channel: channel(context.name),
-        })
+        Ok(Self { pool })
     }
 
     pub(crate) async fn fetch_optional(
@@ -143,12 +135,14 @@ impl Pg {
                insert into idempotency (request_id, fingerprint, result, created_at) \
                select ${r}, ${f}, ${res}, ${at} from changed \
              ), events as ( \
-               insert into outbox (event_id, aggregate_id, aggregate_version, event_type, payload, occurred_at) \
-               select e.event_id, e.aggregate_id, e.aggregate_version, e.event_type, e.payload::jsonb, e.occurred_at \
-               from changed, (select pg_advisory_xact_lock(${lock})) as serialized, \
+               insert into outbox (position, event_id, aggregate_id, aggregate_version, event_type, payload, \
+                 occurred_at) \
+               select pg_current_xact_id()::text::int8 * {per_tx} + e.n, e.event_id, e.aggregate_id, \
+                 e.aggregate_version, e.event_type, e.payload::jsonb, e.occurred_at \
+               from changed, \
                  unnest(${e1}::uuid[], ${e2}::uuid[], ${e3}::int8[], ${e4}::text[], ${e5}::text[], ${e6}::timestamptz[]) \
-                 as e(event_id, aggregate_id, aggregate_version, event_type, payload, occurred_at) \
-             ) select count(*) from (select pg_notify(${ch}, '') from changed) as notified",
+                 with ordinality as e(event_id, aggregate_id, aggregate_version, event_type, payload, occurred_at, n) \
+             ) select count(*) from changed",
             aggregate = write.statement.postgres,
             r = p(1),
             f = p(2),
@@ -160,8 +154,7 @@ impl Pg {
             e4 = p(8),
             e5 = p(9),
             e6 = p(10),
-            lock = p(11),
-            ch = p(12),
+            per_tx = POSITIONS_PER_TRANSACTION,
         );
         let outbox = write.outbox;
         let versions = outbox
@@ -188,9 +181,7 @@ impl Pg {
                     .iter()
                     .map(|m| m.occurred_at)
                     .collect::<Vec<OffsetDateTime>>(),
-            )
-            .bind(self.outbox_lock)
-            .bind(&self.channel);
+            );
         let row = query.fetch_one(&self.pool).await.map_err(classify)?;
         let written: i64 = sqlx::Row::try_get(&row, 0).map_err(|e| StoreError::Corrupt(e.into()))?;
         Ok(if written == 1 {
@@ -200,29 +191,49 @@ impl Pg {
         })
     }
 
-    /// Starts the context's one listener: `LISTEN` on its channel, and a task
-    /// that bumps `feed` on every notification (and after a reconnect, when
-    /// notifications may have been missed).
-    pub(crate) async fn listen(
+    /// Up to `limit` events after `position`, all below the visibility horizon.
+    pub(crate) async fn events_after(&self, position: i64, limit: i64) -> Result<Vec<Row>, StoreError> {
+        let sql = format!(
+            "select position, event_id, aggregate_id, aggregate_version, event_type, payload, occurred_at \
+             from outbox where position > $1 and position < {HORIZON} order by position limit $2"
+        );
+        self.fetch_all(&sql, vec![Param::Int(position), Param::Int(limit)])
+            .await
+    }
+
+    /// Whether events after `position` have committed but are held back by an
+    /// older transaction still running.
+    pub(crate) async fn held_back(&self, position: i64) -> Result<bool, StoreError> {
+        let sql =
+            format!("select exists (select 1 from outbox where position > $1 and position >= {HORIZON})");
+        let row = self.fetch_one(&sql, vec![Param::Int(position)]).await?;
+        row.get::<bool>(0)
+    }
+
+    /// Starts the context's one watcher: a task that looks at the outbox's
+    /// highest position every `WATCH_EVERY` and bumps `feed` when it moved (any
+    /// process may have written).
+    pub(crate) async fn watch(
         &self,
         context: &'static str,
         feed: watch::Sender<u64>,
     ) -> Result<JoinHandle<()>, StoreError> {
-        let mut listener = PgListener::connect_with(&self.pool).await.map_err(classify)?;
-        listener.listen(&self.channel).await.map_err(classify)?;
+        let highest = "select coalesce(max(position), 0) from outbox";
+        let mut seen = self.fetch_one(highest, Vec::new()).await?.int(0)?;
+        let pg = self.clone();
         Ok(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(WATCH_EVERY);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                match listener.try_recv().await {
-                    Ok(Some(_)) => {}
-                    Ok(None) => tracing::info!(context, "event listener reconnected"),
-                    Err(error) => {
-                        tracing::warn!(context, %error, "event listener failed; retrying");
-                        // Bounded pause before reconnecting, so a database that
-                        // is down is not hammered.
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                ticks.tick().await;
+                match pg.fetch_one(highest, Vec::new()).await.and_then(|row| row.int(0)) {
+                    Ok(now) if now != seen => {
+                        seen = now;
+                        feed.send_modify(|n| *n = n.wrapping_add(1));
                     }
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(context, %error, "event watcher cannot read the outbox"),
                 }
-                feed.send_modify(|n| *n = n.wrapping_add(1));
             }
         }))
     }
