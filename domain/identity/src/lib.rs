@@ -63,7 +63,19 @@ pub enum MountError {
 /// [`MountError`]: a bad password setting (naming its variable), the store, or
 /// the hasher.
 pub async fn mount(store: StoreConfig) -> Result<AccountServiceServer<grpc::AccountGrpc>, MountError> {
-    let policy = password::PasswordPolicy::from_env()?;
+    mount_configured(store, |var| std::env::var(var).ok()).await
+}
+
+/// [`mount`] with the password settings read from `lookup` (a variable's
+/// value, if set) rather than from the process environment.
+///
+/// # Errors
+/// See [`mount`].
+pub async fn mount_configured(
+    store: StoreConfig,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<AccountServiceServer<grpc::AccountGrpc>, MountError> {
+    let policy = password::PasswordPolicy::from_lookup(lookup)?;
     mount_with(store, policy).await
 }
 

@@ -826,6 +826,38 @@ async fn a_follower_receives_events_as_they_commit(identity: &Identity, repo: &R
     assert_eq!(received.event_type, "identity.account.suspended");
 }
 
+/// A bad password setting fails `mount`, naming its variable; good ones mount.
+#[tokio::test]
+async fn mount_refuses_a_bad_setting_by_name() {
+    let (config, dir) = sqlite_config();
+    for (var, value) in [
+        ("STRATA_IDENTITY_ARGON2_MEMORY_KIB", "a lot"),
+        ("STRATA_IDENTITY_ARGON2_ITERATIONS", "0"),
+        ("STRATA_IDENTITY_ARGON2_PARALLELISM", "-2"),
+        ("STRATA_IDENTITY_PASSWORD_MIN_LENGTH", "1025"),
+    ] {
+        let error =
+            strata_identity::mount_configured(config.clone(), |v| (v == var).then(|| value.to_owned()))
+                .await
+                .unwrap_err();
+        assert!(error.to_string().starts_with(var), "{var}={value}: {error}");
+    }
+    let cheap = [
+        ("STRATA_IDENTITY_ARGON2_MEMORY_KIB", "64"),
+        ("STRATA_IDENTITY_ARGON2_ITERATIONS", "1"),
+        ("STRATA_IDENTITY_ARGON2_PARALLELISM", "2"),
+        ("STRATA_IDENTITY_PASSWORD_MIN_LENGTH", "16"),
+    ];
+    let lookup = |v: &str| {
+        cheap
+            .iter()
+            .find(|(k, _)| *k == v)
+            .map(|(_, value)| (*value).to_owned())
+    };
+    strata_identity::mount_configured(config, lookup).await.unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 // ---------------------------------------------------------------------------
 // Credential checks: an unknown email costs what a wrong password costs.
 
