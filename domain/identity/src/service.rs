@@ -155,6 +155,8 @@ impl Identity {
             return Ok(done);
         }
         let account = self.get(id).await?;
+        // Checked before the slow verification, so that a stale command fails
+        // at once; `execute::modify` checks it again against what it writes.
         if let Some(expected) = meta.expected_version
             && expected != account.version()
         {

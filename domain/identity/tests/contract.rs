@@ -908,7 +908,7 @@ async fn every_credential_check_verifies_exactly_once() {
 /// factor of two of each other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_email_and_wrong_password_take_comparable_time() {
-    const N: usize = 21;
+    const N: usize = 31;
     let (config, dir) = sqlite_config();
     let repo = store::open(&config).await.unwrap();
     // Real argon2id, cheaper than production so that the test stays quick,
