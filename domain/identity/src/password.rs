@@ -1,0 +1,338 @@
+//! Password hashing as a port ([`PasswordHasher`]), so that the use cases can be
+//! tested with a hasher that counts its calls, and its implementation on
+//! argon2id ([`Argon2Hasher`]) with parameters from configuration
+//! ([`PasswordPolicy`]).
+//!
+//! Hashing is deliberately slow (tens of milliseconds, tens of MiB): it runs on
+//! tokio's blocking pool, never on a runtime worker.
+
+use std::{fmt::Debug, sync::Arc};
+
+use argon2::{
+    Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _,
+    password_hash::{self, SaltString, rand_core::OsRng},
+};
+use async_trait::async_trait;
+use strata_kernel::Error;
+
+use crate::domain::{Password, PasswordHash};
+
+/// Makes and checks password hashes.
+///
+/// # Errors
+/// [`Error::Internal`] when hashing itself fails (bad parameters, a stored
+/// hash that is not a PHC string, the blocking task lost). A wrong password is
+/// not an error: `verify` returns `false`.
+#[async_trait]
+pub trait PasswordHasher: Debug + Send + Sync + 'static {
+    /// A new hash of `password`, with a fresh salt.
+    async fn hash(&self, password: &Password) -> Result<PasswordHash, Error>;
+
+    /// Whether `password` is the one `hash` was made from. A withheld hash
+    /// verifies nothing.
+    async fn verify(&self, password: &Password, hash: &PasswordHash) -> Result<bool, Error>;
+}
+
+/// The environment variables [`PasswordPolicy::from_env`] reads.
+pub mod vars {
+    /// Argon2 memory cost in KiB.
+    pub const MEMORY_KIB: &str = "STRATA_IDENTITY_ARGON2_MEMORY_KIB";
+    /// Argon2 iterations (time cost).
+    pub const ITERATIONS: &str = "STRATA_IDENTITY_ARGON2_ITERATIONS";
+    /// Argon2 lanes.
+    pub const PARALLELISM: &str = "STRATA_IDENTITY_ARGON2_PARALLELISM";
+    /// The fewest characters a new password may have.
+    pub const PASSWORD_MIN_LENGTH: &str = "STRATA_IDENTITY_PASSWORD_MIN_LENGTH";
+}
+
+/// How passwords are hashed and how long new ones must be. The defaults are
+/// OWASP's argon2id recommendation (19 MiB, 2 iterations, 1 lane) and a
+/// 12-character minimum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordPolicy {
+    /// Memory cost in KiB.
+    pub memory_kib: u32,
+    /// Time cost.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+    /// The fewest characters a new password may have (at most
+    /// [`crate::domain::MAX_PASSWORD_CHARS`]).
+    pub min_password_chars: usize,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        Self {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+            min_password_chars: 12,
+        }
+    }
+}
+
+/// A configuration value that is not usable; names its variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{var}: {problem}")]
+pub struct PolicyError {
+    /// The environment variable.
+    pub var: &'static str,
+    /// What is wrong with its value.
+    pub problem: String,
+}
+
+impl PasswordPolicy {
+    /// Cheap parameters for tests: hashing takes well under a millisecond.
+    #[must_use]
+    pub const fn for_tests() -> Self {
+        Self {
+            memory_kib: 8,
+            iterations: 1,
+            parallelism: 1,
+            min_password_chars: 12,
+        }
+    }
+
+    /// The policy from the process environment ([`vars`]); unset variables
+    /// keep their defaults.
+    ///
+    /// # Errors
+    /// [`PolicyError`] naming the first variable whose value is not usable.
+    pub fn from_env() -> Result<Self, PolicyError> {
+        Self::from_lookup(|var| std::env::var(var).ok())
+    }
+
+    /// The policy from `lookup` (a variable's value, if set).
+    ///
+    /// # Errors
+    /// [`PolicyError`] naming the first variable whose value is not usable:
+    /// not a number, or out of argon2's bounds, or a minimum length of 0 or
+    /// above the maximum.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, PolicyError> {
+        let defaults = Self::default();
+        let number = |var: &'static str, default: u32| -> Result<u32, PolicyError> {
+            match lookup(var) {
+                None => Ok(default),
+                Some(raw) => raw.trim().parse().map_err(|_| PolicyError {
+                    var,
+                    problem: format!("{raw:?} is not a whole number"),
+                }),
+            }
+        };
+        let policy = Self {
+            memory_kib: number(vars::MEMORY_KIB, defaults.memory_kib)?,
+            iterations: number(vars::ITERATIONS, defaults.iterations)?,
+            parallelism: number(vars::PARALLELISM, defaults.parallelism)?,
+            min_password_chars: number(vars::PASSWORD_MIN_LENGTH, 12)? as usize,
+        };
+        policy.check()?;
+        Ok(policy)
+    }
+
+    /// Whether argon2 accepts these parameters and the minimum is sensible.
+    ///
+    /// # Errors
+    /// [`PolicyError`] naming the variable of the first parameter refused.
+    pub fn check(&self) -> Result<(), PolicyError> {
+        let refuse = |var, problem: String| Err(PolicyError { var, problem });
+        if !(1..=crate::domain::MAX_PASSWORD_CHARS).contains(&self.min_password_chars) {
+            return refuse(
+                vars::PASSWORD_MIN_LENGTH,
+                format!("must be 1 to {}", crate::domain::MAX_PASSWORD_CHARS),
+            );
+        }
+        if !(Params::MIN_P_COST..=Params::MAX_P_COST).contains(&self.parallelism) {
+            return refuse(
+                vars::PARALLELISM,
+                format!("must be {} to {}", Params::MIN_P_COST, Params::MAX_P_COST),
+            );
+        }
+        if self.iterations < Params::MIN_T_COST {
+            return refuse(
+                vars::ITERATIONS,
+                format!("must be at least {}", Params::MIN_T_COST),
+            );
+        }
+        // argon2 needs at least 8 KiB per lane (parallelism is bounded above,
+        // so the product fits).
+        if self.memory_kib < 8 * self.parallelism {
+            return refuse(
+                vars::MEMORY_KIB,
+                format!("must be at least 8 × the parallelism ({})", 8 * self.parallelism),
+            );
+        }
+        self.params().map(|_| ()).map_err(|e| PolicyError {
+            var: vars::MEMORY_KIB,
+            problem: e.to_string(),
+        })
+    }
+
+    fn params(&self) -> Result<Params, argon2::Error> {
+        Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+    }
+}
+
+/// [`PasswordHasher`] on argon2id, PHC strings with a salt from the OS.
+#[derive(Debug, Clone)]
+pub struct Argon2Hasher {
+    argon2: Arc<Argon2<'static>>,
+}
+
+impl Argon2Hasher {
+    /// A hasher with the policy's parameters.
+    ///
+    /// # Errors
+    /// [`PolicyError`] when argon2 refuses the parameters.
+    pub fn new(policy: &PasswordPolicy) -> Result<Self, PolicyError> {
+        policy.check()?;
+        let params = policy.params().map_err(|e| PolicyError {
+            var: vars::MEMORY_KIB,
+            problem: e.to_string(),
+        })?;
+        Ok(Self {
+            argon2: Arc::new(Argon2::new(Algorithm::Argon2id, argon2::Version::V0x13, params)),
+        })
+    }
+}
+
+/// Hashing errors never carry the password; they are still kept opaque.
+fn hashing_failed(error: password_hash::Error) -> Error {
+    Error::Internal(format!("password hashing failed: {error}").into())
+}
+
+fn blocking_lost(error: tokio::task::JoinError) -> Error {
+    Error::Internal(format!("password hashing task failed: {error}").into())
+}
+
+#[async_trait]
+impl PasswordHasher for Argon2Hasher {
+    async fn hash(&self, password: &Password) -> Result<PasswordHash, Error> {
+        let argon2 = Arc::clone(&self.argon2);
+        let password = password.clone();
+        let phc = tokio::task::spawn_blocking(move || {
+            let salt = SaltString::generate(&mut OsRng);
+            argon2
+                .hash_password(password.expose().as_bytes(), &salt)
+                .map(|hash| hash.to_string())
+        })
+        .await
+        .map_err(blocking_lost)?
+        .map_err(hashing_failed)?;
+        PasswordHash::from_phc(phc).map_err(|v| Error::Internal(v.to_string().into()))
+    }
+
+    async fn verify(&self, password: &Password, hash: &PasswordHash) -> Result<bool, Error> {
+        let Some(phc) = hash.phc().map(str::to_owned) else {
+            return Ok(false);
+        };
+        let argon2 = Arc::clone(&self.argon2);
+        let password = password.clone();
+        tokio::task::spawn_blocking(move || {
+            let parsed = password_hash::PasswordHash::new(&phc)?;
+            // The parameters come from the stored hash itself, so hashes made
+            // under an older policy still verify.
+            match argon2.verify_password(password.expose().as_bytes(), &parsed) {
+                Ok(()) => Ok(true),
+                Err(password_hash::Error::Password) => Ok(false),
+                Err(other) => Err(other),
+            }
+        })
+        .await
+        .map_err(blocking_lost)?
+        .map_err(hashing_failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |var| map.get(var).cloned()
+    }
+
+    #[test]
+    fn defaults_are_owasps() {
+        assert_eq!(
+            PasswordPolicy::from_lookup(lookup(&[])).unwrap(),
+            PasswordPolicy::default()
+        );
+        assert_eq!(
+            PasswordPolicy::default(),
+            PasswordPolicy {
+                memory_kib: 19_456,
+                iterations: 2,
+                parallelism: 1,
+                min_password_chars: 12
+            }
+        );
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        for (var, value) in [
+            (vars::MEMORY_KIB, "lots"),
+            (vars::MEMORY_KIB, "4"),
+            (vars::ITERATIONS, "0"),
+            (vars::PARALLELISM, "0"),
+            (vars::PASSWORD_MIN_LENGTH, "0"),
+            (vars::PASSWORD_MIN_LENGTH, "2000"),
+            (vars::ITERATIONS, "-1"),
+        ] {
+            let error = PasswordPolicy::from_lookup(lookup(&[(var, value)])).unwrap_err();
+            assert_eq!(error.var, var, "{var}={value}: {error}");
+            assert!(error.to_string().starts_with(var));
+        }
+        let set = PasswordPolicy::from_lookup(lookup(&[
+            (vars::MEMORY_KIB, "65536"),
+            (vars::ITERATIONS, "3"),
+            (vars::PARALLELISM, "4"),
+            (vars::PASSWORD_MIN_LENGTH, "16"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (
+                set.memory_kib,
+                set.iterations,
+                set.parallelism,
+                set.min_password_chars
+            ),
+            (65_536, 3, 4, 16)
+        );
+    }
+
+    #[tokio::test]
+    async fn argon2id_hashes_verify_and_salt() {
+        let hasher = Argon2Hasher::new(&PasswordPolicy::for_tests()).unwrap();
+        let password = Password::given("password", "correct horse battery staple").unwrap();
+        let hash = hasher.hash(&password).await.unwrap();
+        let phc = hash.phc().unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=8,t=1,p=1$"), "{phc}");
+        assert!(!phc.contains("correct horse"));
+        assert!(hasher.verify(&password, &hash).await.unwrap());
+        let wrong = Password::given("password", "correct horse battery stapler").unwrap();
+        assert!(!hasher.verify(&wrong, &hash).await.unwrap());
+        assert_ne!(
+            hasher.hash(&password).await.unwrap(),
+            hash,
+            "a fresh salt each time"
+        );
+        assert!(!hasher.verify(&password, &PasswordHash::withheld()).await.unwrap());
+        // A hash made with other parameters still verifies: they are in the PHC string.
+        let other = Argon2Hasher::new(&PasswordPolicy {
+            memory_kib: 16,
+            ..PasswordPolicy::for_tests()
+        })
+        .unwrap();
+        assert!(other.verify(&password, &hash).await.unwrap());
+    }
+}
