@@ -179,6 +179,150 @@ where
     }
 }
 
+/// What a command run under [`modify_locked`] did to the aggregate.
+#[derive(Debug)]
+pub enum Outcome<A: AggregateRoot> {
+    /// It changed (or was created): write it with these events.
+    Changed(A, Vec<A::Event>),
+    /// Nothing to do (the command was already in effect): answer it as it is,
+    /// write nothing.
+    Unchanged(A),
+}
+
+/// What a [`LockedCommandStore`] writes for a command decided under the lock.
+#[derive(Debug)]
+pub struct LockedChange<A> {
+    /// The aggregate after the change.
+    pub aggregate: A,
+    /// `None` to insert a new aggregate; else the version it had.
+    pub replaces: Option<Version>,
+    /// The events of the change.
+    pub outbox: Vec<OutboxMessage>,
+    /// When the change was made.
+    pub at: OffsetDateTime,
+}
+
+/// What a decision under the lock chose: write a change, or answer without
+/// writing (a replay, a refusal, a no-op).
+#[derive(Debug)]
+pub enum Verdict<A> {
+    /// Write this change and answer its aggregate.
+    Write(LockedChange<A>),
+    /// Write nothing; answer this.
+    Answer(Result<A, Error>),
+}
+
+/// The decision [`modify_locked`] hands its store: from the idempotency record
+/// and the aggregate as read under the lock, what to do.
+pub type Decide<'a, A> = dyn Fn(Option<Recorded<A>>, Option<A>) -> Verdict<A> + Send + Sync + 'a;
+
+/// The locked command path of a store: for aggregates whose commands contend
+/// so hard on one row (a popular item's stock) that the optimistic retry of
+/// [`modify`] would turn most of them into `ABORTED`.
+///
+/// # Errors
+/// `save_locked` returns [`SaveError::RequestAlreadyRecorded`] when a
+/// concurrent retry of the command recorded it first,
+/// [`SaveError::VersionConflict`] when an insert lost to a concurrent insert
+/// of the same aggregate, [`SaveError::Refused`] with the decision's error
+/// (nothing written), or [`SaveError::Failed`].
+#[async_trait]
+pub trait LockedCommandStore<A: AggregateRoot>: CommandStore<A> {
+    /// In one transaction holding the aggregate `id` exclusively (or, when it
+    /// does not exist yet, nothing): reads the record of `request_id` and the
+    /// aggregate, calls `decide` once, writes what it chose atomically with
+    /// the record and the outbox rows, commits, and returns the answer.
+    async fn save_locked(
+        &self,
+        id: Id<A>,
+        request_id: &crate::RequestId,
+        fingerprint: &crate::Fingerprint,
+        decide: &Decide<'_, A>,
+    ) -> Result<A, SaveError>;
+}
+
+/// Runs `command` on aggregate `id` holding it exclusively, so that
+/// concurrent commands on one aggregate queue instead of racing: each is
+/// decided on the state the previous one left, none is refused for
+/// contention. `command` gets the aggregate, or `None` when it does not exist
+/// (it may then create it, or refuse). Idempotent replay and
+/// `expected_version` behave as in [`modify`]; a stale `expected_version` is
+/// refused against the version read under the lock.
+///
+/// # Errors
+/// [`Error::NotFound`] when `expected_version` names an aggregate that does not
+/// exist; [`Error::VersionConflict`] when `expected_version` is stale (or,
+/// without one, when an insert loses twice to concurrent inserts, which the
+/// second attempt, now under the lock, does not); the command's refusal;
+/// [`Error::RequestIdReused`]; the store's failure.
+pub async fn modify_locked<A, S, E>(
+    store: &S,
+    clock: &dyn Clock,
+    meta: &CommandMeta,
+    id: Id<A>,
+    command: impl Fn(Option<A>, OffsetDateTime) -> Result<Outcome<A>, E> + Send + Sync,
+) -> Result<A, Error>
+where
+    A: AggregateRoot + Send + Sync,
+    S: LockedCommandStore<A> + ?Sized,
+    E: Into<Error>,
+{
+    let decide = |recorded: Option<Recorded<A>>, current: Option<A>| -> Verdict<A> {
+        match replay(meta, recorded) {
+            Ok(Some(done)) => return Verdict::Answer(Ok(done)),
+            Ok(None) => {}
+            Err(error) => return Verdict::Answer(Err(error)),
+        }
+        let before = current.as_ref().map(AggregateRoot::version);
+        if let Some(expected) = meta.expected_version {
+            match before {
+                None => return Verdict::Answer(Err(not_found::<A>(id))),
+                Some(before) if before != expected => {
+                    return Verdict::Answer(Err(conflict::<A>(id, Some(expected), before)));
+                }
+                Some(_) => {}
+            }
+        }
+        let now = clock.now();
+        match command(current, now) {
+            Err(refusal) => Verdict::Answer(Err(refusal.into())),
+            Ok(Outcome::Unchanged(aggregate)) => Verdict::Answer(Ok(aggregate)),
+            Ok(Outcome::Changed(aggregate, events)) => {
+                match OutboxMessage::for_events(&aggregate, &events, now) {
+                    Ok(outbox) => Verdict::Write(LockedChange {
+                        aggregate,
+                        replaces: before,
+                        outbox,
+                        at: now,
+                    }),
+                    Err(error) => Verdict::Answer(Err(Error::Internal(error.into()))),
+                }
+            }
+        }
+    };
+    // Twice at most: the only race left under the lock is two first inserts
+    // of the same aggregate; the loser decides again, now holding the row.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match store
+            .save_locked(id, &meta.request_id, &meta.fingerprint, &decide)
+            .await
+        {
+            Ok(aggregate) => return Ok(aggregate),
+            Err(SaveError::VersionConflict { current }) => {
+                if attempts >= 2 {
+                    return Err(conflict::<A>(id, meta.expected_version, current));
+                }
+            }
+            Err(SaveError::RequestAlreadyRecorded) => return recorded_result(store, meta).await,
+            Err(SaveError::Refused(refusal)) => return Err(refusal),
+            Err(SaveError::NotFound) => return Err(not_found::<A>(id)),
+            Err(SaveError::Failed(error)) => return Err(error),
+        }
+    }
+}
+
 async fn save<A, S>(
     store: &S,
     meta: &CommandMeta,

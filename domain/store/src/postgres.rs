@@ -26,9 +26,12 @@ use time::OffsetDateTime;
 use tokio::{sync::watch, task::JoinHandle};
 use uuid::Uuid;
 
+use strata_kernel::RequestId;
+
 use crate::{
-    ContextSchema, OpenError, Param, Row, STORE_POSTGRES, StoreConfig, StoreError, Write, Written,
-    error::classify, migrator, value::version_to,
+    ContextSchema, LockedDecision, OpenError, Param, RecordedRow, Row, STORE_POSTGRES, StoreConfig,
+    StoreError, Write, Written, error::classify, held_row_changed, locked_write, migrator, recorded_from,
+    value::version_to,
 };
 
 /// A context's PostgreSQL pool.
@@ -135,6 +138,60 @@ impl Pg {
     }
 
     pub(crate) async fn write(&self, write: &Write<'_>) -> Result<Written, StoreError> {
+        self.write_on(&self.pool, write).await
+    }
+
+    /// The locked command path (see `Store::write_locked`): the aggregate row
+    /// `for update`, then the record (a statement of its own, so it sees a
+    /// retry that committed while this one waited for the row), then the
+    /// same one-statement write as [`Pg::write`], inside one transaction.
+    pub(crate) async fn write_locked<T, F>(
+        &self,
+        select: &str,
+        params: Vec<Param>,
+        request_id: &RequestId,
+        decide: &F,
+    ) -> Result<(T, bool), StoreError>
+    where
+        F: Fn(Option<RecordedRow>, Option<Row>) -> Result<LockedDecision<T>, StoreError>,
+    {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let row = query(select, params)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?
+            .map(Row::Postgres);
+        let record = sqlx::query("select fingerprint, result from idempotency where request_id = $1")
+            .bind(request_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?
+            .map(Row::Postgres);
+        let recorded = match record {
+            Some(record) => recorded_from(&record, 0)?,
+            None => None,
+        };
+        match decide(recorded, row)? {
+            LockedDecision::Answer(answer) => {
+                // Release the row now rather than when the connection is reused.
+                tx.rollback().await.map_err(classify)?;
+                Ok((answer, false))
+            }
+            LockedDecision::Write(write, answer) => {
+                let written = self.write_on(&mut *tx, &locked_write(&write, request_id)).await?;
+                if written == Written::NothingMatched {
+                    return Err(held_row_changed());
+                }
+                tx.commit().await.map_err(classify)?;
+                Ok((answer, !write.outbox.is_empty()))
+            }
+        }
+    }
+
+    async fn write_on<'e, E>(&self, executor: E, write: &Write<'_>) -> Result<Written, StoreError>
+    where
+        E: sqlx::Executor<'e, Database = Postgres>,
+    {
         let n = write.params.len();
         let p = |k: usize| n + k;
         let statement = format!(
@@ -191,7 +248,7 @@ impl Pg {
             )
             .bind(self.outbox_lock)
             .bind(&self.channel);
-        let row = query.fetch_one(&self.pool).await.map_err(classify)?;
+        let row = query.fetch_one(executor).await.map_err(classify)?;
         let written: i64 = sqlx::Row::try_get(&row, 0).map_err(|e| StoreError::Corrupt(e.into()))?;
         Ok(if written == 1 {
             Written::Applied
