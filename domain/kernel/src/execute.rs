@@ -515,6 +515,121 @@ mod tests {
         }
     }
 
+    #[async_trait]
+    impl LockedCommandStore<Counter> for Fake {
+        /// The fake's "lock" is that nothing else runs between its read and
+        /// its write; `conflicts` scripts a concurrent first insert that wins.
+        async fn save_locked(
+            &self,
+            id: Id<Counter>,
+            request_id: &RequestId,
+            fingerprint: &crate::Fingerprint,
+            decide: &Decide<'_, Counter>,
+        ) -> Result<Counter, SaveError> {
+            let recorded = lock(&self.records).get(request_id.as_str()).cloned();
+            let current = lock(&self.counter).clone().filter(|c| c.id == id);
+            let mut conflicts = lock(&self.conflicts);
+            if current.is_none() && *conflicts > 0 {
+                *conflicts -= 1;
+                *lock(&self.counter) = Some(Counter {
+                    id,
+                    version: Version::INITIAL,
+                    value: 3,
+                });
+                return Err(SaveError::VersionConflict {
+                    current: Version::INITIAL,
+                });
+            }
+            match decide(recorded, current) {
+                Verdict::Answer(Ok(counter)) => Ok(counter),
+                Verdict::Answer(Err(refusal)) => Err(SaveError::Refused(refusal)),
+                Verdict::Write(change) => {
+                    *lock(&self.counter) = Some(change.aggregate.clone());
+                    lock(&self.records).insert(
+                        request_id.as_str().to_owned(),
+                        Recorded {
+                            fingerprint: fingerprint.clone(),
+                            result: change.aggregate.clone(),
+                        },
+                    );
+                    Ok(change.aggregate)
+                }
+            }
+        }
+    }
+
+    /// Creates the counter when absent, else increments it; a value of 5 or
+    /// more is left as it is (a no-op).
+    fn upsert(counter: Option<Counter>, at: OffsetDateTime) -> Result<Outcome<Counter>, Error> {
+        match counter {
+            None => Ok(Outcome::Changed(
+                Counter {
+                    id: Id::from_uuid(uuid::Uuid::nil()),
+                    version: Version::INITIAL,
+                    value: 1,
+                },
+                vec![Incremented],
+            )),
+            Some(counter) if counter.value >= 5 => Ok(Outcome::Unchanged(counter)),
+            Some(mut counter) => increment(&mut counter, at).map(|events| Outcome::Changed(counter, events)),
+        }
+    }
+
+    #[tokio::test]
+    async fn locked_commands_replay_refuse_reused_keys_and_check_the_locked_version() {
+        let (store, id) = fake();
+        let first = modify_locked(&store, &clock(), &meta("k", Some(1)), id, upsert)
+            .await
+            .unwrap();
+        let again = modify_locked(&store, &clock(), &meta("k", Some(1)), id, upsert)
+            .await
+            .unwrap();
+        assert_eq!(again, first);
+        assert_eq!(lock(&store.counter).as_ref().unwrap().value, 1, "one effect");
+        let reused = modify_locked(&store, &clock(), &meta("k", None), id, upsert)
+            .await
+            .unwrap_err();
+        assert!(matches!(reused, Error::RequestIdReused { .. }), "{reused:?}");
+        let stale = modify_locked(&store, &clock(), &meta("k2", Some(1)), id, upsert)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(stale, Error::VersionConflict { expected: Some(e), current, .. }
+                if e == Version::new(1) && current == Version::new(2)),
+            "{stale:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_locked_insert_that_loses_to_a_concurrent_insert_is_decided_again() {
+        let store = Fake::default();
+        *lock(&store.conflicts) = 1;
+        let id = Id::from_uuid(uuid::Uuid::nil());
+        let result = modify_locked(&store, &clock(), &meta("k", None), id, upsert)
+            .await
+            .unwrap();
+        assert_eq!(
+            (result.value, result.version),
+            (4, Version::new(2)),
+            "applied to the winner's aggregate"
+        );
+        let missing = modify_locked(&Fake::default(), &clock(), &meta("k", Some(3)), id, upsert)
+            .await
+            .unwrap_err();
+        assert!(matches!(missing, Error::NotFound { .. }), "{missing:?}");
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_outcome_writes_nothing() {
+        let (store, id) = fake();
+        lock(&store.counter).as_mut().unwrap().value = 5;
+        let result = modify_locked(&store, &clock(), &meta("k", None), id, upsert)
+            .await
+            .unwrap();
+        assert_eq!((result.value, result.version), (5, Version::INITIAL));
+        assert!(lock(&store.records).is_empty(), "no record of a no-op");
+    }
+
     fn fake() -> (Fake, Id<Counter>) {
         let id = Id::generate();
         let store = Fake::default();
