@@ -2,6 +2,11 @@
 //! replay, optimistic concurrency, and the bounded retry when a concurrent
 //! writer changed the aggregate between the read and the write.
 //!
+//! [`modify_locked`] is the same contract for aggregates that one row's worth
+//! of contention would defeat (a popular item's stock): over the
+//! [`LockedCommandStore`] port the command is decided while the store holds the
+//! aggregate, so concurrent commands queue rather than retry.
+//!
 //! It is written once against the [`CommandStore`] port; a context supplies the
 //! store (its repository) and the command (a method of its aggregate), nothing
 //! else. No I/O of its own: it only calls the port.

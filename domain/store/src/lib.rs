@@ -10,8 +10,10 @@
 //! - [`Store`] (here): open a context's store from its URL (its own PostgreSQL
 //!   schema or its own SQLite file) and run its migrations, then the command
 //!   path (a consistent read of the aggregate with its idempotency record; an
-//!   atomic write of the aggregate, its outbox rows and the record), the event
-//!   stream, and idempotency retention.
+//!   atomic write of the aggregate, its outbox rows and the record; for rows
+//!   under heavy contention, [`Store::write_locked`]: the same write decided
+//!   inside one transaction that holds the row), the event stream, and
+//!   idempotency retention.
 //! - `postgres`, `sqlite`: the two backends; nothing outside this crate sees them.
 //!
 //! **API boundary:** contexts call [`Store`]; the shared tables (`outbox`,
