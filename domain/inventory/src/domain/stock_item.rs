@@ -22,6 +22,10 @@ pub const MAX_QUANTITY: u64 = i64::MAX.unsigned_abs();
 /// release or a commit is answered as a no-op rather than NOT_FOUND.
 const CLOSED_KEPT: Duration = Duration::days(7);
 
+/// How many closed reservations are remembered at most: the item row is
+/// rewritten by every command, so its size must not grow with its sales.
+pub const MAX_CLOSED_KEPT: usize = 1_000;
+
 /// Where a reservation is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -451,6 +455,17 @@ impl StockItem {
             self.updated_at = now;
             self.reservations
                 .retain(|r| r.closed_at.is_none_or(|closed| closed + CLOSED_KEPT > now));
+            // Reservations are kept in the order they were made: the oldest
+            // closed ones are forgotten first.
+            let closed = self.reservations.iter().filter(|r| !r.status.is_open()).count();
+            let mut excess = closed.saturating_sub(MAX_CLOSED_KEPT);
+            self.reservations.retain(|r| {
+                let forget = excess > 0 && !r.status.is_open();
+                if forget {
+                    excess -= 1;
+                }
+                !forget
+            });
         }
         events
     }
@@ -788,6 +803,31 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn closed_reservations_are_forgotten_after_a_while_or_beyond_a_count() {
+        let mut item = item(2_000);
+        item.reserve(rid("old"), 1, Duration::minutes(5), at(0)).unwrap();
+        item.release(&rid("old"), at(1)).unwrap();
+        assert!(item.release(&rid("old"), at(2)).unwrap().is_empty(), "remembered");
+        item.receive(1, at(1 + 7 * 24 * 60)).unwrap();
+        assert!(matches!(
+            item.release(&rid("old"), at(1 + 7 * 24 * 60)),
+            Err(InventoryError::UnknownReservation { .. })
+        ));
+        for n in 0..=MAX_CLOSED_KEPT {
+            let id = rid(&format!("r{n}"));
+            item.reserve(id.clone(), 1, Duration::minutes(5), at(20_000))
+                .unwrap();
+            item.commit(&id, at(20_000)).unwrap();
+        }
+        assert_eq!(item.snapshot().reservations.len(), MAX_CLOSED_KEPT);
+        assert!(
+            item.commit(&rid("r0"), at(20_000)).is_err(),
+            "the oldest is forgotten"
+        );
+        assert!(item.commit(&rid("r1"), at(20_000)).unwrap().is_empty());
     }
 
     #[test]
