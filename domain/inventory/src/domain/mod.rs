@@ -13,7 +13,7 @@ mod value;
 pub use error::InventoryError;
 pub use event::{ReleaseCause, StockItemEvent};
 pub use stock_item::{
-    MAX_QUANTITY, Reservation, ReservationSnapshot, ReservationStatus, StockItem, StockItemId,
-    StockItemSnapshot,
+    MAX_CLOSED_KEPT, MAX_QUANTITY, Reservation, ReservationSnapshot, ReservationStatus, StockItem,
+    StockItemId, StockItemSnapshot,
 };
 pub use value::{Reason, ReservationId, Sku};
