@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "strata/type/v1/money.proto",
     "strata/catalog/v1/catalog.proto",
     "strata/identity/v1/identity.proto",
+    "strata/inventory/v1/inventory.proto",
 ];
 
 fn main() -> io::Result<()> {

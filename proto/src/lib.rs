@@ -28,6 +28,13 @@ pub mod identity {
     }
 }
 
+/// `strata.inventory.v1`: the inventory context's `StockItemService`.
+pub mod inventory {
+    pub mod v1 {
+        tonic::include_proto!("strata.inventory.v1");
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every Strata proto file (with imports),
 /// for `tonic_reflection`.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/strata_descriptor.bin"));

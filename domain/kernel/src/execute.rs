@@ -2,6 +2,11 @@
 //! replay, optimistic concurrency, and the bounded retry when a concurrent
 //! writer changed the aggregate between the read and the write.
 //!
+//! [`modify_locked`] is the same contract for aggregates that one row's worth
+//! of contention would defeat (a popular item's stock): over the
+//! [`LockedCommandStore`] port the command is decided while the store holds the
+//! aggregate, so concurrent commands queue rather than retry.
+//!
 //! It is written once against the [`CommandStore`] port; a context supplies the
 //! store (its repository) and the command (a method of its aggregate), nothing
 //! else. No I/O of its own: it only calls the port.
@@ -174,6 +179,150 @@ where
             Err(SaveError::NotFound) => return Err(not_found::<A>(id)),
             Err(SaveError::RequestAlreadyRecorded) => return recorded_result(store, meta).await,
             Err(SaveError::Refused(refusal)) => return after_refusal(store, meta, refusal).await,
+            Err(SaveError::Failed(error)) => return Err(error),
+        }
+    }
+}
+
+/// What a command run under [`modify_locked`] did to the aggregate.
+#[derive(Debug)]
+pub enum Outcome<A: AggregateRoot> {
+    /// It changed (or was created): write it with these events.
+    Changed(A, Vec<A::Event>),
+    /// Nothing to do (the command was already in effect): answer it as it is,
+    /// write nothing.
+    Unchanged(A),
+}
+
+/// What a [`LockedCommandStore`] writes for a command decided under the lock.
+#[derive(Debug)]
+pub struct LockedChange<A> {
+    /// The aggregate after the change.
+    pub aggregate: A,
+    /// `None` to insert a new aggregate; else the version it had.
+    pub replaces: Option<Version>,
+    /// The events of the change.
+    pub outbox: Vec<OutboxMessage>,
+    /// When the change was made.
+    pub at: OffsetDateTime,
+}
+
+/// What a decision under the lock chose: write a change, or answer without
+/// writing (a replay, a refusal, a no-op).
+#[derive(Debug)]
+pub enum Verdict<A> {
+    /// Write this change and answer its aggregate.
+    Write(LockedChange<A>),
+    /// Write nothing; answer this.
+    Answer(Result<A, Error>),
+}
+
+/// The decision [`modify_locked`] hands its store: from the idempotency record
+/// and the aggregate as read under the lock, what to do.
+pub type Decide<'a, A> = dyn Fn(Option<Recorded<A>>, Option<A>) -> Verdict<A> + Send + Sync + 'a;
+
+/// The locked command path of a store: for aggregates whose commands contend
+/// so hard on one row (a popular item's stock) that the optimistic retry of
+/// [`modify`] would turn most of them into `ABORTED`.
+///
+/// # Errors
+/// `save_locked` returns [`SaveError::RequestAlreadyRecorded`] when a
+/// concurrent retry of the command recorded it first,
+/// [`SaveError::VersionConflict`] when an insert lost to a concurrent insert
+/// of the same aggregate, [`SaveError::Refused`] with the decision's error
+/// (nothing written), or [`SaveError::Failed`].
+#[async_trait]
+pub trait LockedCommandStore<A: AggregateRoot>: CommandStore<A> {
+    /// In one transaction holding the aggregate `id` exclusively (or, when it
+    /// does not exist yet, nothing): reads the record of `request_id` and the
+    /// aggregate, calls `decide` once, writes what it chose atomically with
+    /// the record and the outbox rows, commits, and returns the answer.
+    async fn save_locked(
+        &self,
+        id: Id<A>,
+        request_id: &crate::RequestId,
+        fingerprint: &crate::Fingerprint,
+        decide: &Decide<'_, A>,
+    ) -> Result<A, SaveError>;
+}
+
+/// Runs `command` on aggregate `id` holding it exclusively, so that
+/// concurrent commands on one aggregate queue instead of racing: each is
+/// decided on the state the previous one left, none is refused for
+/// contention. `command` gets the aggregate, or `None` when it does not exist
+/// (it may then create it, or refuse). Idempotent replay and
+/// `expected_version` behave as in [`modify`]; a stale `expected_version` is
+/// refused against the version read under the lock.
+///
+/// # Errors
+/// [`Error::NotFound`] when `expected_version` names an aggregate that does not
+/// exist; [`Error::VersionConflict`] when `expected_version` is stale (or,
+/// without one, when an insert loses twice to concurrent inserts, which the
+/// second attempt, now under the lock, does not); the command's refusal;
+/// [`Error::RequestIdReused`]; the store's failure.
+pub async fn modify_locked<A, S, E>(
+    store: &S,
+    clock: &dyn Clock,
+    meta: &CommandMeta,
+    id: Id<A>,
+    command: impl Fn(Option<A>, OffsetDateTime) -> Result<Outcome<A>, E> + Send + Sync,
+) -> Result<A, Error>
+where
+    A: AggregateRoot + Send + Sync,
+    S: LockedCommandStore<A> + ?Sized,
+    E: Into<Error>,
+{
+    let decide = |recorded: Option<Recorded<A>>, current: Option<A>| -> Verdict<A> {
+        match replay(meta, recorded) {
+            Ok(Some(done)) => return Verdict::Answer(Ok(done)),
+            Ok(None) => {}
+            Err(error) => return Verdict::Answer(Err(error)),
+        }
+        let before = current.as_ref().map(AggregateRoot::version);
+        if let Some(expected) = meta.expected_version {
+            match before {
+                None => return Verdict::Answer(Err(not_found::<A>(id))),
+                Some(before) if before != expected => {
+                    return Verdict::Answer(Err(conflict::<A>(id, Some(expected), before)));
+                }
+                Some(_) => {}
+            }
+        }
+        let now = clock.now();
+        match command(current, now) {
+            Err(refusal) => Verdict::Answer(Err(refusal.into())),
+            Ok(Outcome::Unchanged(aggregate)) => Verdict::Answer(Ok(aggregate)),
+            Ok(Outcome::Changed(aggregate, events)) => {
+                match OutboxMessage::for_events(&aggregate, &events, now) {
+                    Ok(outbox) => Verdict::Write(LockedChange {
+                        aggregate,
+                        replaces: before,
+                        outbox,
+                        at: now,
+                    }),
+                    Err(error) => Verdict::Answer(Err(Error::Internal(error.into()))),
+                }
+            }
+        }
+    };
+    // Twice at most: the only race left under the lock is two first inserts
+    // of the same aggregate; the loser decides again, now holding the row.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match store
+            .save_locked(id, &meta.request_id, &meta.fingerprint, &decide)
+            .await
+        {
+            Ok(aggregate) => return Ok(aggregate),
+            Err(SaveError::VersionConflict { current }) => {
+                if attempts >= 2 {
+                    return Err(conflict::<A>(id, meta.expected_version, current));
+                }
+            }
+            Err(SaveError::RequestAlreadyRecorded) => return recorded_result(store, meta).await,
+            Err(SaveError::Refused(refusal)) => return Err(refusal),
+            Err(SaveError::NotFound) => return Err(not_found::<A>(id)),
             Err(SaveError::Failed(error)) => return Err(error),
         }
     }
@@ -369,6 +518,121 @@ mod tests {
             );
             Ok(())
         }
+    }
+
+    #[async_trait]
+    impl LockedCommandStore<Counter> for Fake {
+        /// The fake's "lock" is that nothing else runs between its read and
+        /// its write; `conflicts` scripts a concurrent first insert that wins.
+        async fn save_locked(
+            &self,
+            id: Id<Counter>,
+            request_id: &RequestId,
+            fingerprint: &crate::Fingerprint,
+            decide: &Decide<'_, Counter>,
+        ) -> Result<Counter, SaveError> {
+            let recorded = lock(&self.records).get(request_id.as_str()).cloned();
+            let current = lock(&self.counter).clone().filter(|c| c.id == id);
+            let mut conflicts = lock(&self.conflicts);
+            if current.is_none() && *conflicts > 0 {
+                *conflicts -= 1;
+                *lock(&self.counter) = Some(Counter {
+                    id,
+                    version: Version::INITIAL,
+                    value: 3,
+                });
+                return Err(SaveError::VersionConflict {
+                    current: Version::INITIAL,
+                });
+            }
+            match decide(recorded, current) {
+                Verdict::Answer(Ok(counter)) => Ok(counter),
+                Verdict::Answer(Err(refusal)) => Err(SaveError::Refused(refusal)),
+                Verdict::Write(change) => {
+                    *lock(&self.counter) = Some(change.aggregate.clone());
+                    lock(&self.records).insert(
+                        request_id.as_str().to_owned(),
+                        Recorded {
+                            fingerprint: fingerprint.clone(),
+                            result: change.aggregate.clone(),
+                        },
+                    );
+                    Ok(change.aggregate)
+                }
+            }
+        }
+    }
+
+    /// Creates the counter when absent, else increments it; a value of 5 or
+    /// more is left as it is (a no-op).
+    fn upsert(counter: Option<Counter>, at: OffsetDateTime) -> Result<Outcome<Counter>, Error> {
+        match counter {
+            None => Ok(Outcome::Changed(
+                Counter {
+                    id: Id::from_uuid(uuid::Uuid::nil()),
+                    version: Version::INITIAL,
+                    value: 1,
+                },
+                vec![Incremented],
+            )),
+            Some(counter) if counter.value >= 5 => Ok(Outcome::Unchanged(counter)),
+            Some(mut counter) => increment(&mut counter, at).map(|events| Outcome::Changed(counter, events)),
+        }
+    }
+
+    #[tokio::test]
+    async fn locked_commands_replay_refuse_reused_keys_and_check_the_locked_version() {
+        let (store, id) = fake();
+        let first = modify_locked(&store, &clock(), &meta("k", Some(1)), id, upsert)
+            .await
+            .unwrap();
+        let again = modify_locked(&store, &clock(), &meta("k", Some(1)), id, upsert)
+            .await
+            .unwrap();
+        assert_eq!(again, first);
+        assert_eq!(lock(&store.counter).as_ref().unwrap().value, 1, "one effect");
+        let reused = modify_locked(&store, &clock(), &meta("k", None), id, upsert)
+            .await
+            .unwrap_err();
+        assert!(matches!(reused, Error::RequestIdReused { .. }), "{reused:?}");
+        let stale = modify_locked(&store, &clock(), &meta("k2", Some(1)), id, upsert)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(stale, Error::VersionConflict { expected: Some(e), current, .. }
+                if e == Version::new(1) && current == Version::new(2)),
+            "{stale:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_locked_insert_that_loses_to_a_concurrent_insert_is_decided_again() {
+        let store = Fake::default();
+        *lock(&store.conflicts) = 1;
+        let id = Id::from_uuid(uuid::Uuid::nil());
+        let result = modify_locked(&store, &clock(), &meta("k", None), id, upsert)
+            .await
+            .unwrap();
+        assert_eq!(
+            (result.value, result.version),
+            (4, Version::new(2)),
+            "applied to the winner's aggregate"
+        );
+        let missing = modify_locked(&Fake::default(), &clock(), &meta("k", Some(3)), id, upsert)
+            .await
+            .unwrap_err();
+        assert!(matches!(missing, Error::NotFound { .. }), "{missing:?}");
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_outcome_writes_nothing() {
+        let (store, id) = fake();
+        lock(&store.counter).as_mut().unwrap().value = 5;
+        let result = modify_locked(&store, &clock(), &meta("k", None), id, upsert)
+            .await
+            .unwrap();
+        assert_eq!((result.value, result.version), (5, Version::INITIAL));
+        assert!(lock(&store.records).is_empty(), "no record of a no-op");
     }
 
     fn fake() -> (Fake, Id<Counter>) {

@@ -10,8 +10,10 @@
 //! - [`Store`] (here): open a context's store from its URL (its own PostgreSQL
 //!   schema or its own SQLite file) and run its migrations, then the command
 //!   path (a consistent read of the aggregate with its idempotency record; an
-//!   atomic write of the aggregate, its outbox rows and the record), the event
-//!   stream, and idempotency retention.
+//!   atomic write of the aggregate, its outbox rows and the record; for rows
+//!   under heavy contention, [`Store::write_locked`]: the same write decided
+//!   inside one transaction that holds the row), the event stream, and
+//!   idempotency retention.
 //! - `postgres`, `sqlite`: the two backends; nothing outside this crate sees them.
 //!
 //! **API boundary:** contexts call [`Store`]; the shared tables (`outbox`,
@@ -116,6 +118,35 @@ pub struct Write<'a> {
     pub outbox: &'a [OutboxMessage],
     /// When the command was carried out.
     pub at: OffsetDateTime,
+}
+
+/// What a locked command decided to write (see [`Store::write_locked`]): the
+/// aggregate statement and its parameters, the idempotency record's fingerprint
+/// and result, and the outbox rows. Owned, since it is built inside the
+/// transaction from what was read there.
+#[derive(Debug)]
+pub struct LockedWrite {
+    /// The aggregate statement, without `returning`.
+    pub statement: Sql,
+    /// Its parameters, `$1` to `$n`.
+    pub params: Vec<Param>,
+    /// What the command asked for.
+    pub fingerprint: Fingerprint,
+    /// The result to replay to a retry, in a versioned form of the context's.
+    pub result: serde_json::Value,
+    /// The events of the change.
+    pub outbox: Vec<OutboxMessage>,
+    /// When the command was carried out.
+    pub at: OffsetDateTime,
+}
+
+/// What a locked command decided, holding the aggregate row exclusively.
+#[derive(Debug)]
+pub enum LockedDecision<T> {
+    /// Write this, commit, then answer `T`.
+    Write(LockedWrite, T),
+    /// Write nothing (a replay, a refusal, a no-op) and answer `T`.
+    Answer(T),
 }
 
 /// What a [`Write`] did.
@@ -365,6 +396,56 @@ impl Store {
         Ok(written)
     }
 
+    /// Runs a command holding its aggregate row exclusively, in one
+    /// transaction: reads the row `select` finds (`$1` to `$n` are `params`;
+    /// PostgreSQL first takes an advisory lock on the aggregate those params
+    /// identify, SQLite holds the whole file from `BEGIN IMMEDIATE`) and then the idempotency record of
+    /// `request_id`, lets `decide` choose from both, and writes what it chose
+    /// (aggregate statement, idempotency record, outbox rows, with positions
+    /// exactly as [`Store::write`] gives them) before committing. Concurrent commands on the same aggregate therefore queue
+    /// on the row instead of failing a version check: none is lost and none
+    /// is refused for contention, at the price of holding the row for the
+    /// transaction (five round trips on PostgreSQL: begin, the locked read,
+    /// the record, the write, commit).
+    ///
+    /// `decide` may run more than once when the transaction fails on
+    /// contention and is run again (bounded, [`CONTENTION_RETRIES`]); it must
+    /// decide from its arguments only.
+    ///
+    /// # Errors
+    /// [`StoreError::RequestAlreadyRecorded`] when a concurrent retry recorded
+    /// `request_id` first, [`StoreError::UniqueViolation`] when the statement
+    /// breaks a unique constraint (an insert that lost to a concurrent insert),
+    /// or the classified driver error. Nothing is written.
+    pub async fn write_locked<T, F>(
+        &self,
+        select: Sql,
+        params: Vec<Param>,
+        request_id: &RequestId,
+        decide: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send,
+        F: Fn(Option<RecordedRow>, Option<Row>) -> Result<LockedDecision<T>, StoreError> + Send + Sync,
+    {
+        let (answer, wrote_events) = retrying(|| async {
+            match &self.inner.backend {
+                Backend::Postgres(pg) => {
+                    pg.write_locked(select.postgres, params.clone(), request_id, &decide)
+                        .await
+                }
+                Backend::Sqlite(pool) => {
+                    sqlite::write_locked(pool, select.sqlite, params.clone(), request_id, &decide).await
+                }
+            }
+        })
+        .await?;
+        if wrote_events {
+            self.inner.feed.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        Ok(answer)
+    }
+
     /// Up to `limit` events after `position`, in position order. No event
     /// that commits later has a position below the last one returned.
     ///
@@ -543,7 +624,25 @@ where
     }
 }
 
-fn recorded_from(row: &Row, first: usize) -> Result<Option<RecordedRow>, StoreError> {
+/// What both backends do once `decide` has chosen inside the transaction.
+pub(crate) fn locked_write<'a>(write: &'a LockedWrite, request_id: &'a RequestId) -> Write<'a> {
+    Write {
+        statement: write.statement,
+        params: write.params.clone(),
+        request_id,
+        fingerprint: &write.fingerprint,
+        result: write.result.clone(),
+        outbox: &write.outbox,
+        at: write.at,
+    }
+}
+
+/// A locked statement's row guard failed although the row is held: a bug.
+pub(crate) fn held_row_changed() -> StoreError {
+    StoreError::Corrupt("the locked aggregate statement matched no row".into())
+}
+
+pub(crate) fn recorded_from(row: &Row, first: usize) -> Result<Option<RecordedRow>, StoreError> {
     let fingerprint = row.opt_bytes(first)?;
     let result = row.opt_json(first + 1)?;
     Ok(fingerprint.zip(result).map(|(fingerprint, result)| RecordedRow {

@@ -32,15 +32,31 @@ use time::OffsetDateTime;
 use tokio::{sync::watch, task::JoinHandle};
 use uuid::Uuid;
 
+use strata_kernel::RequestId;
+
 use crate::{
-    ContextSchema, OpenError, Param, Row, STORE_POSTGRES, StoreConfig, StoreError, Write, Written,
-    error::classify, migrator, value::version_to,
+    ContextSchema, LockedDecision, OpenError, Param, RecordedRow, Row, STORE_POSTGRES, StoreConfig,
+    StoreError, Write, Written, error::classify, held_row_changed, locked_write, migrator, recorded_from,
+    value::version_to,
 };
 
 /// A context's PostgreSQL pool.
 #[derive(Debug, Clone)]
 pub(crate) struct Pg {
     pool: PgPool,
+    /// The context's name, which scopes its aggregate locks.
+    context: &'static str,
+}
+
+/// A transaction-level advisory lock key for the aggregate `params` identify
+/// in `context` (FNV-1a of both).
+fn aggregate_lock_key(context: &str, params: &[Param]) -> i64 {
+    let hash = format!("{context}:{params:?}")
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+    i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
 /// How many events one transaction may record: positions are `xid × this + n`.
@@ -101,7 +117,10 @@ impl Pg {
         .run(&pool)
         .await
         .map_err(migrate)?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            context: context.name,
+        })
     }
 
     pub(crate) async fn fetch_optional(
@@ -127,6 +146,71 @@ impl Pg {
     }
 
     pub(crate) async fn write(&self, write: &Write<'_>) -> Result<Written, StoreError> {
+        self.write_on(&self.pool, write).await
+    }
+
+    /// The locked command path (see `Store::write_locked`): a transaction-level
+    /// advisory lock on the aggregate, then its row, then the record (a
+    /// statement of its own, so it sees a retry that committed while this one
+    /// waited), then the same one-statement write as [`Pg::write`], inside one
+    /// transaction. An advisory lock, not `select … for update`: locking a row
+    /// gives the transaction its id at once, while it may still queue behind
+    /// others, and positions follow transaction ids (see the module docs); a
+    /// transaction that takes its id only once it holds the aggregate gets a
+    /// higher one than every earlier holder, so one aggregate's events stay in
+    /// version order.
+    pub(crate) async fn write_locked<T, F>(
+        &self,
+        select: &str,
+        params: Vec<Param>,
+        request_id: &RequestId,
+        decide: &F,
+    ) -> Result<(T, bool), StoreError>
+    where
+        F: Fn(Option<RecordedRow>, Option<Row>) -> Result<LockedDecision<T>, StoreError>,
+    {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        sqlx::query("select pg_advisory_xact_lock($1)")
+            .bind(aggregate_lock_key(self.context, &params))
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let row = query(select, params)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?
+            .map(Row::Postgres);
+        let record = sqlx::query("select fingerprint, result from idempotency where request_id = $1")
+            .bind(request_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?
+            .map(Row::Postgres);
+        let recorded = match record {
+            Some(record) => recorded_from(&record, 0)?,
+            None => None,
+        };
+        match decide(recorded, row)? {
+            LockedDecision::Answer(answer) => {
+                // Release the row now rather than when the connection is reused.
+                tx.rollback().await.map_err(classify)?;
+                Ok((answer, false))
+            }
+            LockedDecision::Write(write, answer) => {
+                let written = self.write_on(&mut *tx, &locked_write(&write, request_id)).await?;
+                if written == Written::NothingMatched {
+                    return Err(held_row_changed());
+                }
+                tx.commit().await.map_err(classify)?;
+                Ok((answer, !write.outbox.is_empty()))
+            }
+        }
+    }
+
+    async fn write_on<'e, E>(&self, executor: E, write: &Write<'_>) -> Result<Written, StoreError>
+    where
+        E: sqlx::Executor<'e, Database = Postgres>,
+    {
         let n = write.params.len();
         let p = |k: usize| n + k;
         let statement = format!(
@@ -182,7 +266,7 @@ impl Pg {
                     .map(|m| m.occurred_at)
                     .collect::<Vec<OffsetDateTime>>(),
             );
-        let row = query.fetch_one(&self.pool).await.map_err(classify)?;
+        let row = query.fetch_one(executor).await.map_err(classify)?;
         let written: i64 = sqlx::Row::try_get(&row, 0).map_err(|e| StoreError::Corrupt(e.into()))?;
         Ok(if written == 1 {
             Written::Applied

@@ -7,7 +7,7 @@
 use std::{str::FromStr, time::Duration};
 
 use sqlx::{
-    Sqlite, SqlitePool,
+    Sqlite, SqliteConnection, SqlitePool,
     query::Query,
     sqlite::{
         SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
@@ -15,9 +15,12 @@ use sqlx::{
 };
 use time::OffsetDateTime;
 
+use strata_kernel::RequestId;
+
 use crate::{
-    ContextSchema, OpenError, Param, Row, STORE_SQLITE, StoreConfig, StoreError, Write, Written,
-    error::classify, migrator, value::version_to,
+    ContextSchema, LockedDecision, OpenError, Param, RecordedRow, Row, STORE_SQLITE, StoreConfig, StoreError,
+    Write, Written, error::classify, held_row_changed, locked_write, migrator, recorded_from,
+    value::version_to,
 };
 
 fn query(sql: &str, params: Vec<Param>) -> Query<'_, Sqlite, SqliteArguments> {
@@ -84,6 +87,63 @@ pub(crate) async fn fetch_all(
 /// outbox rows. Dropping the transaction on any early return rolls it back.
 pub(crate) async fn write(pool: &SqlitePool, write: &Write<'_>) -> Result<Written, StoreError> {
     let mut tx = pool.begin().await.map_err(classify)?;
+    let written = write_on(&mut tx, write).await?;
+    if written == Written::Applied {
+        tx.commit().await.map_err(classify)?;
+    }
+    Ok(written)
+}
+
+/// The locked command path (see `Store::write_locked`): `BEGIN IMMEDIATE`
+/// takes the file's write lock before the read (a plain `BEGIN` would read
+/// under a shared lock and fail to upgrade it when another writer got there
+/// first), so the read, the decision and the write see no concurrent writer;
+/// waiting for the lock is bounded by the busy timeout.
+pub(crate) async fn write_locked<T, F>(
+    pool: &SqlitePool,
+    select: &str,
+    params: Vec<Param>,
+    request_id: &RequestId,
+    decide: &F,
+) -> Result<(T, bool), StoreError>
+where
+    F: Fn(Option<RecordedRow>, Option<Row>) -> Result<LockedDecision<T>, StoreError>,
+{
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
+    let row = query(select, params)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(classify)?
+        .map(Row::Sqlite);
+    let record = sqlx::query("select fingerprint, result from idempotency where request_id = $1")
+        .bind(request_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(classify)?
+        .map(Row::Sqlite);
+    let recorded = match record {
+        Some(record) => recorded_from(&record, 0)?,
+        None => None,
+    };
+    match decide(recorded, row)? {
+        LockedDecision::Answer(answer) => {
+            tx.rollback().await.map_err(classify)?;
+            Ok((answer, false))
+        }
+        LockedDecision::Write(write, answer) => {
+            let written = write_on(&mut tx, &locked_write(&write, request_id)).await?;
+            if written == Written::NothingMatched {
+                return Err(held_row_changed());
+            }
+            tx.commit().await.map_err(classify)?;
+            Ok((answer, !write.outbox.is_empty()))
+        }
+    }
+}
+
+/// The three steps of a write inside the caller's transaction; the caller
+/// commits only when they were [`Written::Applied`].
+async fn write_on(tx: &mut SqliteConnection, write: &Write<'_>) -> Result<Written, StoreError> {
     let recorded = sqlx::query(
         "insert into idempotency (request_id, fingerprint, result, created_at) \
          values ($1, $2, $3, $4) on conflict (request_id) do nothing",
@@ -120,7 +180,6 @@ pub(crate) async fn write(pool: &SqlitePool, write: &Write<'_>) -> Result<Writte
         .await
         .map_err(classify)?;
     }
-    tx.commit().await.map_err(classify)?;
     Ok(Written::Applied)
 }
 

@@ -43,6 +43,12 @@ pub const CONTEXTS: &[Registered] = &[
         name: strata_identity::CONTEXT,
         mount: |server, store| Box::pin(async move { Ok(server.host(strata_identity::mount(store).await?)) }),
     },
+    Registered {
+        name: strata_inventory::CONTEXT,
+        mount: |server, store| {
+            Box::pin(async move { Ok(server.host(strata_inventory::mount(store).await?)) })
+        },
+    },
 ];
 
 /// Opens every hosted context's store (running its migrations) and serves them

@@ -270,3 +270,189 @@ fn json_logs_are_one_object_per_line() {
         "the health check's line: {lines:#?}"
     );
 }
+
+/// Waits until health says `service` is served at `address`, on the caller's
+/// runtime (each check bounded; no fixed sleep).
+async fn wait_serving(address: &str, service: &str) {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(
+        TIMEOUT,
+        HealthClient::new(channel).check(HealthCheckRequest {
+            service: service.into(),
+        }),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(status.into_inner().status(), ServingStatus::Serving);
+}
+
+/// The hard part of inventory across processes: 200 buyers at once, each
+/// reserving 1 of the 50 on hand through gRPC, spread over every process in
+/// `addresses` and over four channels per process. Exactly 50 reservations and
+/// 150 INSUFFICIENT_STOCK (never ABORTED, never an oversell); the item adds up
+/// afterwards and its event stream holds exactly the 50 reservations.
+async fn no_oversell_through(addresses: &[String], what: &str) {
+    use strata_proto::inventory::v1::{self as pb, stock_item_service_client::StockItemServiceClient};
+    use tonic_types::StatusExt;
+
+    const ON_HAND: u64 = 50;
+    const BUYERS: usize = 200;
+    const CHANNELS_PER_PROCESS: usize = 4;
+    const SERVICE: &str = "strata.inventory.v1.StockItemService";
+
+    let mut clients = Vec::new();
+    for address in addresses {
+        wait_serving(address, SERVICE).await;
+        for _ in 0..CHANNELS_PER_PROCESS {
+            // Each channel its own connection, connected before the start.
+            let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            clients.push(StockItemServiceClient::new(channel));
+        }
+    }
+    let sku = format!("LAST-MUGS-{}", std::process::id());
+    let key = |what: &str, n: usize| format!("{what}-{n}-{}", std::process::id());
+    clients[0]
+        .clone()
+        .receive_stock(pb::ReceiveStockRequest {
+            request_id: key("receive", 0),
+            sku: sku.clone(),
+            quantity: ON_HAND,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(BUYERS));
+    let started = Instant::now();
+    let buyers: Vec<_> = (0..BUYERS)
+        .map(|n| {
+            let mut client = clients[n % clients.len()].clone();
+            let barrier = barrier.clone();
+            let request = pb::ReserveRequest {
+                request_id: key("reserve", n),
+                sku: sku.clone(),
+                reservation_id: format!("buyer-{n}"),
+                quantity: 1,
+                time_to_live: Some(prost_types::Duration {
+                    seconds: 900,
+                    nanos: 0,
+                }),
+                expected_version: None,
+            };
+            tokio::spawn(async move {
+                barrier.wait().await;
+                client.reserve(request).await
+            })
+        })
+        .collect();
+    let (mut reserved, mut sold_out) = (0, 0);
+    for buyer in buyers {
+        match buyer.await.unwrap() {
+            Ok(_) => reserved += 1,
+            Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+                let info = status.get_details_error_info().unwrap();
+                assert_eq!(info.reason, "INSUFFICIENT_STOCK", "{status:?}");
+                assert_eq!(info.metadata.get("available").map(String::as_str), Some("0"));
+                sold_out += 1;
+            }
+            Err(status) => panic!("neither a reservation nor INSUFFICIENT_STOCK: {status:?}"),
+        }
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "{what}: {BUYERS} buyers of {ON_HAND} over {} channels: {reserved} reserved, {sold_out} sold out, in {elapsed:?}",
+        clients.len()
+    );
+    assert_eq!((reserved, sold_out), (50, 150));
+
+    // Read back through the other process: it adds up.
+    let mut reader = clients[clients.len() - 1].clone();
+    let item = reader
+        .get_stock_item(pb::GetStockItemRequest { sku: sku.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .stock_item
+        .unwrap();
+    assert_eq!((item.on_hand, item.reserved, item.available), (50, 50, 0));
+    assert_eq!(item.reservations.len(), 50);
+    assert_eq!(item.version, 51, "one change per reservation, none lost");
+    let events = reader
+        .stream_events(pb::StreamEventsRequest {
+            after_position: 0,
+            follow: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let events: Vec<_> = tokio::time::timeout(TIMEOUT, tokio_stream_collect(events))
+        .await
+        .unwrap();
+    let reservations = events
+        .iter()
+        .filter(|e| matches!(e.event, Some(pb::stream_events_response::Event::StockReserved(_))))
+        .count();
+    assert_eq!(reservations, 50, "the outbox holds exactly the winners");
+    let versions: Vec<_> = events.iter().map(|e| e.aggregate_version).collect();
+    assert_eq!(versions, (1..=51).collect::<Vec<_>>(), "in commit order");
+}
+
+async fn tokio_stream_collect<T>(mut stream: tonic::Streaming<T>) -> Vec<T> {
+    let mut all = Vec::new();
+    while let Some(item) = stream.message().await.unwrap() {
+        all.push(item);
+    }
+    all
+}
+
+fn multi_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn inventory_does_not_oversell_across_two_processes_on_postgres() {
+    let runtime = multi_thread_runtime();
+    // The container is removed on drop, which needs the runtime entered.
+    let _entered = runtime.enter();
+    let pg = runtime.block_on(strata_testkit::TestPostgres::start()).unwrap();
+    let url = runtime.block_on(pg.fresh_database()).unwrap();
+    let env = [("STRATA_INVENTORY_DATABASE_URL", url.as_str())];
+    let args = ["--listen", "127.0.0.1:0", "--contexts", "inventory"];
+    let first = DataService::start(&args, &env);
+    let second = DataService::start(&args, &env);
+    let addresses = [listening_address(&first), listening_address(&second)];
+    runtime.block_on(no_oversell_through(&addresses, "two processes on PostgreSQL"));
+    drop((first, second));
+}
+
+#[test]
+fn inventory_does_not_oversell_in_one_process_on_sqlite() {
+    let runtime = multi_thread_runtime();
+    let dir = DataDir::new();
+    let service = DataService::start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--contexts",
+            "inventory",
+            "--data-dir",
+            dir.arg(),
+        ],
+        &[],
+    );
+    let address = listening_address(&service);
+    runtime.block_on(no_oversell_through(&[address], "one process on SQLite"));
+}

@@ -1,0 +1,128 @@
+use strata_kernel::Error;
+
+use super::{ReservationStatus, StockItem};
+use strata_kernel::AggregateRoot;
+
+/// Why the StockItem aggregate refused a command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InventoryError {
+    /// No stock item has this sku (it has never been received).
+    #[error("no stock item with sku {0}")]
+    UnknownSku(String),
+    /// The item has no reservation with this id.
+    #[error("stock item {sku} has no reservation {reservation_id}")]
+    UnknownReservation {
+        /// The item.
+        sku: String,
+        /// The reservation asked for.
+        reservation_id: String,
+    },
+    /// Not enough is available for the reservation.
+    #[error("{requested} requested but only {available} available")]
+    InsufficientStock {
+        /// The item.
+        sku: String,
+        /// What was asked for.
+        requested: u64,
+        /// What is available.
+        available: u64,
+    },
+    /// An adjustment would take on-hand below what is reserved (or below 0).
+    #[error("on-hand {on_hand} adjusted by {delta} would fall below the {reserved} reserved")]
+    BelowReserved {
+        /// The item.
+        sku: String,
+        /// On-hand now.
+        on_hand: u64,
+        /// Reserved now.
+        reserved: u64,
+        /// The adjustment.
+        delta: i64,
+    },
+    /// On-hand would pass the largest quantity a store keeps.
+    #[error("on-hand would exceed {max}")]
+    TooMuchStock {
+        /// The item.
+        sku: String,
+        /// The largest on-hand.
+        max: u64,
+    },
+    /// The reservation id is open with another quantity.
+    #[error("reservation {reservation_id} already holds {held}, not {requested}")]
+    ReservationMismatch {
+        /// The item.
+        sku: String,
+        /// The reservation.
+        reservation_id: String,
+        /// What it holds.
+        held: u64,
+        /// What was asked for now.
+        requested: u64,
+    },
+    /// The reservation is closed (released, expired or committed) and cannot
+    /// do what was asked.
+    #[error("reservation {reservation_id} is {status}")]
+    ReservationClosed {
+        /// The item.
+        sku: String,
+        /// The reservation.
+        reservation_id: String,
+        /// How it was closed.
+        status: ReservationStatus,
+    },
+}
+
+impl From<InventoryError> for Error {
+    fn from(error: InventoryError) -> Self {
+        let message = error.to_string();
+        let (sku, reason, metadata) = match error {
+            InventoryError::UnknownSku(sku) => {
+                return Self::NotFound {
+                    kind: StockItem::KIND,
+                    id: sku,
+                };
+            }
+            InventoryError::UnknownReservation { reservation_id, .. } => {
+                return Self::NotFound {
+                    kind: "reservation",
+                    id: reservation_id,
+                };
+            }
+            InventoryError::InsufficientStock {
+                sku,
+                requested,
+                available,
+            } => (
+                sku,
+                "INSUFFICIENT_STOCK",
+                vec![
+                    ("available", available.to_string()),
+                    ("requested", requested.to_string()),
+                ],
+            ),
+            InventoryError::BelowReserved { sku, reserved, .. } => {
+                (sku, "BELOW_RESERVED", vec![("reserved", reserved.to_string())])
+            }
+            InventoryError::TooMuchStock { sku, .. } => (sku, "ON_HAND_LIMIT", Vec::new()),
+            InventoryError::ReservationMismatch { sku, held, .. } => {
+                (sku, "RESERVATION_MISMATCH", vec![("held", held.to_string())])
+            }
+            InventoryError::ReservationClosed { sku, status, .. } => (
+                sku,
+                match status {
+                    ReservationStatus::Expired => "RESERVATION_EXPIRED",
+                    ReservationStatus::Committed => "RESERVATION_COMMITTED",
+                    _ => "RESERVATION_RELEASED",
+                },
+                Vec::new(),
+            ),
+        };
+        Self::FailedPrecondition {
+            kind: StockItem::KIND,
+            id: sku,
+            reason,
+            message,
+            metadata,
+        }
+    }
+}
