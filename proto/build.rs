@@ -6,7 +6,11 @@ use std::{env, fs, io, path::PathBuf};
 use prost::Message;
 
 /// Every proto file, relative to this crate's directory. Add a context's file here.
-const PROTOS: &[&str] = &["strata/type/v1/money.proto", "strata/catalog/v1/catalog.proto"];
+const PROTOS: &[&str] = &[
+    "strata/type/v1/money.proto",
+    "strata/catalog/v1/catalog.proto",
+    "strata/ordering/v1/ordering.proto",
+];
 
 fn main() -> io::Result<()> {
     for proto in PROTOS {

@@ -34,10 +34,16 @@ pub struct Registered {
 
 /// Every context this build can host, in start-up order. The default of
 /// `--contexts` is all of them.
-pub const CONTEXTS: &[Registered] = &[Registered {
-    name: strata_catalog::CONTEXT,
-    mount: |server, store| Box::pin(async move { Ok(server.host(strata_catalog::mount(store).await?)) }),
-}];
+pub const CONTEXTS: &[Registered] = &[
+    Registered {
+        name: strata_catalog::CONTEXT,
+        mount: |server, store| Box::pin(async move { Ok(server.host(strata_catalog::mount(store).await?)) }),
+    },
+    Registered {
+        name: strata_ordering::CONTEXT,
+        mount: |server, store| Box::pin(async move { Ok(server.host(strata_ordering::mount(store).await?)) }),
+    },
+];
 
 /// Opens every hosted context's store (running its migrations) and serves them
 /// until `shutdown` completes, then drains.
