@@ -23,7 +23,7 @@ create table purchase_order (
     updated_at timestamptz not null,
     -- A pending order not confirmed by then expires.
     expires_at timestamptz not null,
-    constraint purchase_order_cancellation_check
+    constraint purchase_order_status_cancellation_check
         check ((status = 'cancelled') = (cancellation is not null))
 );
 

@@ -15,7 +15,7 @@ create table purchase_order (
     created_at text not null,
     updated_at text not null,
     expires_at text not null,
-    constraint purchase_order_cancellation_check
+    constraint purchase_order_status_cancellation_check
         check ((status = 'cancelled') = (cancellation is not null))
 ) strict;
 
