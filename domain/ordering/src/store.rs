@@ -83,7 +83,7 @@ const LIST_BY_STATUS: Sql = Sql::same(
      version, created_at, updated_at, expires_at from purchase_order \
      where status = $1 and (created_at, id) < ($2, $3) order by created_at desc, id desc limit $4",
 );
-// purchase_order_buyer_created_idx, the status filtered on the buyer's orders
+// purchase_order_buyer_status_created_idx
 const LIST_BY_BUYER_AND_STATUS: Sql = Sql::same(
     "select id, buyer_id, status, lines, total_minor, currency, cancellation, cancel_reason, \
      version, created_at, updated_at, expires_at from purchase_order \
@@ -96,6 +96,48 @@ const DUE: Sql = Sql::same(
     "select id from purchase_order where status = 'pending' and expires_at <= $1 \
      order by expires_at limit $2",
 );
+/// A query that must be planned on an index, with the index it is written
+/// for (see the migration); the PostgreSQL contract test checks the generic
+/// plan of each.
+#[derive(Debug, Clone, Copy)]
+pub struct IndexedQuery {
+    /// What it serves.
+    pub name: &'static str,
+    /// The index its generic plan uses.
+    pub index: &'static str,
+    /// The statement.
+    pub sql: Sql,
+}
+
+/// Every listing statement and the expiry sweep's, with their indexes.
+pub const INDEXED_QUERIES: &[IndexedQuery] = &[
+    IndexedQuery {
+        name: "list",
+        index: "purchase_order_created_idx",
+        sql: LIST_ALL,
+    },
+    IndexedQuery {
+        name: "list by buyer",
+        index: "purchase_order_buyer_created_idx",
+        sql: LIST_BY_BUYER,
+    },
+    IndexedQuery {
+        name: "list by status",
+        index: "purchase_order_status_created_idx",
+        sql: LIST_BY_STATUS,
+    },
+    IndexedQuery {
+        name: "list by buyer and status",
+        index: "purchase_order_buyer_status_created_idx",
+        sql: LIST_BY_BUYER_AND_STATUS,
+    },
+    IndexedQuery {
+        name: "due",
+        index: "purchase_order_pending_expiry_idx",
+        sql: DUE,
+    },
+];
+
 const INSERT: Sql = Sql::same(
     "insert into purchase_order (id, buyer_id, status, lines, total_minor, currency, cancellation, \
      cancel_reason, version, created_at, updated_at, expires_at) \

@@ -28,14 +28,15 @@ create table purchase_order (
 );
 
 -- ListOrders, newest first, keyset on (created_at, id): one index per filter
--- statement, each walked backwards from the page's cursor.
---   no filter:           purchase_order_created_idx
---   buyer (± status):    purchase_order_buyer_created_idx (a buyer's orders
---                        are few; the status is filtered on them)
---   status:              purchase_order_status_created_idx
+-- statement, each walked backwards from the page's cursor, so no page sorts.
+--   no filter:        purchase_order_created_idx
+--   buyer:            purchase_order_buyer_created_idx
+--   status:           purchase_order_status_created_idx
+--   buyer and status: purchase_order_buyer_status_created_idx ("my open orders")
 create index purchase_order_created_idx on purchase_order (created_at, id);
 create index purchase_order_buyer_created_idx on purchase_order (buyer_id, created_at, id);
 create index purchase_order_status_created_idx on purchase_order (status, created_at, id);
+create index purchase_order_buyer_status_created_idx on purchase_order (buyer_id, status, created_at, id);
 
 -- The expiry sweep: pending orders by deadline. Partial, so it holds only the
 -- orders that can still expire and stays small however many orders exist.

@@ -22,4 +22,5 @@ create table purchase_order (
 create index purchase_order_created_idx on purchase_order (created_at, id);
 create index purchase_order_buyer_created_idx on purchase_order (buyer_id, created_at, id);
 create index purchase_order_status_created_idx on purchase_order (status, created_at, id);
+create index purchase_order_buyer_status_created_idx on purchase_order (buyer_id, status, created_at, id);
 create index purchase_order_pending_expiry_idx on purchase_order (expires_at) where status = 'pending';

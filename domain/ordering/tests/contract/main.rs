@@ -28,7 +28,13 @@ async fn sqlite_store_keeps_the_contract() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_store_keeps_the_contract() {
-    let backend = Backend::postgres(TestPostgres::start().await.unwrap());
+    let pg = TestPostgres::start().await.unwrap();
+    let url = pg.fresh_database().await.unwrap();
+    strata_ordering::store::open(&strata_store::StoreConfig::new(url.clone()))
+        .await
+        .unwrap();
+    repository::generic_plans_use_their_indexes(&url).await;
+    let backend = Backend::postgres(pg);
     repository::contract(&backend).await;
 }
 

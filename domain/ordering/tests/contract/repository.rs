@@ -232,7 +232,9 @@ async fn listing(repo: &Repo) {
     ] {
         let mut seen: Vec<Order> = Vec::new();
         let mut after = None;
-        loop {
+        for pages in 0.. {
+            // A cursor that does not advance would page forever.
+            assert!(pages < 100, "{buyer:?} {status:?}: the pages never end");
             let page = repo
                 .list(&OrderQuery {
                     buyer,
@@ -302,4 +304,59 @@ async fn due_orders(backend: &Backend) {
         repo.due(deadline + Duration::hours(1), 1).await.unwrap(),
         [early.id()]
     );
+}
+
+/// PostgreSQL: the generic plan of every listing statement and of the sweep's
+/// uses the index it is written for (sequential scans disabled, so that the
+/// plan shows which index can serve it, whatever the table's size).
+pub(crate) async fn generic_plans_use_their_indexes(url: &str) {
+    use sqlx::{Connection, Executor, Row};
+
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    conn.execute(
+        "set search_path to ordering; set plan_cache_mode = force_generic_plan; set enable_seqscan = off",
+    )
+    .await
+    .unwrap();
+    let (time, id, buyer) = (
+        "'2026-01-01 00:00:00+00'::timestamptz",
+        "'00000000-0000-0000-0000-000000000000'::uuid",
+        "'00000000-0000-0000-0000-000000000001'::uuid",
+    );
+    for query in store::INDEXED_QUERIES {
+        let args = match query.name {
+            "list" => format!("{time}, {id}, 10"),
+            "list by buyer" => format!("{buyer}, {time}, {id}, 10"),
+            "list by status" => format!("'pending', {time}, {id}, 10"),
+            "list by buyer and status" => format!("{buyer}, 'pending', {time}, {id}, 10"),
+            "due" => format!("{time}, 10"),
+            other => panic!("no arguments for {other}"),
+        };
+        conn.execute(sqlx::AssertSqlSafe(format!(
+            "prepare q as {}",
+            query.sql.postgres
+        )))
+        .await
+        .unwrap();
+        let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!("explain execute q({args})")))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        conn.execute("deallocate q").await.unwrap();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains(query.index),
+            "{}: not planned on {}:\n{plan}",
+            query.name,
+            query.index
+        );
+        assert!(
+            !plan.contains("Sort"),
+            "{}: the index gives the order:\n{plan}",
+            query.name
+        );
+    }
 }

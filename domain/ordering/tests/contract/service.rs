@@ -390,7 +390,8 @@ async fn listing_newest_first_with_bound_tokens(backend: &Backend) {
         async move {
             let mut seen = Vec::new();
             let mut token = String::new();
-            loop {
+            for pages in 0.. {
+                assert!(pages < 100, "the pages never end");
                 let page = h
                     .list(pb::ListOrdersRequest {
                         page_size: 2,
@@ -407,6 +408,7 @@ async fn listing_newest_first_with_bound_tokens(backend: &Backend) {
                 }
                 token = page.next_page_token;
             }
+            seen
         }
     };
     let newest_first = |keep: &dyn Fn(&pb::Order) -> bool| {
