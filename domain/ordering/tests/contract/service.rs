@@ -265,7 +265,7 @@ async fn idempotent_commands(backend: &Backend) {
         })
         .await
         .unwrap();
-    assert_eq!(listed.orders, [first.clone()], "one order placed");
+    assert_eq!(listed.orders, std::slice::from_ref(&first), "one order placed");
     assert_eq!(h.events_of(&first.id).await.len(), 1, "one event");
 
     let confirm_key = unique("confirm");

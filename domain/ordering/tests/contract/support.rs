@@ -21,7 +21,7 @@ pub(crate) const TTL: time::Duration = time::Duration::minutes(15);
 /// Where fresh stores come from.
 pub(crate) enum Backend {
     Sqlite,
-    Postgres(TestPostgres),
+    Postgres(Box<TestPostgres>),
 }
 
 impl Backend {
@@ -30,7 +30,7 @@ impl Backend {
     }
 
     pub(crate) fn postgres(pg: TestPostgres) -> Self {
-        Self::Postgres(pg)
+        Self::Postgres(Box::new(pg))
     }
 
     pub(crate) fn name(&self) -> &'static str {
