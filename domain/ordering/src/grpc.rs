@@ -281,6 +281,15 @@ fn command_meta(
     expected_version: Option<u64>,
     values: &impl serde::Serialize,
 ) -> Result<CommandMeta, Vec<FieldViolation>> {
+    if crate::service::is_reserved_request_id(request_id) {
+        return Err(vec![FieldViolation::new(
+            "request_id",
+            format!(
+                "must not start with {:?}: the service's own commands use it",
+                crate::service::RESERVED_REQUEST_ID_PREFIX
+            ),
+        )]);
+    }
     let meta = CommandMeta::parse(operation, request_id, expected_version, values)?;
     tracing::Span::current().record("request_id", meta.request_id.as_str());
     Ok(meta)

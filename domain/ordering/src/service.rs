@@ -15,10 +15,21 @@ use crate::repository::{EventStream, OrderCursor, OrderQuery, OrderRepository};
 /// How many due orders one sweep statement fetches at a time.
 const SWEEP_BATCH: u32 = 100;
 
+/// The prefix of the request ids the context uses for its own commands;
+/// clients may not use it (see [`is_reserved_request_id`]).
+pub const RESERVED_REQUEST_ID_PREFIX: &str = "strata.ordering/";
+
+/// Whether a request id is the context's own: a client that took the expiry
+/// key of an order for another command would keep the sweep from expiring it.
+#[must_use]
+pub fn is_reserved_request_id(request_id: &str) -> bool {
+    request_id.starts_with(RESERVED_REQUEST_ID_PREFIX)
+}
+
 /// The request id under which the context itself expires an order: one per
 /// order, so that the sweep and a lazy expiry racing it write it once.
 fn expiry_request_id(id: OrderId) -> String {
-    format!("strata.ordering/expire/{id}")
+    format!("{RESERVED_REQUEST_ID_PREFIX}expire/{id}")
 }
 
 /// One page of a listing.
@@ -196,6 +207,12 @@ impl Ordering {
                     Ok(_) => progress += 1,
                     // Confirmed, cancelled or expired meanwhile: nothing to do.
                     Err(Error::FailedPrecondition { .. } | Error::VersionConflict { .. }) => {}
+                    // Its expiry key was taken by another command (only
+                    // possible before clients were refused the prefix): the
+                    // order still expires when touched; the others go on.
+                    Err(Error::RequestIdReused { request_id }) => {
+                        tracing::warn!(%id, request_id, "the expiry key of this order is taken; not swept");
+                    }
                     Err(error) => return Err(error),
                 }
             }

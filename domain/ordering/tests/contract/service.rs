@@ -284,6 +284,12 @@ async fn idempotent_commands(backend: &Backend) {
         ["request_id"],
         "another operation is another command"
     );
+
+    // The context's own keys are not the clients': the sweep's key for an
+    // order cannot be taken from it.
+    let squatter = format!("strata.ordering/expire/{}", first.id);
+    let refused = h.cancel(&first.id, &squatter, "mine").await.unwrap_err();
+    assert_eq!(violated_fields(&refused), ["request_id"]);
 }
 
 /// N identical commands at once (a client retrying while its first attempt is
