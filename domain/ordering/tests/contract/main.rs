@@ -3,7 +3,7 @@
 //! ([`service`]), both run against the SQLite store and the PostgreSQL store (a
 //! real server in a container per test), so both backends behave the same for
 //! everything ordering relies on; [`sweep`] runs the spawned expiry sweep in a
-//! server on `127.0.0.1:0`.
+//! server on `127.0.0.1:0` and checks that `mount` refuses a bad setting.
 //!
 //! Time is a `ManualClock` everywhere: expiry is tested by moving it, never by
 //! sleeping; waits are on events, bounded by a timeout that only fails a test.

@@ -1,6 +1,7 @@
-//! The expiry sweep `mount` spawns, running in a server on `127.0.0.1:0`:
-//! moving the clock past an order's deadline is enough for the order to
-//! expire, seen on the event stream a client follows (no sleep).
+//! What `mount` does: the expiry sweep it spawns, running in a server on
+//! `127.0.0.1:0` (moving the clock past an order's deadline is enough for the
+//! order to expire, seen on the event stream a client follows; no sleep), and
+//! its settings read from the environment.
 
 use std::{sync::Arc, time::Duration};
 
@@ -88,4 +89,45 @@ async fn the_spawned_sweep_expires_orders() {
     drop(client);
     let _ = stop.send(());
     server.await.unwrap().unwrap();
+}
+
+/// `mount` reads its settings from the environment: a bad value fails it with
+/// an error naming the variable. Run in a child process (this test binary
+/// again), since a test may not change its own process's environment.
+#[test]
+fn mount_refuses_a_bad_setting() {
+    for (variable, value) in [
+        ("STRATA_ORDERING_MAX_LINES", "0"),
+        ("STRATA_ORDERING_PENDING_TTL_SECS", "soon"),
+        ("STRATA_ORDERING_SWEEP_PERIOD_SECS", "-1"),
+    ] {
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "sweep::mount_with_the_environment",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(variable, value)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{variable}={value}: {stdout}");
+        assert!(
+            stdout.contains(&format!("mount failed: ordering setting {variable}=")),
+            "{variable}={value}: {stdout}"
+        );
+    }
+}
+
+/// The child of [`mount_refuses_a_bad_setting`]: mounts with the environment
+/// it was given and prints the error.
+#[tokio::test]
+#[ignore = "run by mount_refuses_a_bad_setting with a bad setting in its environment"]
+async fn mount_with_the_environment() {
+    let config = Backend::sqlite().fresh().await;
+    let Err(error) = strata_ordering::mount(config).await else {
+        panic!("mount succeeded with a bad setting");
+    };
+    println!("mount failed: {error}");
 }
