@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "strata/catalog/v1/catalog.proto",
     "strata/identity/v1/identity.proto",
     "strata/inventory/v1/inventory.proto",
+    "strata/ordering/v1/ordering.proto",
 ];
 
 fn main() -> io::Result<()> {

@@ -35,6 +35,13 @@ pub mod inventory {
     }
 }
 
+/// `strata.ordering.v1`: the ordering context's `OrderService`.
+pub mod ordering {
+    pub mod v1 {
+        tonic::include_proto!("strata.ordering.v1");
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every Strata proto file (with imports),
 /// for `tonic_reflection`.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/strata_descriptor.bin"));

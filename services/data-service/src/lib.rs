@@ -49,6 +49,10 @@ pub const CONTEXTS: &[Registered] = &[
             Box::pin(async move { Ok(server.host(strata_inventory::mount(store).await?)) })
         },
     },
+    Registered {
+        name: strata_ordering::CONTEXT,
+        mount: |server, store| Box::pin(async move { Ok(server.host(strata_ordering::mount(store).await?)) }),
+    },
 ];
 
 /// Opens every hosted context's store (running its migrations) and serves them
