@@ -31,15 +31,25 @@ struct Service {
 }
 
 impl Service {
+    /// The catalog alone on `database_url`.
     async fn start(database_url: String, drain_timeout: Duration) -> Self {
+        Self::hosting(&[strata_catalog::CONTEXT], &database_url, drain_timeout).await
+    }
+
+    /// These contexts, all on `database_url` (each in its own schema or file).
+    async fn hosting(contexts: &[&'static str], database_url: &str, drain_timeout: Duration) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
+        let hosted = contexts
+            .iter()
+            .map(|context| Hosted {
+                context,
+                store: StoreConfig::new(database_url.to_owned()),
+            })
+            .collect();
         let settings = Settings {
             listen: address,
-            hosted: vec![Hosted {
-                context: strata_catalog::CONTEXT,
-                store: StoreConfig::new(database_url),
-            }],
+            hosted,
             data_dir: std::env::temp_dir(),
             drain_timeout,
             log_format: Default::default(),
@@ -843,4 +853,129 @@ async fn racing_retries_on_sqlite() {
 fn strata_catalog_url(dir: &std::path::Path) -> String {
     std::fs::create_dir_all(dir).unwrap();
     format!("sqlite://{}", dir.join("catalog.db").display())
+}
+
+/// What a client that knows only reflection finds at `service`: the services
+/// listed, and for each `strata.*` service whether it has `StreamEvents`.
+async fn discovered(service: &Service) -> Vec<(String, bool)> {
+    use prost::Message as _;
+    let mut reflection = ServerReflectionClient::new(service.channel().await);
+    let ask = |request| ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(request),
+    };
+    let mut answers = reflection
+        .server_reflection_info(tokio_stream::once(ask(MessageRequest::ListServices(
+            String::new(),
+        ))))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        answers.next().await.unwrap().unwrap().message_response
+    else {
+        panic!("reflection did not list the services");
+    };
+    let mut found = Vec::new();
+    for name in list.service.into_iter().map(|s| s.name) {
+        let mut streams = false;
+        if name.starts_with("strata.") {
+            let mut answers = reflection
+                .server_reflection_info(tokio_stream::once(ask(MessageRequest::FileContainingSymbol(
+                    name.clone(),
+                ))))
+                .await
+                .unwrap()
+                .into_inner();
+            let Some(MessageResponse::FileDescriptorResponse(files)) =
+                answers.next().await.unwrap().unwrap().message_response
+            else {
+                panic!("reflection did not describe {name}");
+            };
+            let short = name.rsplit('.').next().unwrap();
+            streams = files.file_descriptor_proto.iter().any(|bytes| {
+                prost_types::FileDescriptorProto::decode(bytes.as_slice())
+                    .unwrap()
+                    .service
+                    .iter()
+                    .filter(|s| s.name() == short)
+                    .any(|s| {
+                        s.method
+                            .iter()
+                            .any(|m| m.name() == "StreamEvents" && m.server_streaming())
+                    })
+            });
+        }
+        found.push((name, streams));
+    }
+    found.sort();
+    found
+}
+
+/// The four contexts in one process, then split over two processes by
+/// configuration alone, on one PostgreSQL database (a schema each): a client
+/// that knows only reflection sees exactly the hosted root services, each with
+/// `StreamEvents`, plus health and reflection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contexts_are_hosted_together_or_apart_by_configuration() {
+    let pg = TestPostgres::start().await.unwrap();
+    let url = pg.fresh_database().await.unwrap();
+    let root = |service: &str| (service.to_owned(), service.starts_with("strata."));
+    let plumbing = [
+        root("grpc.health.v1.Health"),
+        root("grpc.reflection.v1.ServerReflection"),
+    ];
+    let expect = |services: &[&str]| {
+        let mut all: Vec<_> = services.iter().map(|s| root(s)).chain(plumbing.clone()).collect();
+        all.sort();
+        all
+    };
+    let registered: Vec<_> = strata_data_service::CONTEXTS.iter().map(|c| c.name).collect();
+    assert_eq!(registered, ["catalog", "identity", "inventory", "ordering"]);
+
+    let all = Service::hosting(
+        &["catalog", "identity", "inventory", "ordering"],
+        &url,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(
+        discovered(&all).await,
+        expect(&[
+            "strata.catalog.v1.ProductService",
+            "strata.identity.v1.AccountService",
+            "strata.inventory.v1.StockItemService",
+            "strata.ordering.v1.OrderService",
+        ])
+    );
+    all.shutdown().await.unwrap();
+
+    let one = Service::hosting(&["catalog", "inventory"], &url, Duration::from_secs(5)).await;
+    let other = Service::hosting(&["identity", "ordering"], &url, Duration::from_secs(5)).await;
+    assert_eq!(
+        discovered(&one).await,
+        expect(&[
+            "strata.catalog.v1.ProductService",
+            "strata.inventory.v1.StockItemService"
+        ])
+    );
+    assert_eq!(
+        discovered(&other).await,
+        expect(&[
+            "strata.identity.v1.AccountService",
+            "strata.ordering.v1.OrderService"
+        ])
+    );
+    // Both processes serve from the same database: what one writes in its
+    // context, it serves; the other does not host that context at all.
+    let mut products = one.products().await;
+    let created = create(&mut products, "SPLIT-1").await;
+    assert_eq!(created.version, 1);
+    let missing = ProductServiceClient::new(other.channel().await)
+        .get_product(pb::GetProductRequest { id: created.id })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::Unimplemented, "{missing:?}");
+    one.shutdown().await.unwrap();
+    other.shutdown().await.unwrap();
 }

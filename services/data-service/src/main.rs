@@ -21,6 +21,8 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let format = settings.log_format;
+    // Installed before anything is served, so SIGTERM always shuts down cleanly.
+    let shutdown = strata_rpc::shutdown_signal();
     let listener = match tokio::net::TcpListener::bind(settings.listen).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -49,7 +51,7 @@ async fn main() -> ExitCode {
         ),
         Err(error) => fatal(format, &format!("cannot read the bound address: {error}")),
     }
-    match server.serve(listener, strata_rpc::shutdown_signal()).await {
+    match server.serve(listener, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             fatal(format, &format!("{error:#}"));

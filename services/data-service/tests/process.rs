@@ -211,6 +211,38 @@ fn a_bad_setting_fails_at_start_with_one_line_naming_it() {
     }
 }
 
+/// A context's own settings are checked when it is mounted: a bad one stops the
+/// service at start, naming the variable, before anything is served.
+#[test]
+fn a_bad_context_setting_fails_at_start_naming_it() {
+    for (context, variable, value) in [
+        ("ordering", "STRATA_ORDERING_MAX_LINES", "0"),
+        ("ordering", "STRATA_ORDERING_PENDING_TTL_SECS", "soon"),
+        ("ordering", "STRATA_ORDERING_SWEEP_PERIOD_SECS", "-1"),
+        ("identity", "STRATA_IDENTITY_PASSWORD_MIN_LENGTH", "many"),
+        ("identity", "STRATA_IDENTITY_ARGON2_MEMORY_KIB", "0"),
+    ] {
+        let dir = DataDir::new();
+        let (status, stderr) = DataService::start(
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--contexts",
+                context,
+                "--data-dir",
+                dir.arg(),
+            ],
+            &[(variable, value), ("RUST_LOG", "off")],
+        )
+        .exit();
+        assert_eq!(status.code(), Some(1), "{variable}={value}: {stderr:?}");
+        assert!(
+            stderr.iter().any(|line| line.contains(variable)),
+            "{variable}={value}: {stderr:?}"
+        );
+    }
+}
+
 #[test]
 fn serves_prints_its_address_and_stops_on_sigterm() {
     let dir = DataDir::new();
