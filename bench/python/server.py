@@ -41,9 +41,11 @@ UPDATE_PRICE = (
     "update product set price_minor = $3, currency = $4, version = $5, updated_at = $6"
     " where id = $1 and version = $2"
 )
+# The event's position follows the store's rule (domain/store/src/postgres.rs):
+# the transaction id times 1024 plus its index in the transaction.
 INSERT_OUTBOX = (
-    "insert into outbox (aggregate_id, aggregate_version, event_type, payload, occurred_at)"
-    " values ($1, $2, $3, $4, $5)"
+    "insert into outbox (position, event_id, aggregate_id, aggregate_version, event_type, payload, occurred_at)"
+    " values (pg_current_xact_id()::text::int8 * 1024 + 1, gen_random_uuid(), $1, $2, $3, $4, $5)"
 )
 
 CURRENCY = re.compile(r"[A-Z]{3}")

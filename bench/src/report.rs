@@ -147,7 +147,9 @@ struct Target {
 fn targets(points: &[Point]) -> Vec<Target> {
     use Contender::{Pgbench, Python, Strata};
     use Workload::{Get, Update};
-    let at = |w, c, who| find(points, w, c, who);
+    // A point with errors measured something else than the workload (a failing
+    // reference is fast at failing): no target is judged on it.
+    let at = |w, c, who| find(points, w, c, who).filter(|p| p.errors == 0);
     let target = |label: String, measured| Target { label, measured };
     let rps_vs = |w: Workload, c, k: f64, other: Contender| {
         let (wn, on) = (w.name(), other.name());
