@@ -7,7 +7,7 @@
 use std::pin::Pin;
 
 use strata_kernel::{
-    AggregateRoot, CommandMeta, Error, FieldViolation,
+    AggregateRoot, Error, FieldViolation,
     error::Violations,
     grpc::{self, timestamp},
     paging,
@@ -60,7 +60,7 @@ impl pb::product_service_server::ProductService for ProductGrpc {
             description.as_ref().map(Description::as_str),
             price.map(|p| (p.currency().to_string(), p.amount_minor())),
         );
-        let meta = violations.check_all(command_meta(
+        let meta = violations.check_all(grpc::command_meta(
             "CreateProduct",
             &request.request_id,
             None,
@@ -165,7 +165,7 @@ impl pb::product_service_server::ProductService for ProductGrpc {
             name.as_ref().map(|n| n.as_ref().map(ProductName::as_str)),
             description.as_ref().map(|d| d.as_ref().map(Description::as_str)),
         );
-        let meta = violations.check_all(command_meta(
+        let meta = violations.check_all(grpc::command_meta(
             "UpdateProductDetails",
             &request.request_id,
             request.expected_version,
@@ -201,7 +201,7 @@ impl pb::product_service_server::ProductService for ProductGrpc {
             id.map(|id| id.to_string()),
             price.map(|p| (p.currency().to_string(), p.amount_minor())),
         );
-        let meta = violations.check_all(command_meta(
+        let meta = violations.check_all(grpc::command_meta(
             "ChangePrice",
             &request.request_id,
             request.expected_version,
@@ -219,7 +219,7 @@ impl pb::product_service_server::ProductService for ProductGrpc {
         request: Request<pb::PublishProductRequest>,
     ) -> Result<Response<pb::PublishProductResponse>, Status> {
         let request = request.into_inner();
-        let (id, meta) = id_and_meta(
+        let (id, meta) = grpc::id_and_meta(
             "PublishProduct",
             &request.id,
             &request.request_id,
@@ -236,7 +236,7 @@ impl pb::product_service_server::ProductService for ProductGrpc {
         request: Request<pb::RetireProductRequest>,
     ) -> Result<Response<pb::RetireProductResponse>, Status> {
         let request = request.into_inner();
-        let (id, meta) = id_and_meta(
+        let (id, meta) = grpc::id_and_meta(
             "RetireProduct",
             &request.id,
             &request.request_id,
@@ -289,42 +289,6 @@ fn batch_ids(raw: &[String]) -> Result<Vec<ProductId>, Error> {
         .map(|(i, id)| violations.check(ProductId::parse(&format!("ids[{i}]"), id)))
         .collect();
     violations.finish(|| ids.into_iter().collect())
-}
-
-/// The idempotency key, fingerprint and expected version of a command; the
-/// fingerprint covers the operation and its validated values.
-fn command_meta(
-    operation: &str,
-    request_id: &str,
-    expected_version: Option<u64>,
-    values: &impl serde::Serialize,
-) -> Result<CommandMeta, Vec<FieldViolation>> {
-    let meta = CommandMeta::parse(operation, request_id, expected_version, values)?;
-    record_request_id(&meta);
-    Ok(meta)
-}
-
-/// Names the command's `request_id` in the current call's log span.
-fn record_request_id(meta: &CommandMeta) {
-    tracing::Span::current().record("request_id", meta.request_id.as_str());
-}
-
-/// For commands that carry nothing but the id.
-fn id_and_meta(
-    operation: &str,
-    id: &str,
-    request_id: &str,
-    expected_version: Option<u64>,
-) -> Result<(ProductId, CommandMeta), Error> {
-    let mut violations = Violations::new();
-    let id = violations.check(ProductId::parse("id", id));
-    let meta = violations.check_all(command_meta(
-        operation,
-        request_id,
-        expected_version,
-        &id.map(|id| id.to_string()),
-    ));
-    violations.finish(|| Some((id?, meta?)))
 }
 
 /// A required `price` field; violations are named `price.…`.

@@ -7,7 +7,11 @@
 
 use std::pin::Pin;
 
-use strata_kernel::{AggregateRoot, CommandMeta, Error, FieldViolation, error::Violations, grpc::timestamp};
+use strata_kernel::{
+    AggregateRoot, Error, FieldViolation,
+    error::Violations,
+    grpc::{self, timestamp},
+};
 use strata_proto::identity::v1 as pb;
 use strata_store::StoredEvent;
 use tokio_stream::{Stream, StreamExt};
@@ -65,7 +69,7 @@ impl pb::account_service_server::AccountService for AccountGrpc {
             display_name.as_ref().map(DisplayName::as_str),
             roles.as_ref().map(Roles::as_slice),
         );
-        let meta = violations.check_all(command_meta(
+        let meta = violations.check_all(grpc::command_meta(
             "RegisterAccount",
             &request.request_id,
             None,
@@ -132,7 +136,7 @@ impl pb::account_service_server::AccountService for AccountGrpc {
         // Neither password is fingerprinted (see `register_account`): the
         // record keeps the id and expected version only, so a retry with the
         // same key replays the first result.
-        let meta = violations.check_all(command_meta(
+        let meta = violations.check_all(grpc::command_meta(
             "ChangePassword",
             &request.request_id,
             request.expected_version,
@@ -157,7 +161,7 @@ impl pb::account_service_server::AccountService for AccountGrpc {
             id.map(|id| id.to_string()),
             reason.as_ref().map(SuspensionReason::as_str),
         );
-        let meta = violations.check_all(command_meta(
+        let meta = violations.check_all(grpc::command_meta(
             "SuspendAccount",
             &request.request_id,
             request.expected_version,
@@ -177,7 +181,7 @@ impl pb::account_service_server::AccountService for AccountGrpc {
         let request = request.into_inner();
         let mut violations = Violations::new();
         let id = violations.check(AccountId::parse("id", &request.id));
-        let meta = violations.check_all(command_meta(
+        let meta = violations.check_all(grpc::command_meta(
             "ReinstateAccount",
             &request.request_id,
             request.expected_version,
@@ -207,19 +211,6 @@ impl pb::account_service_server::AccountService for AccountGrpc {
         });
         Ok(Response::new(Box::pin(events)))
     }
-}
-
-/// The idempotency key, fingerprint and expected version of a command; the
-/// fingerprint covers the operation and its validated values.
-fn command_meta(
-    operation: &str,
-    request_id: &str,
-    expected_version: Option<u64>,
-    values: &impl serde::Serialize,
-) -> Result<CommandMeta, Vec<FieldViolation>> {
-    let meta = CommandMeta::parse(operation, request_id, expected_version, values)?;
-    tracing::Span::current().record("request_id", meta.request_id.as_str());
-    Ok(meta)
 }
 
 /// The requested roles: each a known role, at least one.

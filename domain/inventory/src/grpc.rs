@@ -7,7 +7,11 @@
 use std::pin::Pin;
 
 use serde::Serialize;
-use strata_kernel::{AggregateRoot, CommandMeta, Error, FieldViolation, error::Violations, grpc::timestamp};
+use strata_kernel::{
+    AggregateRoot, CommandMeta, Error, FieldViolation,
+    error::Violations,
+    grpc::{self, timestamp},
+};
 use strata_proto::inventory::v1 as pb;
 use strata_store::StoredEvent;
 use time::Duration;
@@ -51,14 +55,12 @@ fn command_meta(
     expected_version: Option<u64>,
     values: &impl Serialize,
 ) -> Option<CommandMeta> {
-    let meta = violations.check_all(CommandMeta::parse(
+    violations.check_all(grpc::command_meta(
         operation,
         request_id,
         expected_version,
         values,
-    ))?;
-    tracing::Span::current().record("request_id", meta.request_id.as_str());
-    Some(meta)
+    ))
 }
 
 fn quantity(field: &'static str, raw: u64) -> Result<u64, FieldViolation> {

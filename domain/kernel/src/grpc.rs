@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation as PbFieldViolation, PreconditionViolation, StatusExt};
 
-use crate::{Error, error::Chain};
+use crate::{CommandMeta, Error, error::Chain};
 
 /// The `ErrorInfo.domain` of every Strata error.
 pub const ERROR_DOMAIN: &str = "strata";
@@ -127,6 +127,46 @@ pub fn to_status(error: Error) -> Status {
             Status::internal("internal error")
         }
     }
+}
+
+/// The idempotency key, fingerprint and expected version of a command whose
+/// validated values are `values` (see [`CommandMeta::parse`]), and the request
+/// id named in the current call's log span (`strata_rpc`'s call log declares
+/// the field).
+///
+/// # Errors
+/// Violations on `request_id` and `expected_version`.
+pub fn command_meta(
+    operation: &str,
+    request_id: &str,
+    expected_version: Option<u64>,
+    values: &impl serde::Serialize,
+) -> Result<CommandMeta, Vec<crate::FieldViolation>> {
+    let meta = CommandMeta::parse(operation, request_id, expected_version, values)?;
+    tracing::Span::current().record("request_id", meta.request_id.as_str());
+    Ok(meta)
+}
+
+/// For commands that carry nothing but the aggregate's `id`: the id (its
+/// violation named `id`) and the command's meta, every violation reported.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] with every violation.
+pub fn id_and_meta<T: ?Sized>(
+    operation: &str,
+    id: &str,
+    request_id: &str,
+    expected_version: Option<u64>,
+) -> Result<(crate::Id<T>, CommandMeta), Error> {
+    let mut violations = crate::error::Violations::new();
+    let id = violations.check(crate::Id::<T>::parse("id", id));
+    let meta = violations.check_all(command_meta(
+        operation,
+        request_id,
+        expected_version,
+        &id.map(|id| id.to_string()),
+    ));
+    violations.finish(|| Some((id?, meta?)))
 }
 
 /// A point in time as a protobuf `Timestamp`.

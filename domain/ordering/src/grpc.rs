@@ -102,7 +102,7 @@ impl pb::order_service_server::OrderService for OrderGrpc {
         request: Request<pb::ConfirmOrderRequest>,
     ) -> Result<Response<pb::ConfirmOrderResponse>, Status> {
         let request = request.into_inner();
-        let (id, meta) = id_and_meta(
+        let (id, meta) = grpc::id_and_meta(
             "ConfirmOrder",
             &request.id,
             &request.request_id,
@@ -144,7 +144,7 @@ impl pb::order_service_server::OrderService for OrderGrpc {
         request: Request<pb::MarkShippedRequest>,
     ) -> Result<Response<pb::MarkShippedResponse>, Status> {
         let request = request.into_inner();
-        let (id, meta) = id_and_meta(
+        let (id, meta) = grpc::id_and_meta(
             "MarkShipped",
             &request.id,
             &request.request_id,
@@ -290,27 +290,7 @@ fn command_meta(
             ),
         )]);
     }
-    let meta = CommandMeta::parse(operation, request_id, expected_version, values)?;
-    tracing::Span::current().record("request_id", meta.request_id.as_str());
-    Ok(meta)
-}
-
-/// For commands that carry nothing but the id.
-fn id_and_meta(
-    operation: &str,
-    id: &str,
-    request_id: &str,
-    expected_version: Option<u64>,
-) -> Result<(OrderId, CommandMeta), Error> {
-    let mut violations = Violations::new();
-    let id = violations.check(OrderId::parse("id", id));
-    let meta = violations.check_all(command_meta(
-        operation,
-        request_id,
-        expected_version,
-        &id.map(|id| id.to_string()),
-    ));
-    violations.finish(|| Some((id?, meta?)))
+    grpc::command_meta(operation, request_id, expected_version, values)
 }
 
 /// What a `page_token` is bound to: the buyer and status filters it was
