@@ -7,12 +7,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use strata_kernel::{
-    AggregateRoot, Error, Id, Recorded, RequestId,
+    AggregateRoot, Error, Id, Recorded, RequestId, Version,
     execute::{Change, CommandStore, SaveError},
 };
 use strata_store::{
-    ContextSchema, Migration, OpenError, Param, RecordedRow, Row, Sql, Store, StoreConfig, StoreError, Write,
-    Written, value::version_to,
+    ContextSchema, Migration, OpenError, Param, Row, Sql, Store, StoreConfig, StoreError,
+    table::{self, AggregateTable},
+    value::version_to,
 };
 
 use crate::domain::{Product, ProductId, ProductSnapshot, ProductStatus};
@@ -117,22 +118,55 @@ fn product_from(row: &Row) -> Result<Product, StoreError> {
         .map_err(|violation| StoreError::Corrupt(format!("corrupt product row: {violation}").into()))
 }
 
-fn recorded_from(row: RecordedRow) -> Result<Recorded<Product>, Error> {
-    // Records written before results were versioned hold the bare snapshot.
-    let snapshot = match serde_json::from_value::<RecordedProduct>(row.result.clone()) {
-        Ok(RecordedProduct::V1 { product }) => product,
-        Err(_) => serde_json::from_value::<ProductSnapshot>(row.result)
-            .map_err(|e| Error::Internal(format!("unreadable idempotency record: {e}").into()))?,
-    };
-    let product = Product::restore(snapshot)
-        .map_err(|v| Error::Internal(format!("corrupt idempotency record: {v}").into()))?;
-    Ok(Recorded {
-        fingerprint: row.fingerprint,
-        result: product,
-    })
+/// The product table, for the shared command path.
+impl AggregateTable for ProductStore {
+    type Aggregate = Product;
+    const SELECT_BY_ID: Sql = SELECT_BY_ID;
+    const INSERT: Sql = INSERT;
+    const UPDATE: Sql = UPDATE;
+    const CURRENT_VERSION: Sql = CURRENT_VERSION;
+
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn from_row(row: &Row) -> Result<Product, StoreError> {
+        product_from(row)
+    }
+
+    fn params(product: &Product, replaces: Option<Version>) -> Result<Vec<Param>, StoreError> {
+        params_of(product, replaces)
+    }
+
+    fn to_recorded(product: &Product) -> Result<serde_json::Value, StoreError> {
+        serde_json::to_value(RecordedProduct::V1 {
+            product: product.snapshot(),
+        })
+        .map_err(|e| StoreError::Corrupt(e.into()))
+    }
+
+    fn from_recorded(result: serde_json::Value) -> Result<Product, Error> {
+        // Records written before results were versioned hold the bare snapshot.
+        let snapshot = match serde_json::from_value::<RecordedProduct>(result.clone()) {
+            Ok(RecordedProduct::V1 { product }) => product,
+            Err(_) => serde_json::from_value::<ProductSnapshot>(result)
+                .map_err(|e| Error::Internal(format!("unreadable idempotency record: {e}").into()))?,
+        };
+        Product::restore(snapshot)
+            .map_err(|v| Error::Internal(format!("corrupt idempotency record: {v}").into()))
+    }
+
+    fn refusal(error: &StoreError) -> Option<SaveError> {
+        error
+            .is_unique("product_sku_key", "product.sku")
+            .then_some(SaveError::Refused(Error::AlreadyExists {
+                kind: Product::KIND,
+                field: "sku",
+            }))
+    }
 }
 
-fn params_of(product: &Product, replaces: Option<strata_kernel::Version>) -> Result<Vec<Param>, StoreError> {
+fn params_of(product: &Product, replaces: Option<Version>) -> Result<Vec<Param>, StoreError> {
     let s = product.snapshot();
     let version = version_to(product.version())?;
     Ok(match replaces {
@@ -169,63 +203,15 @@ impl CommandStore<Product> for ProductStore {
         id: Id<Product>,
         request_id: &RequestId,
     ) -> Result<(Option<Recorded<Product>>, Option<Product>), Error> {
-        let (recorded, row) = self
-            .store
-            .load_for_command(SELECT_BY_ID, vec![Param::Uuid(id.as_uuid())], request_id)
-            .await?;
-        let product = row.as_ref().map(product_from).transpose()?;
-        Ok((recorded.map(recorded_from).transpose()?, product))
+        table::load_for_command(self, id, request_id).await
     }
 
     async fn recorded(&self, request_id: &RequestId) -> Result<Option<Recorded<Product>>, Error> {
-        self.store
-            .recorded(request_id)
-            .await?
-            .map(recorded_from)
-            .transpose()
+        table::recorded(self, request_id).await
     }
 
     async fn save(&self, change: Change<'_, Product>) -> Result<(), SaveError> {
-        let product = change.aggregate;
-        let result = serde_json::to_value(RecordedProduct::V1 {
-            product: product.snapshot(),
-        })
-        .map_err(|e| SaveError::Failed(Error::Internal(e.into())))?;
-        let written = self
-            .store
-            .write(Write {
-                statement: if change.replaces.is_none() { INSERT } else { UPDATE },
-                params: params_of(product, change.replaces)?,
-                request_id: &change.meta.request_id,
-                fingerprint: &change.meta.fingerprint,
-                result,
-                outbox: change.outbox,
-                at: change.at,
-            })
-            .await;
-        match written {
-            Ok(Written::Applied) => Ok(()),
-            // The version guard failed: read the version afresh to say why.
-            Ok(Written::NothingMatched) => {
-                let current = self
-                    .store
-                    .fetch_optional(CURRENT_VERSION, vec![Param::Uuid(product.id().as_uuid())])
-                    .await?;
-                match current {
-                    None => Err(SaveError::NotFound),
-                    Some(row) => Err(SaveError::VersionConflict {
-                        current: row.version(0)?,
-                    }),
-                }
-            }
-            Err(error) if error.is_unique("product_sku_key", "product.sku") => {
-                Err(SaveError::Refused(Error::AlreadyExists {
-                    kind: Product::KIND,
-                    field: "sku",
-                }))
-            }
-            Err(error) => Err(error.into()),
-        }
+        table::save(self, change).await
     }
 }
 

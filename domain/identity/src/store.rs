@@ -11,8 +11,9 @@ use strata_kernel::{
     execute::{Change, CommandStore, SaveError},
 };
 use strata_store::{
-    ContextSchema, Migration, OpenError, Param, RecordedRow, Row, Sql, Store, StoreConfig, StoreError, Write,
-    Written, value::version_to,
+    ContextSchema, Migration, OpenError, Param, Row, Sql, Store, StoreConfig, StoreError,
+    table::{self, AggregateTable},
+    value::version_to,
 };
 
 use crate::domain::{Account, AccountId, AccountSnapshot, Email, Role};
@@ -110,17 +111,6 @@ fn account_from(row: &Row) -> Result<Account, StoreError> {
     Account::restore(snapshot).map_err(corrupt)
 }
 
-fn recorded_from(row: RecordedRow) -> Result<Recorded<Account>, Error> {
-    let RecordedAccount::V1 { account } = serde_json::from_value(row.result)
-        .map_err(|e| Error::Internal(format!("unreadable idempotency record: {e}").into()))?;
-    let account = Account::restore(account)
-        .map_err(|v| Error::Internal(format!("corrupt idempotency record: {v}").into()))?;
-    Ok(Recorded {
-        fingerprint: row.fingerprint,
-        result: account,
-    })
-}
-
 fn params_of(account: &Account, replaces: Option<strata_kernel::Version>) -> Result<Vec<Param>, StoreError> {
     let s = account.snapshot();
     let version = version_to(account.version())?;
@@ -157,6 +147,53 @@ fn params_of(account: &Account, replaces: Option<strata_kernel::Version>) -> Res
     })
 }
 
+/// The identity table, for the shared command path.
+impl AggregateTable for AccountStore {
+    type Aggregate = Account;
+    const SELECT_BY_ID: Sql = SELECT_BY_ID;
+    const INSERT: Sql = INSERT;
+    const UPDATE: Sql = UPDATE;
+    const CURRENT_VERSION: Sql = CURRENT_VERSION;
+
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn from_row(row: &Row) -> Result<Account, StoreError> {
+        account_from(row)
+    }
+
+    fn params(
+        aggregate: &Account,
+        replaces: Option<strata_kernel::Version>,
+    ) -> Result<Vec<Param>, StoreError> {
+        params_of(aggregate, replaces)
+    }
+
+    fn to_recorded(aggregate: &Account) -> Result<serde_json::Value, StoreError> {
+        serde_json::to_value(RecordedAccount::V1 {
+            account: aggregate.snapshot().without_password_hash(),
+        })
+        .map_err(|e| StoreError::Corrupt(e.into()))
+    }
+
+    fn from_recorded(result: serde_json::Value) -> Result<Account, Error> {
+        let RecordedAccount::V1 { account } = serde_json::from_value(result)
+            .map_err(|e| Error::Internal(format!("unreadable idempotency record: {e}").into()))?;
+        Account::restore(account)
+            .map_err(|v| Error::Internal(format!("corrupt idempotency record: {v}").into()))
+    }
+
+    fn refusal(error: &StoreError) -> Option<SaveError> {
+        error
+            .is_unique(EMAIL_KEY.0, EMAIL_KEY.1)
+            .then_some(SaveError::Refused(Error::AlreadyExists {
+                kind: Account::KIND,
+                field: "email",
+            }))
+    }
+}
+
 #[async_trait]
 impl CommandStore<Account> for AccountStore {
     async fn load_for_command(
@@ -164,63 +201,15 @@ impl CommandStore<Account> for AccountStore {
         id: Id<Account>,
         request_id: &RequestId,
     ) -> Result<(Option<Recorded<Account>>, Option<Account>), Error> {
-        let (recorded, row) = self
-            .store
-            .load_for_command(SELECT_BY_ID, vec![Param::Uuid(id.as_uuid())], request_id)
-            .await?;
-        let account = row.as_ref().map(account_from).transpose()?;
-        Ok((recorded.map(recorded_from).transpose()?, account))
+        table::load_for_command(self, id, request_id).await
     }
 
     async fn recorded(&self, request_id: &RequestId) -> Result<Option<Recorded<Account>>, Error> {
-        self.store
-            .recorded(request_id)
-            .await?
-            .map(recorded_from)
-            .transpose()
+        table::recorded(self, request_id).await
     }
 
     async fn save(&self, change: Change<'_, Account>) -> Result<(), SaveError> {
-        let account = change.aggregate;
-        let result = serde_json::to_value(RecordedAccount::V1 {
-            account: account.snapshot().without_password_hash(),
-        })
-        .map_err(|e| SaveError::Failed(Error::Internal(e.into())))?;
-        let written = self
-            .store
-            .write(Write {
-                statement: if change.replaces.is_none() { INSERT } else { UPDATE },
-                params: params_of(account, change.replaces)?,
-                request_id: &change.meta.request_id,
-                fingerprint: &change.meta.fingerprint,
-                result,
-                outbox: change.outbox,
-                at: change.at,
-            })
-            .await;
-        match written {
-            Ok(Written::Applied) => Ok(()),
-            // The version guard failed: read the version afresh to say why.
-            Ok(Written::NothingMatched) => {
-                let current = self
-                    .store
-                    .fetch_optional(CURRENT_VERSION, vec![Param::Uuid(account.id().as_uuid())])
-                    .await?;
-                match current {
-                    None => Err(SaveError::NotFound),
-                    Some(row) => Err(SaveError::VersionConflict {
-                        current: row.version(0)?,
-                    }),
-                }
-            }
-            Err(error) if error.is_unique(EMAIL_KEY.0, EMAIL_KEY.1) => {
-                Err(SaveError::Refused(Error::AlreadyExists {
-                    kind: Account::KIND,
-                    field: "email",
-                }))
-            }
-            Err(error) => Err(error.into()),
-        }
+        table::save(self, change).await
     }
 }
 

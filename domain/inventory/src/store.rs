@@ -12,7 +12,9 @@ use strata_kernel::{
 };
 use strata_store::{
     ContextSchema, LockedDecision, LockedWrite, Migration, OpenError, Param, RecordedRow, Row, Sql, Store,
-    StoreConfig, StoreError, Write, Written, value::version_to,
+    StoreConfig, StoreError,
+    table::{self, AggregateTable},
+    value::version_to,
 };
 use time::OffsetDateTime;
 
@@ -126,13 +128,9 @@ fn stock_item_from(row: &Row) -> Result<StockItem, StoreError> {
 }
 
 fn recorded_from(row: RecordedRow) -> Result<Recorded<StockItem>, Error> {
-    let RecordedStockItem::V1 { stock_item } = serde_json::from_value(row.result)
-        .map_err(|e| Error::Internal(format!("unreadable idempotency record: {e}").into()))?;
-    let item = StockItem::restore(stock_item)
-        .map_err(|v| Error::Internal(format!("corrupt idempotency record: {v}").into()))?;
     Ok(Recorded {
         fingerprint: row.fingerprint,
-        result: item,
+        result: <StockItemStore as AggregateTable>::from_recorded(row.result)?,
     })
 }
 
@@ -211,6 +209,45 @@ impl StockItemStore {
     }
 }
 
+/// The stock item table, for the shared command path.
+impl AggregateTable for StockItemStore {
+    type Aggregate = StockItem;
+    const SELECT_BY_ID: Sql = SELECT_BY_ID;
+    const INSERT: Sql = INSERT;
+    const UPDATE: Sql = UPDATE;
+    const CURRENT_VERSION: Sql = CURRENT_VERSION;
+
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn from_row(row: &Row) -> Result<StockItem, StoreError> {
+        stock_item_from(row)
+    }
+
+    fn params(item: &StockItem, replaces: Option<Version>) -> Result<Vec<Param>, StoreError> {
+        params_of(item, replaces)
+    }
+
+    fn to_recorded(item: &StockItem) -> Result<serde_json::Value, StoreError> {
+        recorded_result(item)
+    }
+
+    fn from_recorded(result: serde_json::Value) -> Result<StockItem, Error> {
+        let RecordedStockItem::V1 { stock_item } = serde_json::from_value(result)
+            .map_err(|e| Error::Internal(format!("unreadable idempotency record: {e}").into()))?;
+        StockItem::restore(stock_item)
+            .map_err(|v| Error::Internal(format!("corrupt idempotency record: {v}").into()))
+    }
+
+    fn refusal(error: &StoreError) -> Option<SaveError> {
+        // A first receipt that lost to a concurrent one decides again.
+        lost_insert(error).then_some(SaveError::VersionConflict {
+            current: Version::INITIAL,
+        })
+    }
+}
+
 #[async_trait]
 impl CommandStore<StockItem> for StockItemStore {
     async fn load_for_command(
@@ -218,55 +255,15 @@ impl CommandStore<StockItem> for StockItemStore {
         id: Id<StockItem>,
         request_id: &RequestId,
     ) -> Result<(Option<Recorded<StockItem>>, Option<StockItem>), Error> {
-        let (recorded, row) = self
-            .store
-            .load_for_command(SELECT_BY_ID, vec![Param::Uuid(id.as_uuid())], request_id)
-            .await?;
-        let item = row.as_ref().map(stock_item_from).transpose()?;
-        Ok((recorded.map(recorded_from).transpose()?, item))
+        table::load_for_command(self, id, request_id).await
     }
 
     async fn recorded(&self, request_id: &RequestId) -> Result<Option<Recorded<StockItem>>, Error> {
-        self.store
-            .recorded(request_id)
-            .await?
-            .map(recorded_from)
-            .transpose()
+        table::recorded(self, request_id).await
     }
 
     async fn save(&self, change: Change<'_, StockItem>) -> Result<(), SaveError> {
-        let item = change.aggregate;
-        let written = self
-            .store
-            .write(Write {
-                statement: if change.replaces.is_none() { INSERT } else { UPDATE },
-                params: params_of(item, change.replaces)?,
-                request_id: &change.meta.request_id,
-                fingerprint: &change.meta.fingerprint,
-                result: recorded_result(item)?,
-                outbox: change.outbox,
-                at: change.at,
-            })
-            .await;
-        match written {
-            Ok(Written::Applied) => Ok(()),
-            Ok(Written::NothingMatched) => {
-                let current = self
-                    .store
-                    .fetch_optional(CURRENT_VERSION, vec![Param::Uuid(item.id().as_uuid())])
-                    .await?;
-                match current {
-                    None => Err(SaveError::NotFound),
-                    Some(row) => Err(SaveError::VersionConflict {
-                        current: row.version(0)?,
-                    }),
-                }
-            }
-            Err(error) if lost_insert(&error) => Err(SaveError::VersionConflict {
-                current: Version::INITIAL,
-            }),
-            Err(error) => Err(error.into()),
-        }
+        table::save(self, change).await
     }
 }
 

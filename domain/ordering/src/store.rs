@@ -15,8 +15,9 @@ use strata_kernel::{
     execute::{Change, CommandStore, SaveError},
 };
 use strata_store::{
-    ContextSchema, Migration, OpenError, Param, RecordedRow, Row, Sql, Store, StoreConfig, StoreError, Write,
-    Written, value::version_to,
+    ContextSchema, Migration, OpenError, Param, Row, Sql, Store, StoreConfig, StoreError,
+    table::{self, AggregateTable},
+    value::version_to,
 };
 use time::OffsetDateTime;
 
@@ -206,17 +207,6 @@ fn order_from(row: &Row) -> Result<Order, StoreError> {
     Order::restore(snapshot).map_err(|violation| corrupt(format!("corrupt order row: {violation}")))
 }
 
-fn recorded_from(row: RecordedRow) -> Result<Recorded<Order>, Error> {
-    let RecordedOrder::V1 { order } = serde_json::from_value(row.result)
-        .map_err(|e| Error::Internal(format!("unreadable idempotency record: {e}").into()))?;
-    let order = Order::restore(order)
-        .map_err(|v| Error::Internal(format!("corrupt idempotency record: {v}").into()))?;
-    Ok(Recorded {
-        fingerprint: row.fingerprint,
-        result: order,
-    })
-}
-
 fn params_of(order: &Order, replaces: Option<Version>) -> Result<Vec<Param>, StoreError> {
     let s = order.snapshot();
     let version = version_to(order.version())?;
@@ -256,6 +246,40 @@ fn params_of(order: &Order, replaces: Option<Version>) -> Result<Vec<Param>, Sto
     })
 }
 
+/// The ordering table, for the shared command path.
+impl AggregateTable for OrderStore {
+    type Aggregate = Order;
+    const SELECT_BY_ID: Sql = SELECT_BY_ID;
+    const INSERT: Sql = INSERT;
+    const UPDATE: Sql = UPDATE;
+    const CURRENT_VERSION: Sql = CURRENT_VERSION;
+
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn from_row(row: &Row) -> Result<Order, StoreError> {
+        order_from(row)
+    }
+
+    fn params(aggregate: &Order, replaces: Option<strata_kernel::Version>) -> Result<Vec<Param>, StoreError> {
+        params_of(aggregate, replaces)
+    }
+
+    fn to_recorded(aggregate: &Order) -> Result<serde_json::Value, StoreError> {
+        serde_json::to_value(RecordedOrder::V1 {
+            order: aggregate.snapshot(),
+        })
+        .map_err(|e| StoreError::Corrupt(e.into()))
+    }
+
+    fn from_recorded(result: serde_json::Value) -> Result<Order, Error> {
+        let RecordedOrder::V1 { order } = serde_json::from_value(result)
+            .map_err(|e| Error::Internal(format!("unreadable idempotency record: {e}").into()))?;
+        Order::restore(order).map_err(|v| Error::Internal(format!("corrupt idempotency record: {v}").into()))
+    }
+}
+
 #[async_trait]
 impl CommandStore<Order> for OrderStore {
     async fn load_for_command(
@@ -263,57 +287,15 @@ impl CommandStore<Order> for OrderStore {
         id: Id<Order>,
         request_id: &RequestId,
     ) -> Result<(Option<Recorded<Order>>, Option<Order>), Error> {
-        let (recorded, row) = self
-            .store
-            .load_for_command(SELECT_BY_ID, vec![Param::Uuid(id.as_uuid())], request_id)
-            .await?;
-        let order = row.as_ref().map(order_from).transpose()?;
-        Ok((recorded.map(recorded_from).transpose()?, order))
+        table::load_for_command(self, id, request_id).await
     }
 
     async fn recorded(&self, request_id: &RequestId) -> Result<Option<Recorded<Order>>, Error> {
-        self.store
-            .recorded(request_id)
-            .await?
-            .map(recorded_from)
-            .transpose()
+        table::recorded(self, request_id).await
     }
 
     async fn save(&self, change: Change<'_, Order>) -> Result<(), SaveError> {
-        let order = change.aggregate;
-        let result = serde_json::to_value(RecordedOrder::V1 {
-            order: order.snapshot(),
-        })
-        .map_err(|e| SaveError::Failed(Error::Internal(e.into())))?;
-        let written = self
-            .store
-            .write(Write {
-                statement: if change.replaces.is_none() { INSERT } else { UPDATE },
-                params: params_of(order, change.replaces)?,
-                request_id: &change.meta.request_id,
-                fingerprint: &change.meta.fingerprint,
-                result,
-                outbox: change.outbox,
-                at: change.at,
-            })
-            .await;
-        match written {
-            Ok(Written::Applied) => Ok(()),
-            // The version guard failed: read the version afresh to say why.
-            Ok(Written::NothingMatched) => {
-                let current = self
-                    .store
-                    .fetch_optional(CURRENT_VERSION, vec![Param::Uuid(order.id().as_uuid())])
-                    .await?;
-                match current {
-                    None => Err(SaveError::NotFound),
-                    Some(row) => Err(SaveError::VersionConflict {
-                        current: row.version(0)?,
-                    }),
-                }
-            }
-            Err(error) => Err(error.into()),
-        }
+        table::save(self, change).await
     }
 }
 

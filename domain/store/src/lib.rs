@@ -14,6 +14,8 @@
 //!   under heavy contention, [`Store::write_locked`]: the same write decided
 //!   inside one transaction that holds the row), the event stream, and
 //!   idempotency retention.
+//! - [`table`]: the command path of an aggregate kept in one row, written once
+//!   over [`table::AggregateTable`].
 //! - `postgres`, `sqlite`: the two backends; nothing outside this crate sees them.
 //!
 //! **API boundary:** contexts call [`Store`]; the shared tables (`outbox`,
@@ -24,6 +26,7 @@ pub mod config;
 pub mod error;
 mod postgres;
 mod sqlite;
+pub mod table;
 pub mod value;
 
 use std::{sync::Arc, time::Duration};
