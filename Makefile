@@ -3,7 +3,7 @@
 CARGO ?= cargo
 RUN_ARGS ?=
 
-.PHONY: help run build test test-image bench lint fmt clean
+.PHONY: help run build test test-image bench lint fmt clean mutants
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -37,6 +37,13 @@ bench: ## benchmarks: Strata vs pgbench vs plain Python, side by side
 	@command -v pgbench >/dev/null || { apt-get update -qq && apt-get install -y -qq postgresql-client >/dev/null; }
 	$(CARGO) build --locked --release -p strata-data-service -p strata-bench
 	$(CARGO) run --locked --release -q -p strata-bench
+
+# cargo-mutants over the pure and decision-making code (.cargo/mutants.toml says
+# which files and what is excluded). Slow on 2 cores, so not in CI. Each mutant
+# is tested by the tests of the crate it is in.
+mutants: ## mutation testing (slow; not in CI); CONTEXT=inventory for one context, CRATE=kernel for a shared crate
+	@command -v cargo-mutants >/dev/null || $(CARGO) install --locked cargo-mutants
+	$(CARGO) mutants --no-shuffle -j 2 $(if $(CONTEXT),-p strata-$(CONTEXT),$(if $(CRATE),-p strata-$(CRATE),--workspace))
 
 lint: proto-lint ## buf lint and buf breaking on proto/, then formatting and clippy, warnings denied (as CI)
 	$(CARGO) fmt --all --check

@@ -176,6 +176,13 @@ mod tests {
     }
 
     #[test]
+    fn a_fingerprint_is_the_operation_then_the_values() {
+        assert_eq!(Fingerprint::new(b"raw".to_vec()).as_bytes(), b"raw");
+        let fingerprint = meta("k", None, "a").fingerprint;
+        assert_eq!(fingerprint.as_bytes(), b"Rename\0[null,{\"name\":\"a\"}]");
+    }
+
+    #[test]
     fn meta_reports_every_violation() {
         let errors = CommandMeta::parse("Rename", "", Some(0), &Rename { name: "a" }).unwrap_err();
         let fields: Vec<_> = errors.iter().map(FieldViolation::field).collect();

@@ -226,3 +226,62 @@ impl Violations {
         Err(Error::InvalidArgument(self.0))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn messages_say_what_went_wrong() {
+        let conflict = |expected| Error::VersionConflict {
+            kind: "product",
+            id: "p1".into(),
+            expected,
+            current: Version::new(3),
+        };
+        assert_eq!(
+            conflict(Some(Version::new(1))).to_string(),
+            "product p1 is at version 3, not the expected 1"
+        );
+        assert_eq!(
+            conflict(None).to_string(),
+            "product p1 is at version 3, changed by concurrent commands; re-read and retry"
+        );
+        let invalid = Error::InvalidArgument(vec![
+            FieldViolation::new("sku", "is required"),
+            FieldViolation::new("name", "is blank"),
+        ]);
+        assert_eq!(
+            invalid.to_string(),
+            "invalid request: sku is required; name is blank"
+        );
+    }
+
+    #[test]
+    fn violations_keep_values_and_collect_every_mistake() {
+        let mut violations = Violations::new();
+        assert_eq!(violations.check(Ok::<_, FieldViolation>(7)), Some(7));
+        assert_eq!(violations.check_all(Ok::<_, Vec<FieldViolation>>("x")), Some("x"));
+        assert_eq!(
+            Violations::new().finish(|| Some(1)).unwrap(),
+            1,
+            "no violation: the value"
+        );
+        assert_eq!(
+            violations.check(Err::<u8, _>(FieldViolation::new("a", "bad"))),
+            None
+        );
+        violations.push(FieldViolation::new("b", "bad"));
+        assert_eq!(
+            violations.check_all(Err::<u8, _>(vec![FieldViolation::new("c", "bad")])),
+            None
+        );
+        let Err(Error::InvalidArgument(all)) = violations.finish(|| Some(1)) else {
+            panic!("violations were recorded");
+        };
+        let fields: Vec<_> = all.iter().map(FieldViolation::field).collect();
+        assert_eq!(fields, ["a", "b", "c"]);
+    }
+}

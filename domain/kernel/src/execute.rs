@@ -605,6 +605,53 @@ mod tests {
         );
     }
 
+    /// A store whose every locked save loses to a concurrent insert.
+    #[derive(Debug, Default)]
+    struct AlwaysLoses(Mutex<usize>);
+
+    #[async_trait]
+    impl CommandStore<Counter> for AlwaysLoses {
+        async fn load_for_command(
+            &self,
+            _: Id<Counter>,
+            _: &RequestId,
+        ) -> Result<(Option<Recorded<Counter>>, Option<Counter>), Error> {
+            Ok((None, None))
+        }
+        async fn recorded(&self, _: &RequestId) -> Result<Option<Recorded<Counter>>, Error> {
+            Ok(None)
+        }
+        async fn save(&self, _: Change<'_, Counter>) -> Result<(), SaveError> {
+            Err(SaveError::NotFound)
+        }
+    }
+
+    #[async_trait]
+    impl LockedCommandStore<Counter> for AlwaysLoses {
+        async fn save_locked(
+            &self,
+            _: Id<Counter>,
+            _: &RequestId,
+            _: &crate::Fingerprint,
+            _: &Decide<'_, Counter>,
+        ) -> Result<Counter, SaveError> {
+            *lock(&self.0) += 1;
+            Err(SaveError::VersionConflict {
+                current: Version::INITIAL,
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_locked_command_is_decided_twice_at_most() {
+        let store = AlwaysLoses::default();
+        let error = modify_locked(&store, &clock(), &meta("k", None), Id::generate(), upsert)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, Error::VersionConflict { .. }), "{error:?}");
+        assert_eq!(*lock(&store.0), 2, "the first attempt and one more");
+    }
+
     #[tokio::test]
     async fn a_locked_insert_that_loses_to_a_concurrent_insert_is_decided_again() {
         let store = Fake::default();

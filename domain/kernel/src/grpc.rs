@@ -236,6 +236,28 @@ mod tests {
     }
 
     #[test]
+    fn timestamps_keep_seconds_and_nanoseconds() {
+        let at = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap()
+            + time::Duration::microseconds(123_456);
+        let ts = timestamp(at);
+        assert_eq!((ts.seconds, ts.nanos), (1_700_000_000, 123_456_000));
+    }
+
+    #[test]
+    fn money_fields_are_parsed_and_named() {
+        let mut violations = crate::error::Violations::new();
+        let price = money(&mut violations, "price", Some(("EUR", 1290))).unwrap();
+        assert_eq!((price.amount_minor(), price.currency().as_str()), (1290, "EUR"));
+        assert!(money(&mut violations, "price", Some(("eur", 0))).is_none());
+        assert!(money(&mut violations, "total", None).is_none());
+        let Err(Error::InvalidArgument(all)) = violations.finish(|| Some(())) else {
+            panic!("violations were recorded");
+        };
+        let fields: Vec<_> = all.iter().map(FieldViolation::field).collect();
+        assert_eq!(fields, ["price.currency_code", "price.amount_minor", "total"]);
+    }
+
+    #[test]
     fn a_chain_names_every_cause() {
         #[derive(Debug, thiserror::Error)]
         #[error("saving the product")]

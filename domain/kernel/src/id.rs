@@ -105,6 +105,15 @@ mod tests {
     }
 
     #[test]
+    fn ids_hash_by_their_uuid() {
+        let a = Id::<Widget>::generate();
+        let b = Id::<Widget>::generate();
+        let set: std::collections::HashSet<_> = [a, a, b].into_iter().collect();
+        assert_eq!(set.len(), 2);
+        assert!(set.contains(&Id::from_uuid(a.as_uuid())));
+    }
+
+    #[test]
     fn parse_names_the_field() {
         let err = Id::<Widget>::parse("id", "nope").unwrap_err();
         assert_eq!(err.field(), "id");

@@ -145,6 +145,12 @@ mod tests {
         let eur = Money::parse("EUR", 1290).unwrap();
         assert_eq!(eur.times(3).unwrap().amount_minor(), 3870);
         assert_eq!(eur.plus(eur).unwrap().amount_minor(), 2580);
+        assert_eq!(
+            eur.times(0),
+            Err(MoneyError::Overflow),
+            "no money is not an amount"
+        );
+        assert_eq!(eur.times(1), Ok(eur));
         let huge = Money::parse("EUR", i64::MAX).unwrap();
         assert_eq!(huge.times(2), Err(MoneyError::Overflow));
         assert_eq!(huge.plus(eur), Err(MoneyError::Overflow));

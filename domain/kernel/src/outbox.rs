@@ -49,3 +49,53 @@ impl OutboxMessage {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use serde::Serialize;
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::Id;
+
+    #[derive(Debug, Serialize)]
+    struct Renamed {
+        name: &'static str,
+    }
+
+    impl DomainEvent for Renamed {
+        fn event_type(&self) -> &'static str {
+            "test.thing.renamed"
+        }
+    }
+
+    struct Thing(Id<Thing>);
+
+    impl AggregateRoot for Thing {
+        type Event = Renamed;
+        const KIND: &'static str = "thing";
+        fn id(&self) -> Id<Self> {
+            self.0
+        }
+        fn version(&self) -> Version {
+            Version::new(4)
+        }
+    }
+
+    #[test]
+    fn one_message_per_event_with_the_aggregate_and_the_time() {
+        let thing = Thing(Id::generate());
+        let at = OffsetDateTime::UNIX_EPOCH;
+        let messages =
+            OutboxMessage::for_events(&thing, &[Renamed { name: "a" }, Renamed { name: "b" }], at).unwrap();
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[0].aggregate_id, thing.0.as_uuid());
+        assert_eq!(messages[0].aggregate_version, Version::new(4));
+        assert_eq!(messages[0].event_type, "test.thing.renamed");
+        assert_eq!(messages[1].payload, serde_json::json!({"name": "b"}));
+        assert_eq!(messages[0].occurred_at, at);
+        assert_ne!(messages[0].event_id, messages[1].event_id);
+    }
+}

@@ -94,6 +94,14 @@ mod tests {
         let other = decode_page_token(&token, b"draft").unwrap_err();
         assert!(other.description().contains("another filter"), "{other}");
         assert_eq!(decode_page_token("", b"x"), Ok(None));
+        // Filters that differ in one bit are told apart.
+        for (issued, asked) in [(&[0u8], &[1u8]), (&[0], &[2]), (&[1], &[3])] {
+            let token = encode_page_token(issued, b"c");
+            assert!(
+                decode_page_token(&token, asked).is_err(),
+                "{issued:?} vs {asked:?}"
+            );
+        }
         for junk in ["zz", "01", "é", &format!("{token}0"), "02000000000000000000"] {
             assert_eq!(
                 decode_page_token(junk, b"published").unwrap_err().field(),

@@ -95,6 +95,12 @@ mod tests {
     const NOTE: TextRule = TextRule::multi_line("note", 0, 20);
 
     #[test]
+    fn a_rule_names_its_field() {
+        assert_eq!(NAME.field(), "name");
+        assert_eq!(NOTE.field(), "note");
+    }
+
+    #[test]
     fn single_line_values_are_trimmed_and_bounded() {
         assert_eq!(NAME.parse("  Mug "), Ok("Mug".to_owned()));
         assert_eq!(NAME.parse("   ").unwrap_err().description(), "is required");

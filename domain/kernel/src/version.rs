@@ -36,3 +36,19 @@ impl fmt::Display for Version {
         self.0.fmt(f)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_count_changes() {
+        assert_eq!(Version::new(7).get(), 7);
+        assert_eq!(Version::INITIAL.next().get(), 2);
+        assert_eq!(
+            Version::new(u64::MAX).next().get(),
+            u64::MAX,
+            "saturates, never wraps"
+        );
+    }
+}
