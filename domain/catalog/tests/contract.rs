@@ -64,6 +64,7 @@ async fn contract(repo: &Repo, config: &StoreConfig) {
     idempotency_records(repo).await;
     listing(repo).await;
     batch_reads(repo).await;
+    use_cases_read_back(repo).await;
     concurrent_writers(repo).await;
     racing_retries_all_get_the_first_answer(repo).await;
     concurrent_events_are_read_in_order_without_gaps(repo).await;
@@ -353,6 +354,54 @@ async fn batch_reads(repo: &Repo) {
         "every existing product once; unknown ids left out"
     );
     assert!(repo.get_many(&[ProductId::generate()]).await.unwrap().is_empty());
+}
+
+/// The use cases over this store: a batch read in the order asked, each product
+/// once; a listing page of exactly the page size says no more follow, one of
+/// fewer than the rest says more do.
+async fn use_cases_read_back(repo: &Repo) {
+    use strata_catalog::service::Catalog;
+    let catalog = Catalog::new(repo.clone());
+    let products: Vec<_> = (0..3)
+        .map(|n| new_product(&unique(&format!("UC{n}")), n))
+        .collect();
+    for product in &products {
+        insert(repo, product).await.unwrap();
+    }
+    let ids: Vec<_> = products.iter().map(AggregateRoot::id).collect();
+    let asked = [ids[2], ProductId::generate(), ids[0], ids[2]];
+    let got: Vec<_> = catalog
+        .get_many(&asked)
+        .await
+        .unwrap()
+        .iter()
+        .map(AggregateRoot::id)
+        .collect();
+    assert_eq!(got, [ids[2], ids[0]]);
+
+    // Drafts after the first of these three: exactly two of them remain.
+    let after = Some(ids[0]);
+    let page = |limit| ProductQuery {
+        status: Some(ProductStatus::Draft),
+        after,
+        limit,
+    };
+    let remaining: Vec<_> = catalog.list(page(1000)).await.unwrap().products;
+    let n = u32::try_from(remaining.len()).unwrap();
+    assert!(n >= 2);
+    let exact = catalog.list(page(n)).await.unwrap();
+    assert_eq!(exact.products.len(), remaining.len());
+    assert_eq!(
+        exact.next_after, None,
+        "a page holding the rest says no more follow"
+    );
+    let short = catalog.list(page(n - 1)).await.unwrap();
+    assert_eq!(short.products.len(), remaining.len() - 1);
+    assert_eq!(
+        short.next_after,
+        short.products.last().map(AggregateRoot::id),
+        "more follow"
+    );
 }
 
 /// Starts `CONTENDERS` tasks behind a barrier, so that they really race.

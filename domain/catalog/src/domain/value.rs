@@ -123,6 +123,10 @@ mod tests {
         assert!(Sku::parse("").is_err());
         assert!(Sku::parse("has space").is_err());
         assert!(Sku::parse(&"a".repeat(65)).is_err());
+        assert!(
+            Sku::parse(&"a".repeat(64)).is_ok(),
+            "64 characters is the limit, not past it"
+        );
     }
 
     #[test]
