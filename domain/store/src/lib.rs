@@ -47,6 +47,10 @@ pub use value::{Param, Row};
 /// ABORTED.
 pub const CONTENTION_RETRIES: u32 = 3;
 
+/// How long a read that does not follow waits for committed events held back
+/// by an older running transaction before it ends without them.
+const HOLD_BACK_WAIT: Duration = Duration::from_secs(1);
+
 /// How many events one read of the outbox returns at most.
 const EVENT_PAGE: u32 = 256;
 
@@ -507,6 +511,7 @@ impl Store {
             let mut feed = store.inner.feed.subscribe();
             let mut position = position;
             let mut held = Duration::from_millis(5);
+            let mut waited = Duration::ZERO;
             loop {
                 // Mark the feed seen before reading: a commit after this point
                 // wakes the wait below even if the read missed it.
@@ -528,13 +533,14 @@ impl Store {
                 if full {
                     continue;
                 }
-                if !follow {
-                    return;
-                }
                 match store.held_back(position).await {
                     // Committed events wait for an older transaction: look
-                    // again shortly, sooner at first.
-                    Ok(true) => {
+                    // again shortly, sooner at first. Without `follow`, wait
+                    // for them a bounded time, so that a reader gets what had
+                    // committed when it asked unless a transaction older than
+                    // those events runs on for more than a second.
+                    Ok(true) if follow || waited < HOLD_BACK_WAIT => {
+                        waited += held;
                         tokio::select! {
                             () = tokio::time::sleep(held) => {}
                             () = tx.closed() => return,
@@ -542,7 +548,12 @@ impl Store {
                         held = (held * 2).min(Duration::from_millis(200));
                         continue;
                     }
-                    Ok(false) => held = Duration::from_millis(5),
+                    Ok(true) => return,
+                    Ok(false) if !follow => return,
+                    Ok(false) => {
+                        held = Duration::from_millis(5);
+                        waited = Duration::ZERO;
+                    }
                     Err(error) => {
                         let _ = tx.send(Err(error)).await;
                         return;
