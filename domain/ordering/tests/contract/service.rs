@@ -472,6 +472,21 @@ async fn listing_newest_first_with_bound_tokens(backend: &Backend) {
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&status), ["page_size", "buyer_id", "status"]);
+    // A page that holds exactly the rest says that no more follow.
+    let carol = uuid();
+    h.place_ok(&carol, 1).await;
+    h.place_ok(&carol, 1).await;
+    let exact = h
+        .list(pb::ListOrdersRequest {
+            page_size: 2,
+            page_token: String::new(),
+            buyer_id: carol.clone(),
+            status: pb::OrderStatus::Unspecified.into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(exact.orders.len(), 2);
+    assert!(exact.next_page_token.is_empty(), "no page follows the last one");
 }
 
 async fn events_in_commit_order_resumable_and_followed(backend: &Backend) {
