@@ -4,8 +4,6 @@
 //! through the kernel's one mapping to `tonic::Status`. No other module sees
 //! prost types.
 
-use std::pin::Pin;
-
 use strata_kernel::{
     AggregateRoot, Error, FieldViolation,
     error::Violations,
@@ -14,7 +12,6 @@ use strata_kernel::{
 };
 use strata_proto::{catalog::v1 as pb, r#type::v1 as pb_type};
 use strata_store::StoredEvent;
-use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use crate::domain::{Description, Money, Product, ProductEvent, ProductId, ProductName, ProductStatus, Sku};
@@ -39,8 +36,6 @@ impl ProductGrpc {
         Self { catalog }
     }
 }
-
-type EventStream = Pin<Box<dyn Stream<Item = Result<pb::StreamEventsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl pb::product_service_server::ProductService for ProductGrpc {
@@ -248,7 +243,7 @@ impl pb::product_service_server::ProductService for ProductGrpc {
         }))
     }
 
-    type StreamEventsStream = EventStream;
+    type StreamEventsStream = strata_store::GrpcEvents<pb::StreamEventsResponse>;
 
     async fn stream_events(
         &self,
@@ -259,11 +254,7 @@ impl pb::product_service_server::ProductService for ProductGrpc {
             .catalog
             .events(request.after_position, request.follow)
             .await?;
-        let events = events.map(|event| match event {
-            Ok(event) => event_to_proto(event).map_err(Status::from),
-            Err(error) => Err(Status::from(Error::from(error))),
-        });
-        Ok(Response::new(Box::pin(events)))
+        Ok(Response::new(strata_store::grpc_events(events, event_to_proto)))
     }
 }
 

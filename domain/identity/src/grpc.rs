@@ -5,8 +5,6 @@
 //! hands the kernel's errors to the kernel's). No other module sees prost
 //! types. No response built here carries a password or its hash.
 
-use std::pin::Pin;
-
 use strata_kernel::{
     AggregateRoot, Error, FieldViolation,
     error::Violations,
@@ -14,7 +12,6 @@ use strata_kernel::{
 };
 use strata_proto::identity::v1 as pb;
 use strata_store::StoredEvent;
-use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use crate::domain::{
@@ -41,8 +38,6 @@ impl AccountGrpc {
         }
     }
 }
-
-type EventStream = Pin<Box<dyn Stream<Item = Result<pb::StreamEventsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl pb::account_service_server::AccountService for AccountGrpc {
@@ -194,7 +189,7 @@ impl pb::account_service_server::AccountService for AccountGrpc {
         }))
     }
 
-    type StreamEventsStream = EventStream;
+    type StreamEventsStream = strata_store::GrpcEvents<pb::StreamEventsResponse>;
 
     async fn stream_events(
         &self,
@@ -205,11 +200,7 @@ impl pb::account_service_server::AccountService for AccountGrpc {
             .identity
             .events(request.after_position, request.follow)
             .await?;
-        let events = events.map(|event| match event {
-            Ok(event) => event_to_proto(event).map_err(Status::from),
-            Err(error) => Err(Status::from(Error::from(error))),
-        });
-        Ok(Response::new(Box::pin(events)))
+        Ok(Response::new(strata_store::grpc_events(events, event_to_proto)))
     }
 }
 

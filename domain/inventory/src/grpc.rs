@@ -4,8 +4,6 @@
 //! errors leave through the kernel's one mapping to `tonic::Status`. No other
 //! module sees prost types.
 
-use std::pin::Pin;
-
 use serde::Serialize;
 use strata_kernel::{
     AggregateRoot, CommandMeta, Error, FieldViolation,
@@ -15,7 +13,6 @@ use strata_kernel::{
 use strata_proto::inventory::v1 as pb;
 use strata_store::StoredEvent;
 use time::Duration;
-use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use crate::domain::{
@@ -43,8 +40,6 @@ impl StockItemGrpc {
         Self { inventory }
     }
 }
-
-type EventStream = Pin<Box<dyn Stream<Item = Result<pb::StreamEventsResponse, Status>> + Send>>;
 
 /// The idempotency key, fingerprint and expected version of a command; the
 /// fingerprint covers the operation and its validated values.
@@ -292,7 +287,7 @@ impl pb::stock_item_service_server::StockItemService for StockItemGrpc {
         }))
     }
 
-    type StreamEventsStream = EventStream;
+    type StreamEventsStream = strata_store::GrpcEvents<pb::StreamEventsResponse>;
 
     async fn stream_events(
         &self,
@@ -303,11 +298,7 @@ impl pb::stock_item_service_server::StockItemService for StockItemGrpc {
             .inventory
             .events(request.after_position, request.follow)
             .await?;
-        let events = events.map(|event| match event {
-            Ok(event) => event_to_proto(event).map_err(Status::from),
-            Err(error) => Err(Status::from(Error::from(error))),
-        });
-        Ok(Response::new(Box::pin(events)))
+        Ok(Response::new(strata_store::grpc_events(events, event_to_proto)))
     }
 }
 

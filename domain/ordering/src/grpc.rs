@@ -4,7 +4,7 @@
 //! are converted back here, and errors leave through the kernel's one mapping
 //! to `tonic::Status`. No other module sees prost types.
 
-use std::{pin::Pin, sync::Arc};
+use std::sync::Arc;
 
 use strata_kernel::{
     AggregateRoot, CommandMeta, Error, FieldViolation,
@@ -15,7 +15,6 @@ use strata_kernel::{
 use strata_proto::{ordering::v1 as pb, r#type::v1 as pb_type};
 use strata_store::StoredEvent;
 use time::OffsetDateTime;
-use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use crate::domain::{
@@ -67,8 +66,6 @@ impl OrderGrpc {
         self
     }
 }
-
-type EventStream = Pin<Box<dyn Stream<Item = Result<pb::StreamEventsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl pb::order_service_server::OrderService for OrderGrpc {
@@ -207,7 +204,7 @@ impl pb::order_service_server::OrderService for OrderGrpc {
         }))
     }
 
-    type StreamEventsStream = EventStream;
+    type StreamEventsStream = strata_store::GrpcEvents<pb::StreamEventsResponse>;
 
     async fn stream_events(
         &self,
@@ -218,11 +215,7 @@ impl pb::order_service_server::OrderService for OrderGrpc {
             .ordering
             .events(request.after_position, request.follow)
             .await?;
-        let events = events.map(|event| match event {
-            Ok(event) => event_to_proto(event).map_err(Status::from),
-            Err(error) => Err(Status::from(Error::from(error))),
-        });
-        Ok(Response::new(Box::pin(events)))
+        Ok(Response::new(strata_store::grpc_events(events, event_to_proto)))
     }
 }
 

@@ -588,6 +588,23 @@ impl Store {
     }
 }
 
+/// A context's `StreamEvents` response stream: each stored event mapped to the
+/// context's own message by `to_proto`, each failure through the kernel's one
+/// mapping to `tonic::Status`.
+pub type GrpcEvents<T> = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, tonic::Status>> + Send>>;
+
+/// The stream [`Store::follow`] gives, as a gRPC server stream of `T`.
+pub fn grpc_events<T: Send + 'static>(
+    events: ReceiverStream<Result<StoredEvent, StoreError>>,
+    to_proto: fn(StoredEvent) -> Result<T, strata_kernel::Error>,
+) -> GrpcEvents<T> {
+    use tokio_stream::StreamExt as _;
+    Box::pin(events.map(move |event| match event {
+        Ok(event) => to_proto(event).map_err(tonic::Status::from),
+        Err(error) => Err(tonic::Status::from(strata_kernel::Error::from(error))),
+    }))
+}
+
 /// Runs a context's background sweep (expired reservations, orders never
 /// confirmed) every `period` on the current runtime, until the runtime stops:
 /// `sweep` returns how many aggregates it changed. Failures are logged and the
