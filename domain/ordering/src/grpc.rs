@@ -77,18 +77,29 @@ impl pb::order_service_server::OrderService for OrderGrpc {
         let mut violations = Violations::new();
         let buyer = violations.check(BuyerId::parse("buyer_id", &request.buyer_id));
         let lines = parse_lines(&mut violations, &request.lines, self.max_lines);
-        let fingerprint = (
+        // Chosen by the caller, or by the context when empty.
+        let id = if request.id.is_empty() {
+            Some(None)
+        } else {
+            violations.check(OrderId::parse("id", &request.id)).map(Some)
+        };
+        let buyer_and_lines = (
             buyer.map(|b| b.to_string()),
             lines.as_ref().map(OrderLines::snapshot),
         );
-        let meta = violations.check_all(command_meta(
-            "PlaceOrder",
-            &request.request_id,
-            None,
-            &fingerprint,
-        ));
-        let (meta, buyer, lines) = violations.finish(|| Some((meta?, buyer?, lines?)))?;
-        let order = self.ordering.place(&meta, buyer, lines).await?;
+        // A chosen id is part of the command; without one, the fingerprint is
+        // what it was before ids could be chosen, so records made then still match.
+        let meta = violations.check_all(match id.flatten() {
+            None => command_meta("PlaceOrder", &request.request_id, None, &buyer_and_lines),
+            Some(id) => command_meta(
+                "PlaceOrder",
+                &request.request_id,
+                None,
+                &(buyer_and_lines, id.to_string()),
+            ),
+        });
+        let (meta, buyer, lines, id) = violations.finish(|| Some((meta?, buyer?, lines?, id?)))?;
+        let order = self.ordering.place(&meta, id, buyer, lines).await?;
         Ok(Response::new(pb::PlaceOrderResponse {
             order: Some(to_proto(&order)),
         }))

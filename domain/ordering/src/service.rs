@@ -119,14 +119,21 @@ impl Ordering {
         Ok(OrderPage { orders, next_after })
     }
 
-    /// Places a pending order.
+    /// Places a pending order, under `id` when the caller chose one.
     ///
     /// # Errors
-    /// [`Error::RequestIdReused`], or the store's failure.
-    pub async fn place(&self, meta: &CommandMeta, buyer: BuyerId, lines: OrderLines) -> Result<Order, Error> {
+    /// [`Error::RequestIdReused`]; [`Error::AlreadyExists`] when another order
+    /// has `id`; or the store's failure.
+    pub async fn place(
+        &self,
+        meta: &CommandMeta,
+        id: Option<OrderId>,
+        buyer: BuyerId,
+        lines: OrderLines,
+    ) -> Result<Order, Error> {
         let ttl = self.pending_ttl;
         execute::create(&*self.orders, &*self.clock, meta, |now| {
-            let (order, event) = Order::place(OrderId::generate(), buyer, lines, ttl, now);
+            let (order, event) = Order::place(id.unwrap_or_else(OrderId::generate), buyer, lines, ttl, now);
             (order, vec![event])
         })
         .await

@@ -278,6 +278,16 @@ impl AggregateTable for OrderStore {
             .map_err(|e| Error::Internal(format!("unreadable idempotency record: {e}").into()))?;
         Order::restore(order).map_err(|v| Error::Internal(format!("corrupt idempotency record: {v}").into()))
     }
+
+    fn refusal(error: &StoreError) -> Option<SaveError> {
+        // A caller-chosen id another order has.
+        error
+            .is_unique("purchase_order_pkey", "purchase_order.id")
+            .then_some(SaveError::Refused(Error::AlreadyExists {
+                kind: Order::KIND,
+                field: "id",
+            }))
+    }
 }
 
 #[async_trait]

@@ -20,6 +20,7 @@ pub(crate) async fn suite(backend: &Backend) {
     only_legal_transitions(backend).await;
     cancelling_twice(backend).await;
     idempotent_commands(backend).await;
+    a_caller_chosen_id(backend).await;
     racing_retries_get_the_first_answer(backend).await;
     no_lost_update(backend).await;
     listing_newest_first_with_bound_tokens(backend).await;
@@ -290,6 +291,43 @@ async fn idempotent_commands(backend: &Backend) {
     let squatter = format!("strata.ordering/expire/{}", first.id);
     let refused = h.cancel(&first.id, &squatter, "mine").await.unwrap_err();
     assert_eq!(violated_fields(&refused), ["request_id"]);
+}
+
+/// A caller that chooses the id finds its order by it; the id is part of the
+/// command; another order cannot take it.
+async fn a_caller_chosen_id(backend: &Backend) {
+    let h = Harness::new(backend, 100).await;
+    let buyer = uuid();
+    let id = uuid();
+    assert_eq!(h.get(&id).await.unwrap_err().code(), Code::NotFound);
+    let mut request = place_request(&unique("chosen"), &buyer, lines(1));
+    request.id.clone_from(&id);
+    let placed = h.place(request.clone()).await.unwrap();
+    assert_eq!(placed.id, id);
+    assert_eq!(h.get(&id).await.unwrap(), placed, "found by the id it chose");
+    assert_eq!(
+        h.place(request.clone()).await.unwrap(),
+        placed,
+        "a retry: the first answer"
+    );
+
+    let mut other_id = request.clone();
+    other_id.id = uuid();
+    assert_eq!(
+        violated_fields(&h.place(other_id).await.unwrap_err()),
+        ["request_id"],
+        "the id is part of the command"
+    );
+    let mut taken = request.clone();
+    taken.request_id = unique("taken");
+    let refused = h.place(taken).await.unwrap_err();
+    assert_eq!(refused.code(), Code::AlreadyExists, "{refused:?}");
+    assert_eq!(h.events_of(&id).await.len(), 1, "one order, one event");
+
+    let mut malformed = request;
+    malformed.request_id = unique("malformed");
+    malformed.id = "not-a-uuid".to_owned();
+    assert_eq!(violated_fields(&h.place(malformed).await.unwrap_err()), ["id"]);
 }
 
 /// N identical commands at once (a client retrying while its first attempt is

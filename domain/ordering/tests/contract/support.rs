@@ -238,6 +238,7 @@ pub(crate) fn place_request(key: &str, buyer: &str, lines: Vec<pb::PlaceOrderLin
         request_id: key.to_owned(),
         buyer_id: buyer.to_owned(),
         lines,
+        id: String::new(),
     }
 }
 
