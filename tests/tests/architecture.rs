@@ -43,15 +43,22 @@ enum Layer {
     App,
     /// The kernel and the shared store: what every context builds on.
     Shared,
+    /// What the application services share (services/edge).
+    Edge,
+    /// The data service process, hosting contexts.
+    Host,
+    /// Generated proto code, the RPC stack, the testkit, the bench.
     Other,
 }
-use Layer::{App, Ctx, Shared};
+use Layer::{App, Ctx, Edge, Host, Shared};
 
 /// The layer of a package, from its manifest directory relative to the workspace root.
 fn layer(rel_dir: &str) -> Layer {
     match rel_dir {
         "domain/kernel" | "domain/store" => Shared,
-        "services/rpc" | "services/data-service" => Layer::Other,
+        "services/rpc" => Layer::Other,
+        "services/edge" => Edge,
+        "services/data-service" => Host,
         _ if rel_dir.starts_with("domain/") => Ctx,
         _ if rel_dir.starts_with("services/") => App,
         _ => Layer::Other,
@@ -87,10 +94,12 @@ fn check_dependencies(metadata: &Value) -> Vec<String> {
             };
             let rule = match (from, to) {
                 (Ctx, Ctx) => "a context crate never depends on another context crate",
-                (Ctx, App) => "a context crate never depends on an application service",
-                (App, Ctx) => "an application service depends on proto and rpc, never on a context crate",
+                (Ctx | Host, App | Edge) => "the data layer never depends on the application layer",
+                (App, Ctx) => "an application service depends on proto, rpc and the edge, never on a context crate",
                 (App, App) => "an application service never depends on another application service",
-                (Shared, Ctx | App) => {
+                (App, Shared | Host) => "an application service depends on proto, rpc and the edge only",
+                (Edge, Ctx | App | Shared | Host) => "the shared edge depends on proto and rpc only",
+                (Shared, Ctx | App | Edge) => {
                     "the kernel and the shared store never depend on a context or an application service"
                 }
                 _ => continue,
@@ -529,6 +538,9 @@ fn dependency_checker_reports_crossed_layers() {
         package("strata-catalog", "domain/catalog", &[("strata-kernel", None), ("strata-identity", None)]),
         package("strata-backoffice", "services/backoffice", &[("strata-rpc", None), ("strata-identity", dev)]),
         package("strata-storefront", "services/storefront", &[("strata-catalog", None), ("strata-backoffice", build)]),
+        package("strata-edge", "services/edge", &[("strata-rpc", None), ("strata-kernel", None)]),
+        package("strata-data-service", "services/data-service", &[("strata-catalog", None), ("strata-edge", None)]),
+        package("strata-admin", "services/admin", &[("strata-edge", None), ("strata-rpc", None), ("strata-store", None)]),
         package("strata-testkit", "tests", &[("strata-catalog", dev), ("strata-storefront", dev)]),
     ]});
     let errors = check_dependencies(&meta);
@@ -537,8 +549,11 @@ fn dependency_checker_reports_crossed_layers() {
         [
             "`strata-store` (domain/store) has a normal dependency on `strata-catalog` (domain/catalog): rule broken: the kernel and the shared store never depend on a context or an application service",
             "`strata-catalog` (domain/catalog) has a normal dependency on `strata-identity` (domain/identity): rule broken: a context crate never depends on another context crate",
-            "`strata-storefront` (services/storefront) has a normal dependency on `strata-catalog` (domain/catalog): rule broken: an application service depends on proto and rpc, never on a context crate",
+            "`strata-storefront` (services/storefront) has a normal dependency on `strata-catalog` (domain/catalog): rule broken: an application service depends on proto, rpc and the edge, never on a context crate",
             "`strata-storefront` (services/storefront) has a build dependency on `strata-backoffice` (services/backoffice): rule broken: an application service never depends on another application service",
+            "`strata-edge` (services/edge) has a normal dependency on `strata-kernel` (domain/kernel): rule broken: the shared edge depends on proto and rpc only",
+            "`strata-data-service` (services/data-service) has a normal dependency on `strata-edge` (services/edge): rule broken: the data layer never depends on the application layer",
+            "`strata-admin` (services/admin) has a normal dependency on `strata-store` (domain/store): rule broken: an application service depends on proto, rpc and the edge only",
         ]
     );
 }

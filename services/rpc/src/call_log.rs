@@ -24,6 +24,13 @@ use tracing::{Instrument as _, Span};
 /// The field a handler fills with [`record_request_id`].
 const REQUEST_ID: &str = "request_id";
 
+/// The metadata key under which callers pass on the id of the edge (HTTP)
+/// request a call serves, so one request can be followed through every log.
+pub const X_REQUEST_ID: &str = "x-request-id";
+
+/// The span field that carries it.
+const X_REQUEST_ID_FIELD: &str = "x_request_id";
+
 /// Records the command's `request_id` (its idempotency key) on the span of the
 /// gRPC call being served, so that the call's log line and every event logged
 /// during the call carry it.
@@ -71,6 +78,10 @@ where
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
         let mut call = Call::start(request.uri().path());
+        // The edge request this call serves, when the caller passed it on.
+        if let Some(edge) = request.headers().get(X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
+            call.span.record(X_REQUEST_ID_FIELD, edge);
+        }
         let span = call.span.clone();
         // Entered for `call` too: a service may do its work there, not only in
         // the future it returns.
@@ -166,7 +177,12 @@ struct Call {
 impl Call {
     fn start(method: &str) -> Self {
         Self {
-            span: tracing::info_span!("grpc", grpc.method = %method, request_id = tracing::field::Empty),
+            span: tracing::info_span!(
+                "grpc",
+                grpc.method = %method,
+                request_id = tracing::field::Empty,
+                x_request_id = tracing::field::Empty
+            ),
             start: Instant::now(),
             code: None,
             ended: false,

@@ -1,4 +1,6 @@
-//! The RPC stack every Strata process shares. For now: the server bootstrap.
+//! The RPC stack every Strata process shares: the server bootstrap, and the
+//! client side ([`client`]: where channels are made, and the request id and
+//! deadline every downstream call carries).
 //!
 //! [`Server`] serves a set of gRPC services together with `grpc.health.v1.Health`
 //! (SERVING per hosted service) and gRPC reflection (v1 and v1alpha) that lists
@@ -15,13 +17,15 @@
 //!
 //! Layout: `lib.rs` the server; `call_log.rs` the layer that logs each call;
 //! `shutdown.rs` the signal and the layer that ends open streams at shutdown;
+//! `client.rs` channels and per-call metadata and deadlines;
 //! `telemetry.rs` the log subscriber and format.
 
 mod call_log;
+pub mod client;
 mod shutdown;
 pub mod telemetry;
 
-pub use call_log::record_request_id;
+pub use call_log::{X_REQUEST_ID, record_request_id};
 pub use shutdown::shutdown_signal;
 
 use std::{convert::Infallible, future::Future, net::SocketAddr, time::Duration};

@@ -4,7 +4,9 @@
 //! Every gRPC call a [`Server`](crate::Server) serves runs in a span named `grpc`
 //! with the fields `grpc.method` (the full path, `/package.Service/Method`) and
 //! `request_id` (empty until the handler calls
-//! [`record_request_id`](crate::record_request_id)), and ends with one event
+//! [`record_request_id`](crate::record_request_id)) and `x_request_id` (the
+//! edge request the call serves, from the `x-request-id` metadata a caller
+//! passes on; see [`client`](crate::client)), and ends with one event
 //! from the target `strata_rpc::call_log` carrying `grpc.code` (the status
 //! code's name, e.g. `OK`, `NOT_FOUND`) and `latency_ms`. In JSON the event's
 //! fields are top-level keys and the span's are under `span`:

@@ -1,0 +1,28 @@
+//! Staff sign-in: identity verifies the credentials; only staff get a token.
+
+use axum::extract::State;
+use strata_edge::{
+    Ctx, Json, Problem,
+    auth::Token,
+    session::{self, Audience, SignIn},
+};
+
+use crate::App;
+
+/// Sign in as staff: a bearer token for the other routes. Accounts without the
+/// staff role are refused (403).
+#[utoipa::path(post, path = "/v1/sessions", tag = "session", request_body = SignIn,
+    responses(
+        (status = 200, description = "Signed in", body = Token),
+        (status = 401, description = "Wrong email or password", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a staff account, or suspended", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn sign_in(
+    State(app): State<App>,
+    ctx: Ctx,
+    Json(body): Json<SignIn>,
+) -> Result<Json<Token>, Problem> {
+    session::sign_in(&app.edge, &ctx, body, Audience::Staff)
+        .await
+        .map(Json)
+}

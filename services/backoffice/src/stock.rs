@@ -1,0 +1,179 @@
+//! Stock (inventory): receive goods, correct on-hand, look at an item.
+
+use axum::extract::{Path, State};
+use http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use strata_edge::{
+    Ctx, Json, Problem,
+    auth::Staff,
+    model::{required, timestamp},
+};
+use strata_proto::inventory::v1 as inventory;
+use utoipa::ToSchema;
+
+use crate::{App, command_id, if_match};
+
+/// The stock of one sku.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StockItem {
+    /// The sku.
+    pub sku: String,
+    /// Physically held.
+    pub on_hand: u64,
+    /// Promised to open reservations.
+    pub reserved: u64,
+    /// on_hand − reserved.
+    pub available: u64,
+    /// The open reservations.
+    pub reservations: Vec<Reservation>,
+    /// Incremented by every change.
+    pub version: u64,
+}
+
+/// Stock promised to an order line.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Reservation {
+    /// `<order id>/<product id>` for a checkout's.
+    pub reservation_id: String,
+    /// How many.
+    pub quantity: u64,
+    /// `held` (expires at `expire_time`) or `firm` (held until shipped or released).
+    pub state: String,
+    /// When a held reservation expires (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expire_time: Option<String>,
+}
+
+/// Goods received.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Receive {
+    /// At least 1.
+    pub quantity: u64,
+}
+
+/// A correction of on-hand.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Adjust {
+    /// Not 0; on-hand may not fall below what is reserved.
+    pub delta: i64,
+    /// Why, for people: 1 to 200 characters.
+    pub reason: String,
+}
+
+/// One sku's stock and its open reservations.
+#[utoipa::path(get, path = "/v1/stock/{sku}", tag = "stock", security(("bearer" = [])),
+    params(("sku" = String, Path, description = "The sku")),
+    responses(
+        (status = 200, description = "The stock", body = StockItem),
+        (status = 404, description = "Never stocked", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(
+    State(app): State<App>,
+    ctx: Ctx,
+    _staff: Staff,
+    Path(sku): Path<String>,
+) -> Result<Json<StockItem>, Problem> {
+    let request = ctx.call.request(inventory::GetStockItemRequest { sku });
+    let item = ctx
+        .call
+        .run(app.edge.downstream.inventory.clone().get_stock_item(request))
+        .await
+        .map_err(|status| Problem::from_status(&status, "stock item"))?
+        .stock_item;
+    Ok(Json(stock_item(required(item, "stock item")?)))
+}
+
+/// Adds received goods to on-hand (the first receipt creates the item).
+#[utoipa::path(post, path = "/v1/stock/{sku}/receive", tag = "stock", request_body = Receive, security(("bearer" = [])),
+    params(("sku" = String, Path, description = "The sku"),
+           ("If-Match" = Option<String>, Header, description = "The version the change is for, quoted"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first answer")),
+    responses(
+        (status = 200, description = "The stock after", body = StockItem),
+        (status = 412, description = "The item changed since that version", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid quantity or sku", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn receive(
+    State(app): State<App>,
+    ctx: Ctx,
+    Staff(staff): Staff,
+    Path(sku): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Receive>,
+) -> Result<Json<StockItem>, Problem> {
+    let request = ctx.call.request(inventory::ReceiveStockRequest {
+        request_id: command_id(&headers, "receive-stock", staff.account_id)?,
+        expected_version: if_match(&headers)?,
+        sku,
+        quantity: body.quantity,
+    });
+    let item = ctx
+        .call
+        .run(app.edge.downstream.inventory.clone().receive_stock(request))
+        .await
+        .map_err(|status| Problem::from_status(&status, "stock item"))?
+        .stock_item;
+    Ok(Json(stock_item(required(item, "stock item")?)))
+}
+
+/// Corrects on-hand by a signed delta (a count, damage).
+#[utoipa::path(post, path = "/v1/stock/{sku}/adjust", tag = "stock", request_body = Adjust, security(("bearer" = [])),
+    params(("sku" = String, Path, description = "The sku"),
+           ("If-Match" = Option<String>, Header, description = "The version the change is for, quoted"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first answer")),
+    responses(
+        (status = 200, description = "The stock after", body = StockItem),
+        (status = 404, description = "Never stocked", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "On-hand would fall below what is reserved", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The item changed since that version", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid delta or reason", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn adjust(
+    State(app): State<App>,
+    ctx: Ctx,
+    Staff(staff): Staff,
+    Path(sku): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Adjust>,
+) -> Result<Json<StockItem>, Problem> {
+    let request = ctx.call.request(inventory::AdjustStockRequest {
+        request_id: command_id(&headers, "adjust-stock", staff.account_id)?,
+        expected_version: if_match(&headers)?,
+        sku,
+        delta: body.delta,
+        reason: body.reason,
+    });
+    let item = ctx
+        .call
+        .run(app.edge.downstream.inventory.clone().adjust_stock(request))
+        .await
+        .map_err(|status| Problem::from_status(&status, "stock item"))?
+        .stock_item;
+    Ok(Json(stock_item(required(item, "stock item")?)))
+}
+
+fn stock_item(item: inventory::StockItem) -> StockItem {
+    StockItem {
+        sku: item.sku,
+        on_hand: item.on_hand,
+        reserved: item.reserved,
+        available: item.available,
+        reservations: item
+            .reservations
+            .into_iter()
+            .map(|r| Reservation {
+                reservation_id: r.reservation_id,
+                quantity: r.quantity,
+                state: match inventory::ReservationState::try_from(r.state) {
+                    Ok(inventory::ReservationState::Firm) => "firm",
+                    _ => "held",
+                }
+                .to_owned(),
+                expire_time: timestamp(r.expire_time),
+            })
+            .collect(),
+        version: item.version,
+    }
+}

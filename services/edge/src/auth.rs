@@ -1,0 +1,305 @@
+//! Authentication at the edge, as the gateway did it: identity checks the
+//! credentials once, at sign-in; the edge then issues a signed JWT (HS256, with
+//! an expiry) and verifies it on every request, without a call downstream.
+//!
+//! [`layer`] reads `Authorization: Bearer …` when it is there: a valid token
+//! puts its [`Principal`] in the request; a malformed, forged or expired one is
+//! 401 at once (`WWW-Authenticate: Bearer error="invalid_token"`). Handlers ask
+//! for a [`Principal`] (401 with a challenge when there is none) or for
+//! [`Staff`] (403 for an account without the staff role).
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use anyhow::{Context as _, bail};
+use axum::{
+    extract::{FromRequestParts, Request, State},
+    middleware::Next,
+    response::{IntoResponse as _, Response},
+};
+use http::{header, request::Parts};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::problem::Problem;
+
+/// Who issues the tokens, as the `iss` claim says.
+const ISSUER: &str = "strata";
+
+/// The shortest signing secret accepted, in bytes.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// The role names a token carries.
+pub mod role {
+    /// A shopper.
+    pub const CUSTOMER: &str = "customer";
+    /// Shop staff.
+    pub const STAFF: &str = "staff";
+    /// Manages staff (implies staff).
+    pub const ADMIN: &str = "admin";
+}
+
+/// Signs and verifies the edge's tokens.
+#[derive(Clone)]
+pub struct Keys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    roles: Vec<String>,
+    iss: String,
+    iat: u64,
+    exp: u64,
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Their account (identity's id).
+    pub account_id: Uuid,
+    /// Their roles, by name ([`role`]).
+    pub roles: Vec<String>,
+}
+
+impl Principal {
+    /// Whether they are staff (or an admin).
+    #[must_use]
+    pub fn is_staff(&self) -> bool {
+        self.roles.iter().any(|r| r == role::STAFF || r == role::ADMIN)
+    }
+}
+
+/// A token just issued.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Token {
+    /// The bearer token.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+}
+
+impl Keys {
+    /// Keys for an HMAC `secret` of at least [`MIN_SECRET_LEN`] bytes; tokens
+    /// live for `ttl`.
+    ///
+    /// # Errors
+    /// When the secret is too short.
+    pub fn new(secret: &[u8], ttl: Duration) -> anyhow::Result<Self> {
+        if secret.len() < MIN_SECRET_LEN {
+            bail!("the JWT secret must be at least {MIN_SECRET_LEN} bytes long");
+        }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.leeway = 5;
+        Ok(Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            ttl,
+        })
+    }
+
+    /// A token for `account_id` with `roles`.
+    ///
+    /// # Errors
+    /// When signing fails (it does not with HMAC keys).
+    pub fn issue(&self, account_id: Uuid, roles: Vec<String>) -> Result<Token, Problem> {
+        let now = now_secs();
+        let claims = Claims {
+            sub: account_id.to_string(),
+            roles,
+            iss: ISSUER.to_owned(),
+            iat: now,
+            exp: now + self.ttl.as_secs(),
+        };
+        let access_token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|error| {
+                tracing::error!(%error, "cannot sign a token");
+                Problem::internal()
+            })?;
+        Ok(Token {
+            access_token,
+            token_type: "Bearer",
+            expires_in: self.ttl.as_secs(),
+        })
+    }
+
+    /// The caller a token stands for.
+    ///
+    /// # Errors
+    /// 401 when it is malformed, forged, expired or from another issuer.
+    pub fn verify(&self, token: &str) -> Result<Principal, Problem> {
+        let invalid = |detail: &str| Problem::unauthorized(detail.to_owned(), Some("invalid_token"));
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|error| {
+                match error.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                        invalid("the token has expired; sign in again")
+                    }
+                    _ => invalid("the token is not valid"),
+                }
+            })?;
+        let account_id = Uuid::parse_str(&data.claims.sub).map_err(|_| invalid("the token is not valid"))?;
+        Ok(Principal {
+            account_id,
+            roles: data.claims.roles,
+        })
+    }
+
+    /// Loads the signing secret: `STRATA_JWT_SECRET`, else the file `secret_file`,
+    /// else, in dev mode, a secret generated once and kept at
+    /// `<data_dir>/jwt-secret` so that tokens survive a restart.
+    ///
+    /// # Errors
+    /// When none is given outside dev mode, or it is too short or unreadable.
+    pub fn load(
+        secret_file: Option<&Path>,
+        dev: bool,
+        data_dir: &Path,
+        ttl: Duration,
+    ) -> anyhow::Result<Self> {
+        if let Ok(secret) = std::env::var("STRATA_JWT_SECRET") {
+            return Self::new(secret.as_bytes(), ttl).context("STRATA_JWT_SECRET");
+        }
+        if let Some(file) = secret_file {
+            let secret = std::fs::read(file)
+                .with_context(|| format!("--jwt-secret-file: cannot read {}", file.display()))?;
+            return Self::new(trim_ascii_end(&secret), ttl)
+                .with_context(|| format!("--jwt-secret-file {}", file.display()));
+        }
+        if !dev {
+            bail!(
+                "no JWT signing secret: set STRATA_JWT_SECRET (at least {MIN_SECRET_LEN} bytes) or --jwt-secret-file \
+                 (STRATA_JWT_SECRET_FILE), or run with --dev"
+            );
+        }
+        let file = data_dir.join("jwt-secret");
+        let secret = crate::dev::kept_secret(&file, || crate::dev::random_hex(32))?;
+        Self::new(secret.as_bytes(), ttl).with_context(|| format!("the dev secret in {}", file.display()))
+    }
+}
+
+fn trim_ascii_end(bytes: &[u8]) -> &[u8] {
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(0, |i| i + 1);
+    &bytes[..end]
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The middleware: verifies a bearer token when one is sent.
+pub async fn layer(State(keys): State<Arc<Keys>>, mut request: Request, next: Next) -> Response {
+    if let Some(value) = request.headers().get(header::AUTHORIZATION) {
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim);
+        let principal = match token {
+            Some(token) => keys.verify(token),
+            None => Err(Problem::unauthorized(
+                "the Authorization header must be `Bearer <token>`",
+                Some("invalid_request"),
+            )),
+        };
+        match principal {
+            Ok(principal) => {
+                request.extensions_mut().insert(principal);
+            }
+            Err(problem) => return problem.into_response(),
+        }
+    }
+    next.run(request).await
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Self>().cloned().ok_or_else(|| {
+            Problem::unauthorized("sign in first: this needs `Authorization: Bearer <token>`", None)
+        })
+    }
+}
+
+/// A caller with the staff role.
+#[derive(Debug, Clone)]
+pub struct Staff(pub Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for Staff {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        if principal.is_staff() {
+            Ok(Self(principal))
+        } else {
+            Err(Problem::forbidden("this needs a staff account"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Keys {
+        Keys::new(&[7; 32], Duration::from_secs(60)).unwrap()
+    }
+
+    #[test]
+    fn a_token_round_trips_and_a_forged_one_does_not() {
+        let id = Uuid::now_v7();
+        let token = keys().issue(id, vec![role::STAFF.to_owned()]).unwrap();
+        let principal = keys().verify(&token.access_token).unwrap();
+        assert_eq!(principal.account_id, id);
+        assert!(principal.is_staff());
+
+        let other = Keys::new(&[8; 32], Duration::from_secs(60)).unwrap();
+        assert_eq!(other.verify(&token.access_token).unwrap_err().status, 401);
+        assert_eq!(keys().verify("not.a.token").unwrap_err().status, 401);
+    }
+
+    #[test]
+    fn an_expired_token_is_refused() {
+        let keys = keys();
+        let claims = Claims {
+            sub: Uuid::now_v7().to_string(),
+            roles: vec![],
+            iss: ISSUER.to_owned(),
+            iat: 1,
+            exp: now_secs() - 60,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();
+        let problem = keys.verify(&token).unwrap_err();
+        assert_eq!(problem.status, 401);
+        assert!(problem.detail.contains("expired"), "{}", problem.detail);
+    }
+
+    #[test]
+    fn a_short_secret_is_refused() {
+        assert!(Keys::new(b"short", Duration::from_secs(1)).is_err());
+    }
+}

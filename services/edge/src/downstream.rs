@@ -1,0 +1,83 @@
+//! The data services an application service calls: one client per context,
+//! each on a channel made by `strata_rpc::client` (the single place channels
+//! are made), and the readiness check that asks each one's health.
+
+use strata_proto::{
+    catalog::v1::{product_service_client::ProductServiceClient, product_service_server},
+    identity::v1::{account_service_client::AccountServiceClient, account_service_server},
+    inventory::v1::{stock_item_service_client::StockItemServiceClient, stock_item_service_server},
+    ordering::v1::{order_service_client::OrderServiceClient, order_service_server},
+};
+use strata_rpc::client::{Call, channel};
+use tonic::transport::Channel;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+use crate::config::EdgeFlags;
+
+/// A client of each context's root service.
+#[derive(Debug, Clone)]
+pub struct Downstream {
+    /// Products.
+    pub catalog: ProductServiceClient<Channel>,
+    /// Stock items.
+    pub inventory: StockItemServiceClient<Channel>,
+    /// Orders.
+    pub ordering: OrderServiceClient<Channel>,
+    /// Accounts.
+    pub identity: AccountServiceClient<Channel>,
+    health: Vec<(&'static str, Channel)>,
+}
+
+impl Downstream {
+    /// Clients of the data services `flags` name; they connect on first use.
+    ///
+    /// # Errors
+    /// When an address is malformed (the message names its flag).
+    pub fn new(flags: &EdgeFlags) -> anyhow::Result<Self> {
+        let open = |flag: &str, address: &str| {
+            channel(address).map_err(|e| {
+                anyhow::anyhow!("--{flag} (STRATA_{}): {e}", flag.to_uppercase().replace('-', "_"))
+            })
+        };
+        let catalog = open("catalog-addr", &flags.catalog_addr)?;
+        let inventory = open("inventory-addr", &flags.inventory_addr)?;
+        let ordering = open("ordering-addr", &flags.ordering_addr)?;
+        let identity = open("identity-addr", &flags.identity_addr)?;
+        Ok(Self {
+            catalog: ProductServiceClient::new(catalog.clone()),
+            inventory: StockItemServiceClient::new(inventory.clone()),
+            ordering: OrderServiceClient::new(ordering.clone()),
+            identity: AccountServiceClient::new(identity.clone()),
+            health: vec![
+                (product_service_server::SERVICE_NAME, catalog),
+                (stock_item_service_server::SERVICE_NAME, inventory),
+                (order_service_server::SERVICE_NAME, ordering),
+                (account_service_server::SERVICE_NAME, identity),
+            ],
+        })
+    }
+
+    /// The services that do not report SERVING (empty when all do), asked in parallel.
+    pub async fn not_ready(&self, call: &Call) -> Vec<&'static str> {
+        let mut checks = tokio::task::JoinSet::new();
+        for (service, channel) in &self.health {
+            let (service, call) = (*service, call.clone());
+            let mut health = HealthClient::new(channel.clone());
+            checks.spawn(async move {
+                let request = call.request(HealthCheckRequest {
+                    service: service.to_owned(),
+                });
+                let serving = call
+                    .run(health.check(request))
+                    .await
+                    .is_ok_and(|r| r.status == ServingStatus::Serving as i32);
+                (!serving).then_some(service)
+            });
+        }
+        let mut down: Vec<&'static str> = checks.join_all().await.into_iter().flatten().collect();
+        down.sort_unstable();
+        down
+    }
+}

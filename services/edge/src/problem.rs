@@ -1,0 +1,354 @@
+//! Every error the edge answers: an RFC 9457 `application/problem+json` body,
+//! with the failing fields named, and the status a client can act on.
+//!
+//! [`Problem::from_status`] is the one mapping from a data service's gRPC status
+//! to HTTP: a client's mistake the data service found (INVALID_ARGUMENT with its
+//! `BadRequest` fields, NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION, a stale
+//! version) stays the client's (4xx, never 500); a data service that is down or
+//! overloaded is 503 with `Retry-After`; one that did not answer in time is 504.
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tonic::Code;
+use tonic_types::StatusExt as _;
+use utoipa::ToSchema;
+
+/// The media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An error answer (RFC 9457).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem; `about:blank` for plain HTTP statuses.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The kind of problem, for people.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong this time, for people.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+    /// The fields that were wrong, named as in the request body (`lines[0].quantity`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    /// Further members particular to the kind of problem (e.g. `available`).
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub extra: Map<String, Value>,
+    #[serde(skip)]
+    retry_after: Option<u64>,
+    #[serde(skip)]
+    authenticate: Option<String>,
+}
+
+/// One field of a request that was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    /// Where, as a path into the request: `email`, `lines[1].quantity`, or a
+    /// query parameter or header name.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl FieldError {
+    /// `field` is wrong because `message`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The problem types Strata defines, as URIs relative to the API.
+pub mod kind {
+    /// The request body or a parameter is malformed (400).
+    pub const MALFORMED: &str = "/problems/malformed-request";
+    /// Fields break a rule (422).
+    pub const INVALID: &str = "/problems/invalid-fields";
+    /// Not enough stock for a line of a checkout (409).
+    pub const INSUFFICIENT_STOCK: &str = "/problems/insufficient-stock";
+    /// The resource's state does not allow the request (409).
+    pub const CONFLICT: &str = "/problems/conflict";
+    /// `If-Match` named a version that is not the current one (412).
+    pub const STALE: &str = "/problems/stale-version";
+    /// A data service is unavailable (503).
+    pub const UNAVAILABLE: &str = "/problems/unavailable";
+}
+
+impl Problem {
+    /// A problem with `status`, of a plain HTTP kind.
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self {
+            kind: "about:blank".to_owned(),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            errors: Vec::new(),
+            extra: Map::new(),
+            retry_after: None,
+            authenticate: None,
+        }
+    }
+
+    /// The same problem, of the Strata kind `kind` titled `title`.
+    #[must_use]
+    pub fn kind(mut self, kind: &str, title: &str) -> Self {
+        kind.clone_into(&mut self.kind);
+        title.clone_into(&mut self.title);
+        self
+    }
+
+    /// 400: the request could not be read (malformed JSON, a wrong type).
+    pub fn malformed(detail: impl Into<String>, errors: Vec<FieldError>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, detail)
+            .kind(kind::MALFORMED, "Malformed request")
+            .fields(errors)
+    }
+
+    /// 422: fields that break a rule.
+    pub fn invalid(errors: Vec<FieldError>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "some fields are not valid")
+            .kind(kind::INVALID, "Invalid fields")
+            .fields(errors)
+    }
+
+    /// 422 for one field.
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::invalid(vec![FieldError::new(field, message)])
+    }
+
+    /// 404.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, detail)
+    }
+
+    /// 409: the resource's state does not allow the request.
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, detail).kind(kind::CONFLICT, "Conflict")
+    }
+
+    /// 401, with the `WWW-Authenticate` challenge; `error` is the RFC 6750
+    /// error code when a token was sent but is not valid.
+    pub fn unauthorized(detail: impl Into<String>, error: Option<&str>) -> Self {
+        let mut problem = Self::new(StatusCode::UNAUTHORIZED, detail);
+        problem.authenticate = Some(match error {
+            Some(error) => format!("Bearer realm=\"strata\", error=\"{error}\""),
+            None => "Bearer realm=\"strata\"".to_owned(),
+        });
+        problem
+    }
+
+    /// 403.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, detail)
+    }
+
+    /// 503, to be retried after `seconds`.
+    pub fn unavailable(detail: impl Into<String>, seconds: u64) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, detail)
+            .kind(kind::UNAVAILABLE, "Service unavailable")
+            .retry_after(seconds)
+    }
+
+    /// 500: a fault of ours; the detail says nothing of the cause.
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "an internal error occurred; it has been logged with the request id",
+        )
+    }
+
+    /// The same problem, naming `errors`.
+    #[must_use]
+    pub fn fields(mut self, errors: Vec<FieldError>) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    /// The same problem with the member `name`.
+    #[must_use]
+    pub fn with(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.extra.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// The same problem, telling the client to retry after `seconds`.
+    #[must_use]
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// The HTTP status.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// The answer to a data service's failing `status`; `what` names what was
+    /// asked for (`product`, `order`) in a 404.
+    pub fn from_status(status: &tonic::Status, what: &str) -> Self {
+        match status.code() {
+            Code::InvalidArgument => {
+                let errors: Vec<FieldError> = status
+                    .get_details_bad_request()
+                    .map(|details| {
+                        details
+                            .field_violations
+                            .into_iter()
+                            .map(|v| FieldError::new(v.field, v.description))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if errors.is_empty() {
+                    Self::invalid(Vec::new()).detail(status.message())
+                } else {
+                    Self::invalid(errors)
+                }
+            }
+            Code::NotFound => Self::not_found(format!("no such {what}")),
+            Code::AlreadyExists => Self::conflict(status.message()),
+            Code::FailedPrecondition => {
+                let mut problem = Self::conflict(status.message());
+                if let Some(info) = status.get_details_error_info() {
+                    problem = problem.with("reason", info.reason);
+                    for (key, value) in info.metadata {
+                        problem = problem.with(&key, value);
+                    }
+                }
+                problem
+            }
+            Code::Aborted => {
+                let current = status
+                    .get_details_error_info()
+                    .and_then(|info| info.metadata.get("current_version").cloned());
+                match current {
+                    Some(current) => Self::new(
+                        StatusCode::PRECONDITION_FAILED,
+                        format!("the {what} has changed: its current version is {current}"),
+                    )
+                    .kind(kind::STALE, "Stale version")
+                    .with(
+                        "current_version",
+                        current.parse::<u64>().map_or(Value::from(current), Value::from),
+                    ),
+                    None => Self::conflict("the request raced another one; retry it").retry_after(1),
+                }
+            }
+            Code::Unavailable | Code::ResourceExhausted => {
+                Self::unavailable("a service this request needs is unavailable; retry later", 1)
+            }
+            Code::DeadlineExceeded | Code::Cancelled => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "a service this request needs did not answer in time",
+            )
+            .retry_after(1),
+            _ => {
+                tracing::error!(code = ?status.code(), message = status.message(), "a data service failed");
+                Self::internal()
+            }
+        }
+    }
+
+    #[must_use]
+    fn detail(mut self, detail: &str) -> Self {
+        detail.clone_into(&mut self.detail);
+        self
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.title, self.detail)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(challenge) = self.authenticate.and_then(|c| HeaderValue::try_from(c).ok()) {
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        response
+    }
+}
+
+impl From<tonic::Status> for Problem {
+    fn from(status: tonic::Status) -> Self {
+        Self::from_status(&status, "resource")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic_types::ErrorDetails;
+
+    #[test]
+    fn a_clients_mistake_found_downstream_stays_the_clients() {
+        let status = tonic::Status::with_error_details(
+            Code::InvalidArgument,
+            "bad",
+            ErrorDetails::with_bad_request_violation("lines[0].quantity", "at least 1"),
+        );
+        let problem = Problem::from_status(&status, "order");
+        assert_eq!(problem.status, 422);
+        assert_eq!(
+            problem.errors,
+            [FieldError::new("lines[0].quantity", "at least 1")]
+        );
+
+        let stale = tonic::Status::with_error_details(
+            Code::Aborted,
+            "stale",
+            ErrorDetails::with_error_info(
+                "VERSION_MISMATCH",
+                "strata",
+                [("current_version".to_owned(), "4".to_owned())],
+            ),
+        );
+        let problem = Problem::from_status(&stale, "product");
+        assert_eq!(problem.status, 412);
+        assert_eq!(problem.extra["current_version"], 4);
+
+        for (code, http) in [
+            (Code::NotFound, 404),
+            (Code::AlreadyExists, 409),
+            (Code::FailedPrecondition, 409),
+            (Code::Unavailable, 503),
+            (Code::DeadlineExceeded, 504),
+            (Code::Internal, 500),
+        ] {
+            assert_eq!(
+                Problem::from_status(&tonic::Status::new(code, "x"), "thing").status,
+                http,
+                "{code:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_response_is_problem_json_with_its_headers() {
+        let response = Problem::unavailable("down", 2).into_response();
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        let response = Problem::unauthorized("no token", None).into_response();
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"strata\""
+        );
+    }
+}

@@ -1,0 +1,620 @@
+//! Checkout and the shopper's orders.
+//!
+//! Checkout is a saga over three data services: a price snapshot from catalog
+//! → a pending order in ordering → a held reservation per line in inventory →
+//! the reservations made firm → the order confirmed. Every step is an
+//! idempotent command whose request id (and the order's id, and each
+//! reservation's id) is derived from the caller and the `Idempotency-Key`, so
+//! a retry with the same key finds the order the first attempt placed and
+//! resumes where it stopped, or returns it when it was done. The table of
+//! crash points and what heals each is in ARCHITECTURE.md.
+//!
+//! Failures split two ways:
+//! - the shop says no (not enough stock, a product not on sale, the order
+//!   expired): everything done is undone — the order is cancelled with the
+//!   reason and its reservations released — and the client gets 409 naming the
+//!   product and what is available;
+//! - a data service is unavailable or slow: nothing is undone, so that the
+//!   client's retry with the same key resumes (503 with `Retry-After`); if no
+//!   retry comes, held reservations and the pending order expire in their
+//!   contexts, and the follower releases the stock of the expired order.
+
+use std::collections::HashSet;
+
+use axum::extract::{Path, State};
+use http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use strata_edge::{
+    Ctx, FieldError, Json, Problem, Query,
+    auth::Principal,
+    model::{Order, PageParams, required},
+    problem::kind,
+    shop,
+};
+use strata_proto::{catalog::v1 as catalog, inventory::v1 as inventory, ordering::v1 as ordering};
+use tonic::{Code, Status};
+use tonic_types::StatusExt as _;
+use utoipa::ToSchema;
+
+use crate::App;
+
+/// The most lines a checkout takes (ordering's default maximum).
+pub const MAX_LINES: usize = 100;
+
+/// The most of one product a line takes.
+pub const MAX_QUANTITY: u32 = 10_000;
+
+/// The longest `Idempotency-Key` accepted.
+pub const MAX_KEY_LEN: usize = 128;
+
+/// The namespace of the order ids derived from a caller and a key.
+const CHECKOUT_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x5d0c_41f6_8a0e_4c1b_9f0e_2b8a_6c1d_7e21);
+
+/// What to buy.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Checkout {
+    /// 1 to 100 lines, each product at most once.
+    pub lines: Vec<CheckoutLine>,
+}
+
+/// One product and how many.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutLine {
+    /// A published product.
+    pub product_id: uuid::Uuid,
+    /// 1 to 10 000.
+    pub quantity: u32,
+}
+
+/// Why an order is cancelled.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cancel {
+    /// For people: 1 to 500 characters on one line; default "cancelled by the buyer".
+    pub reason: Option<String>,
+}
+
+/// A page of orders.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderPage {
+    /// Newest first.
+    pub orders: Vec<Order>,
+    /// Pass it as `page_token` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_page_token: Option<String>,
+}
+
+/// Check out: the order, confirmed with its stock reserved. Requires an
+/// `Idempotency-Key`: the same key again returns the same order and has no
+/// second effect, also after a failure halfway.
+#[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = Checkout,
+    security(("bearer" = [])),
+    params(("Idempotency-Key" = String, Header, description = "1 to 128 characters, chosen by the client, one per checkout")),
+    responses(
+        (status = 201, description = "The order, confirmed", body = Order),
+        (status = 400, description = "Malformed body or missing Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not enough stock (names `product_id`, `sku`, `requested`, `available`), or the checkout was cancelled or expired", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid lines, a product not on sale, or the key used for another checkout", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A data service is unavailable: retry with the same key", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn checkout(
+    State(app): State<App>,
+    ctx: Ctx,
+    caller: Principal,
+    headers: HeaderMap,
+    Json(body): Json<Checkout>,
+) -> Result<(StatusCode, Json<Order>), Problem> {
+    let key = idempotency_key(&headers)?;
+    let lines = validate(&body)?;
+    let saga = Saga {
+        app: &app,
+        ctx: &ctx,
+        order_id: checkout_order_id(caller.account_id, &key).to_string(),
+        buyer_id: caller.account_id.to_string(),
+    };
+    let order = saga.run(&lines).await?;
+    Ok((StatusCode::CREATED, Json(order.try_into()?)))
+}
+
+/// The caller's orders, newest first.
+#[utoipa::path(get, path = "/v1/orders", tag = "orders", params(PageParams), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of the caller's orders", body = OrderPage),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(app): State<App>,
+    ctx: Ctx,
+    caller: Principal,
+    Query(page): Query<PageParams>,
+) -> Result<Json<OrderPage>, Problem> {
+    let request = ctx.call.request(ordering::ListOrdersRequest {
+        page_size: page.size()?,
+        page_token: page.token(),
+        buyer_id: caller.account_id.to_string(),
+        status: ordering::OrderStatus::Unspecified as i32,
+    });
+    let listed = ctx
+        .call
+        .run(app.edge.downstream.ordering.clone().list_orders(request))
+        .await
+        .map_err(|status| Problem::from_status(&status, "order"))?;
+    Ok(Json(OrderPage {
+        orders: listed
+            .orders
+            .into_iter()
+            .map(Order::try_from)
+            .collect::<Result<_, _>>()?,
+        next_page_token: (!listed.next_page_token.is_empty()).then_some(listed.next_page_token),
+    }))
+}
+
+/// One of the caller's orders; anybody else's is 404.
+#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The order's id")),
+    responses(
+        (status = 200, description = "The order", body = Order),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order of the caller's", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(
+    State(app): State<App>,
+    ctx: Ctx,
+    caller: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Order>, Problem> {
+    Ok(Json(own_order(&app, &ctx, &caller, &id).await?.try_into()?))
+}
+
+/// Cancels one of the caller's pending or confirmed orders and gives its stock back.
+#[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The order's id")),
+    request_body(content = Option<Cancel>, description = "Optional: why"),
+    responses(
+        (status = 200, description = "The order, cancelled", body = Order),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order of the caller's", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already shipped or cancelled", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn cancel(
+    State(app): State<App>,
+    ctx: Ctx,
+    caller: Principal,
+    Path(id): Path<String>,
+    body: Option<Json<Cancel>>,
+) -> Result<Json<Order>, Problem> {
+    let order = own_order(&app, &ctx, &caller, &id).await?;
+    let reason = body
+        .and_then(|Json(c)| c.reason)
+        .unwrap_or_else(|| "cancelled by the buyer".to_owned());
+    let cancelled = shop::cancel_order(
+        &app.edge.downstream,
+        &ctx.call,
+        &order.id,
+        format!("storefront/cancel/{}", order.id),
+        reason,
+    )
+    .await
+    .map_err(|status| Problem::from_status(&status, "order"))?;
+    Ok(Json(cancelled.try_into()?))
+}
+
+/// Order `id` when the caller placed it; 404 otherwise (also for a malformed id).
+async fn own_order(app: &App, ctx: &Ctx, caller: &Principal, id: &str) -> Result<ordering::Order, Problem> {
+    let not_found = || Problem::not_found("no such order");
+    let id = uuid::Uuid::parse_str(id).map_err(|_| not_found())?;
+    let request = ctx.call.request(ordering::GetOrderRequest { id: id.to_string() });
+    let order = ctx
+        .call
+        .run(app.edge.downstream.ordering.clone().get_order(request))
+        .await
+        .map_err(|status| Problem::from_status(&status, "order"))?
+        .order;
+    let order = required(order, "order")?;
+    if order.buyer_id != caller.account_id.to_string() {
+        return Err(not_found());
+    }
+    Ok(order)
+}
+
+/// The order a caller's checkout under `key` places: the same for every retry.
+#[must_use]
+pub fn checkout_order_id(caller: uuid::Uuid, key: &str) -> uuid::Uuid {
+    uuid::Uuid::new_v5(&CHECKOUT_NAMESPACE, format!("{caller}/{key}").as_bytes())
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<String, Problem> {
+    let field = "Idempotency-Key";
+    let value = headers.get(field).ok_or_else(|| {
+        Problem::malformed(
+            "a checkout needs an Idempotency-Key header",
+            vec![FieldError::new(field, "required")],
+        )
+    })?;
+    value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            Problem::malformed(
+                "the Idempotency-Key header is not usable",
+                vec![FieldError::new(
+                    field,
+                    format!("1 to {MAX_KEY_LEN} visible ASCII characters"),
+                )],
+            )
+        })
+}
+
+/// The lines, checked: (product id, quantity), in the client's order.
+fn validate(body: &Checkout) -> Result<Vec<(String, u32)>, Problem> {
+    let mut errors = Vec::new();
+    if body.lines.is_empty() || body.lines.len() > MAX_LINES {
+        errors.push(FieldError::new("lines", format!("1 to {MAX_LINES} lines")));
+    }
+    let mut seen = HashSet::new();
+    for (i, line) in body.lines.iter().enumerate() {
+        if line.quantity == 0 || line.quantity > MAX_QUANTITY {
+            errors.push(FieldError::new(
+                format!("lines[{i}].quantity"),
+                format!("1 to {MAX_QUANTITY}"),
+            ));
+        }
+        if !seen.insert(line.product_id) {
+            errors.push(FieldError::new(
+                format!("lines[{i}].product_id"),
+                "each product at most once",
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(body
+            .lines
+            .iter()
+            .map(|l| (l.product_id.to_string(), l.quantity))
+            .collect())
+    } else {
+        Err(Problem::invalid(errors))
+    }
+}
+
+/// One checkout: its order id (derived from the caller and the key) and the
+/// request ids of its steps, derived from that.
+struct Saga<'a> {
+    app: &'a App,
+    ctx: &'a Ctx,
+    order_id: String,
+    buyer_id: String,
+}
+
+/// A line the shop cannot serve.
+struct Unserved {
+    product_id: String,
+    sku: String,
+    requested: u32,
+    available: u64,
+}
+
+impl Saga<'_> {
+    async fn run(&self, lines: &[(String, u32)]) -> Result<ordering::Order, Problem> {
+        let order = match self.find().await? {
+            Some(order) => self.same_checkout(order, lines)?,
+            None => self.place(lines).await?,
+        };
+        match ordering::OrderStatus::try_from(order.status) {
+            Ok(ordering::OrderStatus::Pending) => {}
+            Ok(ordering::OrderStatus::Confirmed | ordering::OrderStatus::Shipped) => return Ok(order),
+            _ => return Err(cancelled(&order)),
+        }
+        // Hold every line's stock, then make the holds firm: were the order
+        // confirmed first, a crash before the holds were firm would leave a
+        // confirmed order whose stock expires.
+        let reserved = self.for_each_line(&order, |line| self.reserve(line)).await;
+        self.settle(&order, reserved).await?;
+        let firm = self.for_each_line(&order, |line| self.make_firm(line)).await;
+        self.settle(&order, firm).await?;
+        self.confirm(&order).await
+    }
+
+    /// The order an earlier attempt with this key placed, if any.
+    async fn find(&self) -> Result<Option<ordering::Order>, Problem> {
+        let request = self.ctx.call.request(ordering::GetOrderRequest {
+            id: self.order_id.clone(),
+        });
+        match self
+            .ctx
+            .call
+            .run(self.app.edge.downstream.ordering.clone().get_order(request))
+            .await
+        {
+            Ok(found) => Ok(Some(required(found.order, "order")?)),
+            Err(status) if status.code() == Code::NotFound => Ok(None),
+            Err(status) => Err(Problem::from_status(&status, "order")),
+        }
+    }
+
+    /// `order`, when it is the checkout of the same lines (the key was not
+    /// reused for another checkout).
+    fn same_checkout(
+        &self,
+        order: ordering::Order,
+        lines: &[(String, u32)],
+    ) -> Result<ordering::Order, Problem> {
+        let mut placed: Vec<(&str, u32)> = order
+            .lines
+            .iter()
+            .map(|l| (l.product_id.as_str(), l.quantity))
+            .collect();
+        let mut asked: Vec<(&str, u32)> = lines.iter().map(|(p, q)| (p.as_str(), *q)).collect();
+        placed.sort_unstable();
+        asked.sort_unstable();
+        if order.buyer_id == self.buyer_id && placed == asked {
+            Ok(order)
+        } else {
+            Err(Problem::invalid_field(
+                "Idempotency-Key",
+                "this key was used for another checkout; use a new key for a new checkout",
+            ))
+        }
+    }
+
+    /// Takes the price snapshot and places the pending order.
+    async fn place(&self, lines: &[(String, u32)]) -> Result<ordering::Order, Problem> {
+        let request = self.ctx.call.request(catalog::BatchGetProductsRequest {
+            ids: lines.iter().map(|(p, _)| p.clone()).collect(),
+        });
+        let products = self
+            .ctx
+            .call
+            .run(
+                self.app
+                    .edge
+                    .downstream
+                    .catalog
+                    .clone()
+                    .batch_get_products(request),
+            )
+            .await
+            .map_err(|status| Problem::from_status(&status, "product"))?
+            .products;
+        let mut place_lines = Vec::with_capacity(lines.len());
+        let mut errors = Vec::new();
+        for (i, (product_id, quantity)) in lines.iter().enumerate() {
+            match products.iter().find(|p| &p.id == product_id) {
+                Some(p) if p.status == catalog::ProductStatus::Published as i32 => {
+                    place_lines.push(ordering::PlaceOrderLine {
+                        product_id: product_id.clone(),
+                        sku: p.sku.clone(),
+                        quantity: *quantity,
+                        unit_price: p.price.clone(),
+                    })
+                }
+                _ => errors.push(FieldError::new(
+                    format!("lines[{i}].product_id"),
+                    "no such product on sale",
+                )),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Problem::invalid(errors));
+        }
+        let request = self.ctx.call.request(ordering::PlaceOrderRequest {
+            request_id: format!("checkout/{}/place", self.order_id),
+            buyer_id: self.buyer_id.clone(),
+            lines: place_lines,
+            id: self.order_id.clone(),
+        });
+        match self
+            .ctx
+            .call
+            .run(self.app.edge.downstream.ordering.clone().place_order(request))
+            .await
+        {
+            Ok(placed) => required(placed.order, "order"),
+            // A concurrent attempt with the same key placed it first (with a
+            // price snapshot taken a moment earlier): carry on with that one.
+            Err(status) if raced(&status) => match self.find().await? {
+                Some(order) => self.same_checkout(order, lines),
+                None => Err(Problem::from_status(&status, "order")),
+            },
+            Err(status) => Err(Problem::from_status(&status, "order")),
+        }
+    }
+
+    /// Runs `step` for every line of `order` at once; each line's outcome.
+    async fn for_each_line<'l, F, Fut>(
+        &self,
+        order: &'l ordering::Order,
+        step: F,
+    ) -> Vec<(&'l ordering::OrderLine, Result<(), Status>)>
+    where
+        F: Fn(&'l ordering::OrderLine) -> Fut,
+        Fut: Future<Output = Result<(), Status>>,
+    {
+        let steps = order.lines.iter().map(|line| {
+            let fut = step(line);
+            async move { (line, fut.await) }
+        });
+        futures_util::future::join_all(steps).await
+    }
+
+    async fn reserve(&self, line: &ordering::OrderLine) -> Result<(), Status> {
+        let ttl = self.app.reservation_ttl;
+        let request = self.ctx.call.request(inventory::ReserveRequest {
+            request_id: format!("checkout/{}/reserve/{}", self.order_id, line.product_id),
+            expected_version: None,
+            sku: line.sku.clone(),
+            reservation_id: shop::reservation_id(&self.order_id, &line.product_id),
+            quantity: u64::from(line.quantity),
+            time_to_live: Some(prost_types::Duration {
+                seconds: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
+                nanos: 0,
+            }),
+        });
+        self.ctx
+            .call
+            .run(self.app.edge.downstream.inventory.clone().reserve(request))
+            .await
+            .map(|_| ())
+    }
+
+    async fn make_firm(&self, line: &ordering::OrderLine) -> Result<(), Status> {
+        let request = self.ctx.call.request(inventory::ConfirmReservationRequest {
+            request_id: format!("checkout/{}/firm/{}", self.order_id, line.product_id),
+            expected_version: None,
+            sku: line.sku.clone(),
+            reservation_id: shop::reservation_id(&self.order_id, &line.product_id),
+        });
+        self.ctx
+            .call
+            .run(
+                self.app
+                    .edge
+                    .downstream
+                    .inventory
+                    .clone()
+                    .confirm_reservation(request),
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Decides after a step on every line: all done, carry on; the shop said
+    /// no to a line, undo everything (409); a data service failed, undo nothing
+    /// so a retry resumes (503/504).
+    async fn settle(
+        &self,
+        order: &ordering::Order,
+        outcomes: Vec<(&ordering::OrderLine, Result<(), Status>)>,
+    ) -> Result<(), Problem> {
+        let mut unserved = None;
+        let mut failure = None;
+        for (line, outcome) in outcomes {
+            let Err(status) = outcome else { continue };
+            match status.code() {
+                Code::FailedPrecondition | Code::NotFound => {
+                    unserved.get_or_insert_with(|| Unserved {
+                        product_id: line.product_id.clone(),
+                        sku: line.sku.clone(),
+                        requested: line.quantity,
+                        // No stock item at all (NOT_FOUND) is none available.
+                        available: available_in(&status).unwrap_or(0),
+                    });
+                    if status.code() == Code::FailedPrecondition && available_in(&status).is_none() {
+                        // Not a shortage: the hold expired or was released meanwhile.
+                        tracing::info!(order = %order.id, sku = %line.sku, message = status.message(), "a reservation could not be kept");
+                    }
+                }
+                _ => {
+                    failure.get_or_insert(status);
+                }
+            }
+        }
+        if let Some(unserved) = unserved {
+            return Err(self.compensate(order, &unserved).await);
+        }
+        match failure {
+            None => Ok(()),
+            Some(status) => {
+                tracing::warn!(order = %order.id, code = ?status.code(), message = status.message(),
+                    "checkout stopped halfway; a retry with the same key resumes it");
+                Err(Problem::from_status(&status, "order"))
+            }
+        }
+    }
+
+    /// Undoes the checkout (cancel the order, release its reservations) and
+    /// says which product could not be served.
+    async fn compensate(&self, order: &ordering::Order, unserved: &Unserved) -> Problem {
+        let reason = format!(
+            "insufficient stock: {} of sku {} requested, {} available",
+            unserved.requested, unserved.sku, unserved.available
+        );
+        let request_id = format!("checkout/{}/cancel", self.order_id);
+        if let Err(status) = shop::cancel_order(
+            &self.app.edge.downstream,
+            &self.ctx.call,
+            &order.id,
+            request_id,
+            reason.clone(),
+        )
+        .await
+        {
+            // The order stays pending and expires; the holds expire sooner.
+            tracing::warn!(order = %order.id, code = ?status.code(), message = status.message(),
+                "a refused checkout could not be cancelled now; it will expire");
+        }
+        Problem::new(StatusCode::CONFLICT, reason)
+            .kind(kind::INSUFFICIENT_STOCK, "Insufficient stock")
+            .with("order_id", order.id.clone())
+            .with("product_id", unserved.product_id.clone())
+            .with("sku", unserved.sku.clone())
+            .with("requested", unserved.requested)
+            .with("available", unserved.available)
+    }
+
+    async fn confirm(&self, order: &ordering::Order) -> Result<ordering::Order, Problem> {
+        let request = self.ctx.call.request(ordering::ConfirmOrderRequest {
+            id: order.id.clone(),
+            request_id: format!("checkout/{}/confirm", self.order_id),
+            expected_version: None,
+        });
+        match self
+            .ctx
+            .call
+            .run(self.app.edge.downstream.ordering.clone().confirm_order(request))
+            .await
+        {
+            Ok(confirmed) => required(confirmed.order, "order"),
+            Err(status) if status.code() == Code::FailedPrecondition => {
+                // The order expired (or was cancelled) before it was confirmed:
+                // its stock goes back.
+                if let Err(release) =
+                    shop::release_stock(&self.app.edge.downstream, &self.ctx.call, order).await
+                {
+                    tracing::warn!(order = %order.id, code = ?release.code(), "stock of an expired checkout not released now; the follower will");
+                }
+                let mut problem = Problem::from_status(&status, "order");
+                problem.detail =
+                    "the checkout took too long and its order expired; check out again with a new key"
+                        .to_owned();
+                Err(problem.with("order_id", order.id.clone()))
+            }
+            Err(status) => Err(Problem::from_status(&status, "order")),
+        }
+    }
+}
+
+/// Whether `status` says another attempt placed the order first.
+fn raced(status: &Status) -> bool {
+    status.code() == Code::AlreadyExists
+        || (status.code() == Code::InvalidArgument
+            && status
+                .get_details_bad_request()
+                .is_some_and(|b| b.field_violations.iter().any(|v| v.field == "request_id")))
+}
+
+/// `available`, when a refusal is for a shortage.
+fn available_in(status: &Status) -> Option<u64> {
+    status
+        .get_details_error_info()
+        .filter(|info| info.reason == "INSUFFICIENT_STOCK")
+        .and_then(|info| info.metadata.get("available").and_then(|a| a.parse().ok()))
+}
+
+/// The answer to a retry of a checkout that was cancelled (refused or expired).
+fn cancelled(order: &ordering::Order) -> Problem {
+    Problem::conflict(format!(
+        "this checkout was cancelled ({}); check out again with a new key",
+        if order.cancel_reason.is_empty() {
+            "no reason given"
+        } else {
+            &order.cancel_reason
+        }
+    ))
+    .with("order_id", order.id.clone())
+}
