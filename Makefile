@@ -1,21 +1,25 @@
 # Strata — the commands a developer and CI use. `make help` lists them.
 
 CARGO ?= cargo
-RUN_ARGS ?=
 
-.PHONY: help run build test test-image bench lint fmt clean mutants
+.PHONY: help run demo build test test-image bench lint fmt clean mutants
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
-run: ## run the data service: every context on embedded SQLite in ./var, on 127.0.0.1:50051
-	$(CARGO) run --locked -p strata-data-service --bin data-service -- $(RUN_ARGS)
+run: ## the whole shop: data service (SQLite in ./var) on :50051, storefront on :8080, backoffice on :8081
+	CARGO="$(CARGO)" bash scripts/run.sh
+
+demo: ## walk a real scenario over HTTP against `make run`
+	python3 scripts/demo.py
 
 build: ## build everything
 	$(CARGO) build --locked --workspace --all-targets
 
 # cargo-nextest when installed (one process per test, one summary line), else cargo test.
+# The binaries first: the end-to-end tests run them as real processes.
 test: test-image ## run every test (PostgreSQL ones in containers)
+	$(CARGO) build --locked --workspace --bins
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		echo "$(CARGO) nextest run --locked --workspace"; $(CARGO) nextest run --locked --workspace; \
 	else \

@@ -8,6 +8,10 @@
 //! pulled, else one built locally from Debian packages, once). Each test asks it
 //! for a fresh database. When neither Docker nor a URL is available the fixture
 //! fails with one line saying so: PostgreSQL tests never skip silently.
+//!
+//! [`process`]: Strata binaries run for real, as operators run them.
+
+pub mod process;
 
 use std::{path::Path, process::Command, str::FromStr};
 

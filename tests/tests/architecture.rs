@@ -95,7 +95,9 @@ fn check_dependencies(metadata: &Value) -> Vec<String> {
             let rule = match (from, to) {
                 (Ctx, Ctx) => "a context crate never depends on another context crate",
                 (Ctx | Host, App | Edge) => "the data layer never depends on the application layer",
-                (App, Ctx) => "an application service depends on proto, rpc and the edge, never on a context crate",
+                (App, Ctx) => {
+                    "an application service depends on proto, rpc and the edge, never on a context crate"
+                }
                 (App, App) => "an application service never depends on another application service",
                 (App, Shared | Host) => "an application service depends on proto, rpc and the edge only",
                 (Edge, Ctx | App | Shared | Host) => "the shared edge depends on proto and rpc only",
@@ -217,6 +219,29 @@ fn check_pure_domain(file: &str, src: &str) -> Vec<String> {
     found
         .into_iter()
         .map(|(line, path)| format!("{file}:{line}: references `{path}`: rule broken: {rule}"))
+        .collect()
+}
+
+// ------------------------------------------------------------------ rule 2b: channels
+
+/// Rule 2b over one source file of an application service or the edge: it makes
+/// no gRPC channel of its own; channels are made in `services/rpc` only.
+fn check_channels(file: &str, src: &str) -> Vec<String> {
+    let toks = tokenize(src);
+    toks.windows(3)
+        .filter(|w| {
+            (w[0].0 == "Endpoint" && w[1].0 == "::")
+                || (w[0].0 == "Channel"
+                    && w[1].0 == "::"
+                    && matches!(w[2].0.as_str(), "from_shared" | "from_static" | "builder" | "balance_list" | "balance_channel"))
+        })
+        .map(|w| {
+            format!(
+                "{file}:{}: makes a channel (`{}{}{}`): rule broken: application services reach data services \
+                 through services/rpc (strata_rpc::client::channel), the one place channels are made",
+                w[0].1, w[0].0, w[1].0, w[2].0
+            )
+        })
         .collect()
 }
 
@@ -437,6 +462,46 @@ fn assert_none(errors: Vec<String>) {
 #[test]
 fn workspace_crates_respect_the_layers() {
     assert_none(check_dependencies(&metadata()));
+}
+
+#[test]
+fn application_services_make_no_channels_of_their_own() {
+    let meta = metadata();
+    let root = PathBuf::from(meta["workspace_root"].as_str().unwrap());
+    let dirs: Vec<_> = packages(&meta)
+        .into_values()
+        .filter(|p| matches!(p.0, App | Edge))
+        .map(|p| root.join(p.1).join("src"))
+        .collect();
+    assert!(
+        dirs.len() >= 3,
+        "storefront, backoffice and the edge are checked: {dirs:?}"
+    );
+    let mut errors = Vec::new();
+    for dir in dirs {
+        for (file, text) in files(&dir, "rs") {
+            errors.extend(check_channels(&file, &text));
+        }
+    }
+    assert_none(errors);
+}
+
+#[test]
+fn channel_checker_reports_channels_made_by_hand() {
+    let src = "use tonic::transport::Channel;\n// Endpoint::from_static(x)\nlet a = Endpoint::from_shared(s)?;\n\
+               let b = Channel::from_static(\"http://x\");\nlet c: Channel = channel(addr)?;";
+    let errors = check_channels("a.rs", src);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].starts_with("a.rs:3: makes a channel (`Endpoint::from_shared`)"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].starts_with("a.rs:4: makes a channel (`Channel::from_static`)"),
+        "{}",
+        errors[1]
+    );
 }
 
 #[test]

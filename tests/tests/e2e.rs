@@ -1,9 +1,13 @@
 //! End to end: the data service started on `127.0.0.1:0`, its catalog on
 //! PostgreSQL in a container (or SQLite), driven through the generated client as
-//! any gRPC caller would.
+//! any gRPC caller would; and (`shop`) the whole shop as real processes, driven
+//! over HTTP.
 
 // Test code: a failed step should stop the test with its message.
 #![allow(clippy::unwrap_used)]
+
+#[path = "e2e/shop.rs"]
+mod shop;
 
 use std::{net::SocketAddr, time::Duration};
 

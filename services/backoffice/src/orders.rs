@@ -50,7 +50,7 @@ pub struct Cancel {
 }
 
 /// Orders of every buyer, newest first, optionally of one status.
-#[utoipa::path(get, path = "/v1/orders", tag = "orders", params(ListParams), security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "orders_list", path = "/v1/orders", tag = "orders", params(ListParams), security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of orders", body = OrderPage),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
@@ -90,7 +90,7 @@ pub async fn list(
 }
 
 /// Ships a confirmed order: its goods leave inventory, then it is marked shipped.
-#[utoipa::path(post, path = "/v1/orders/{id}/ship", tag = "orders", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "orders_ship", path = "/v1/orders/{id}/ship", tag = "orders", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "The order's id")),
     responses(
         (status = 200, description = "Shipped", body = Order),
@@ -139,7 +139,7 @@ pub async fn ship(
 }
 
 /// Cancels a pending or confirmed order and gives its stock back.
-#[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "orders_cancel", path = "/v1/orders/{id}/cancel", tag = "orders", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "The order's id")),
     request_body(content = Option<Cancel>, description = "Optional: why"),
     responses(

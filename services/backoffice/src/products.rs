@@ -111,7 +111,7 @@ pub struct ProductPage {
 }
 
 /// Creates a product, as a draft.
-#[utoipa::path(post, path = "/v1/products", tag = "products", request_body = NewProduct, security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "products_create", path = "/v1/products", tag = "products", request_body = NewProduct, security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first answer")),
     responses(
         (status = 201, description = "Created", body = Product),
@@ -145,7 +145,7 @@ pub async fn create(
 }
 
 /// Lists products, of every status or one.
-#[utoipa::path(get, path = "/v1/products", tag = "products", params(ListParams), security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "products_list", path = "/v1/products", tag = "products", params(ListParams), security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of products", body = ProductPage),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
@@ -184,7 +184,7 @@ pub async fn list(
 }
 
 /// One product.
-#[utoipa::path(get, path = "/v1/products/{id}", tag = "products", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "products_get", path = "/v1/products/{id}", tag = "products", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "The product's id")),
     responses(
         (status = 200, description = "The product", body = Product),
@@ -209,7 +209,7 @@ pub async fn get(
 }
 
 /// Edits the name and/or description.
-#[utoipa::path(patch, path = "/v1/products/{id}", tag = "products", request_body = Details, security(("bearer" = [])),
+#[utoipa::path(patch, operation_id = "products_update", path = "/v1/products/{id}", tag = "products", request_body = Details, security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "The product's id"),
            ("If-Match" = Option<String>, Header, description = "The version the change is for, quoted: \"3\"")),
     responses(
@@ -249,7 +249,7 @@ pub async fn update(
 }
 
 /// Changes the price.
-#[utoipa::path(post, path = "/v1/products/{id}/price", tag = "products", request_body = NewPrice, security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "products_change_price", path = "/v1/products/{id}/price", tag = "products", request_body = NewPrice, security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "The product's id"),
            ("If-Match" = Option<String>, Header, description = "The version the change is for, quoted: \"3\"")),
     responses(
@@ -282,7 +282,7 @@ pub async fn change_price(
 }
 
 /// Puts a draft product on sale.
-#[utoipa::path(post, path = "/v1/products/{id}/publish", tag = "products", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "products_publish", path = "/v1/products/{id}/publish", tag = "products", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "The product's id"),
            ("If-Match" = Option<String>, Header, description = "The version the change is for, quoted: \"3\"")),
     responses(
@@ -313,7 +313,7 @@ pub async fn publish(
 }
 
 /// Takes a product off sale, for good.
-#[utoipa::path(post, path = "/v1/products/{id}/retire", tag = "products", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "products_retire", path = "/v1/products/{id}/retire", tag = "products", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "The product's id"),
            ("If-Match" = Option<String>, Header, description = "The version the change is for, quoted: \"3\"")),
     responses(

@@ -11,7 +11,7 @@ use crate::App;
 
 /// Sign in as staff: a bearer token for the other routes. Accounts without the
 /// staff role are refused (403).
-#[utoipa::path(post, path = "/v1/sessions", tag = "session", request_body = SignIn,
+#[utoipa::path(post, operation_id = "sign_in", path = "/v1/sessions", tag = "session", request_body = SignIn,
     responses(
         (status = 200, description = "Signed in", body = Token),
         (status = 401, description = "Wrong email or password", body = Problem, content_type = "application/problem+json"),

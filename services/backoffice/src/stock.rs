@@ -63,7 +63,7 @@ pub struct Adjust {
 }
 
 /// One sku's stock and its open reservations.
-#[utoipa::path(get, path = "/v1/stock/{sku}", tag = "stock", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "stock_get", path = "/v1/stock/{sku}", tag = "stock", security(("bearer" = [])),
     params(("sku" = String, Path, description = "The sku")),
     responses(
         (status = 200, description = "The stock", body = StockItem),
@@ -86,7 +86,7 @@ pub async fn get(
 }
 
 /// Adds received goods to on-hand (the first receipt creates the item).
-#[utoipa::path(post, path = "/v1/stock/{sku}/receive", tag = "stock", request_body = Receive, security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "stock_receive", path = "/v1/stock/{sku}/receive", tag = "stock", request_body = Receive, security(("bearer" = [])),
     params(("sku" = String, Path, description = "The sku"),
            ("If-Match" = Option<String>, Header, description = "The version the change is for, quoted"),
            ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first answer")),
@@ -119,7 +119,7 @@ pub async fn receive(
 }
 
 /// Corrects on-hand by a signed delta (a count, damage).
-#[utoipa::path(post, path = "/v1/stock/{sku}/adjust", tag = "stock", request_body = Adjust, security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "stock_adjust", path = "/v1/stock/{sku}/adjust", tag = "stock", request_body = Adjust, security(("bearer" = [])),
     params(("sku" = String, Path, description = "The sku"),
            ("If-Match" = Option<String>, Header, description = "The version the change is for, quoted"),
            ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first answer")),

@@ -9,13 +9,9 @@
 // Test code: a failed step should stop the test with its message.
 #![allow(clippy::unwrap_used)]
 
-use std::{
-    io::{BufRead, BufReader, Read},
-    path::PathBuf,
-    process::{Child, Command, ExitStatus, Stdio},
-    sync::mpsc::{Receiver, RecvTimeoutError},
-    time::{Duration, Instant},
-};
+use std::{path::Path, time::Instant};
+
+use strata_testkit::process::{Process as DataService, TIMEOUT, TempDir};
 
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -23,130 +19,9 @@ use tonic_health::pb::{
 
 const BIN: &str = env!("CARGO_BIN_EXE_data-service");
 
-/// The longest any read of the child's output, or its exit, may take.
-const TIMEOUT: Duration = Duration::from_secs(20);
-
-/// A running `data-service`, killed and reaped when dropped.
-struct DataService {
-    child: Child,
-    stdout: Receiver<String>,
-    stderr: Receiver<String>,
-}
-
-impl DataService {
-    /// Starts the binary with `args` and `env`, and nothing of the caller's
-    /// `STRATA_*` environment.
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(BIN);
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("STRATA_") {
-                command.env_remove(name);
-            }
-        }
-        let mut child = command
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = lines(child.stdout.take().unwrap());
-        let stderr = lines(child.stderr.take().unwrap());
-        Self {
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    /// The next line it prints on stdout.
-    fn stdout_line(&self) -> String {
-        match self.stdout.recv_timeout(TIMEOUT) {
-            Ok(line) => line,
-            Err(RecvTimeoutError::Timeout) => panic!("no line on stdout within {TIMEOUT:?}"),
-            Err(RecvTimeoutError::Disconnected) => panic!("stdout closed before a line"),
-        }
-    }
-
-    /// Sends SIGTERM.
-    fn terminate(&self) {
-        let killed = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-    }
-
-    /// Waits for it to exit, then returns how, with every line it printed on
-    /// stderr.
-    fn exit(&mut self) -> (ExitStatus, Vec<String>) {
-        let deadline = Instant::now() + TIMEOUT;
-        // std has no wait with a timeout; the child is polled, for a bounded time.
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "still running after {TIMEOUT:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut stderr = Vec::new();
-        loop {
-            match self
-                .stderr
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(line) => stderr.push(line),
-                Err(RecvTimeoutError::Disconnected) => break (status, stderr),
-                Err(RecvTimeoutError::Timeout) => panic!("stderr still open after {TIMEOUT:?}"),
-            }
-        }
-    }
-}
-
-impl Drop for DataService {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The lines read from `pipe` by a thread of their own, so that a read can time
-/// out; the receiver disconnects when the pipe closes.
-fn lines(pipe: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-/// A fresh directory for the embedded stores, removed when dropped.
-struct DataDir(PathBuf);
-
-impl DataDir {
-    fn new() -> Self {
-        let unique = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        Self(std::env::temp_dir().join(format!("strata-process-{}-{unique}", std::process::id())))
-    }
-
-    fn arg(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// Starts the binary with `args` and `env`, and nothing of the caller's `STRATA_*`.
+fn start(args: &[&str], env: &[(&str, &str)]) -> DataService {
+    DataService::start(Path::new(BIN), args, env)
 }
 
 /// The address from its first line, `data-service listening on <address> (…)`.
@@ -204,7 +79,7 @@ fn a_bad_setting_fails_at_start_with_one_line_naming_it() {
         (&["--log-format", "JSON"], &[], "--log-format (STRATA_LOG_FORMAT)"),
     ];
     for (args, env, named) in cases {
-        let (status, stderr) = DataService::start(args, env).exit();
+        let (status, stderr) = start(args, env).exit();
         assert_eq!(status.code(), Some(2), "{args:?} {env:?}");
         assert_eq!(stderr.len(), 1, "one line: {stderr:?}");
         assert!(stderr[0].contains(named), "{stderr:?}");
@@ -222,8 +97,8 @@ fn a_bad_context_setting_fails_at_start_naming_it() {
         ("identity", "STRATA_IDENTITY_PASSWORD_MIN_LENGTH", "many"),
         ("identity", "STRATA_IDENTITY_ARGON2_MEMORY_KIB", "0"),
     ] {
-        let dir = DataDir::new();
-        let (status, stderr) = DataService::start(
+        let dir = TempDir::new("process");
+        let (status, stderr) = start(
             &[
                 "--listen",
                 "127.0.0.1:0",
@@ -245,14 +120,14 @@ fn a_bad_context_setting_fails_at_start_naming_it() {
 
 #[test]
 fn serves_prints_its_address_and_stops_on_sigterm() {
-    let dir = DataDir::new();
-    let mut service = DataService::start(
+    let dir = TempDir::new("process");
+    let mut service = start(
         &["--listen", "127.0.0.1:0", "--data-dir", dir.arg()],
         &[("RUST_LOG", "info")],
     );
     let address = listening_address(&service);
     assert!(
-        dir.0.join("catalog.db").exists(),
+        dir.path().join("catalog.db").exists(),
         "the catalog's SQLite file is in the data dir"
     );
     check_serving(&address);
@@ -272,8 +147,8 @@ fn serves_prints_its_address_and_stops_on_sigterm() {
 
 #[test]
 fn json_logs_are_one_object_per_line() {
-    let dir = DataDir::new();
-    let mut service = DataService::start(
+    let dir = TempDir::new("process");
+    let mut service = start(
         &[
             "--listen",
             "127.0.0.1:0",
@@ -463,8 +338,8 @@ fn inventory_does_not_oversell_across_two_processes_on_postgres() {
     let url = runtime.block_on(pg.fresh_database()).unwrap();
     let env = [("STRATA_INVENTORY_DATABASE_URL", url.as_str())];
     let args = ["--listen", "127.0.0.1:0", "--contexts", "inventory"];
-    let first = DataService::start(&args, &env);
-    let second = DataService::start(&args, &env);
+    let first = start(&args, &env);
+    let second = start(&args, &env);
     let addresses = [listening_address(&first), listening_address(&second)];
     runtime.block_on(no_oversell_through(&addresses, "two processes on PostgreSQL"));
     drop((first, second));
@@ -473,8 +348,8 @@ fn inventory_does_not_oversell_across_two_processes_on_postgres() {
 #[test]
 fn inventory_does_not_oversell_in_one_process_on_sqlite() {
     let runtime = multi_thread_runtime();
-    let dir = DataDir::new();
-    let service = DataService::start(
+    let dir = TempDir::new("process");
+    let service = start(
         &[
             "--listen",
             "127.0.0.1:0",

@@ -44,6 +44,9 @@ pub struct Problem {
     authenticate: Option<String>,
 }
 
+/// The members RFC 9457 defines (and `errors`), which extra members never replace.
+const RESERVED: &[&str] = &["type", "title", "status", "detail", "instance", "errors"];
+
 /// One field of a request that was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct FieldError {
@@ -170,10 +173,13 @@ impl Problem {
         self
     }
 
-    /// The same problem with the member `name`.
+    /// The same problem with the member `name` (never one of the standard
+    /// members, which are fields of their own: such a name is ignored).
     #[must_use]
     pub fn with(mut self, name: &str, value: impl Into<Value>) -> Self {
-        self.extra.insert(name.to_owned(), value.into());
+        if !RESERVED.contains(&name) {
+            self.extra.insert(name.to_owned(), value.into());
+        }
         self
     }
 
@@ -218,6 +224,12 @@ impl Problem {
                 if let Some(info) = status.get_details_error_info() {
                     problem = problem.with("reason", info.reason);
                     for (key, value) in info.metadata {
+                        // `status` of an order must not pass for the HTTP status.
+                        let key = if RESERVED.contains(&key.as_str()) {
+                            format!("{what}_{key}")
+                        } else {
+                            key
+                        };
                         problem = problem.with(&key, value);
                     }
                 }
@@ -322,6 +334,20 @@ mod tests {
         let problem = Problem::from_status(&stale, "product");
         assert_eq!(problem.status, 412);
         assert_eq!(problem.extra["current_version"], 4);
+
+        let refused = tonic::Status::with_error_details(
+            Code::FailedPrecondition,
+            "already cancelled",
+            ErrorDetails::with_error_info(
+                "ORDER_ALREADY_CANCELLED",
+                "strata",
+                [("status".to_owned(), "cancelled".to_owned())],
+            ),
+        );
+        let body = serde_json::to_value(Problem::from_status(&refused, "order")).unwrap();
+        assert_eq!(body["status"], 409, "{body}");
+        assert_eq!(body["order_status"], "cancelled", "{body}");
+        assert_eq!(body["reason"], "ORDER_ALREADY_CANCELLED", "{body}");
 
         for (code, http) in [
             (Code::NotFound, 404),

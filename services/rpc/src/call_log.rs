@@ -80,7 +80,8 @@ where
         let mut call = Call::start(request.uri().path());
         // The edge request this call serves, when the caller passed it on.
         if let Some(edge) = request.headers().get(X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
-            call.span.record(X_REQUEST_ID_FIELD, edge);
+            call.span
+                .record(X_REQUEST_ID_FIELD, tracing::field::display(edge));
         }
         let span = call.span.clone();
         // Entered for `call` too: a service may do its work there, not only in

@@ -39,10 +39,12 @@ pub struct Account {
     pub display_name: String,
     /// `customer`, `staff`, `admin`.
     pub roles: Vec<String>,
+    /// `active` (it can sign in) or `suspended`.
+    pub status: String,
 }
 
 /// Sign up as a shopper. An `Idempotency-Key` header makes a retry safe.
-#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = SignUp,
+#[utoipa::path(post, operation_id = "sign_up", path = "/v1/accounts", tag = "accounts", request_body = SignUp,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried sign-up return the first answer")),
     responses(
         (status = 201, description = "Signed up", body = Account),
@@ -90,12 +92,17 @@ pub async fn sign_up(
             email: account.email,
             display_name: account.display_name,
             roles: session::role_names(&account.roles),
+            status: match identity::AccountStatus::try_from(account.status) {
+                Ok(identity::AccountStatus::Suspended) => "suspended",
+                _ => "active",
+            }
+            .to_owned(),
         }),
     ))
 }
 
 /// Sign in: a bearer token for the other routes.
-#[utoipa::path(post, path = "/v1/sessions", tag = "accounts", request_body = SignIn,
+#[utoipa::path(post, operation_id = "sign_in", path = "/v1/sessions", tag = "accounts", request_body = SignIn,
     responses(
         (status = 200, description = "Signed in", body = Token),
         (status = 401, description = "Wrong email or password", body = Problem, content_type = "application/problem+json"),

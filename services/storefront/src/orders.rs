@@ -89,7 +89,7 @@ pub struct OrderPage {
 /// Check out: the order, confirmed with its stock reserved. Requires an
 /// `Idempotency-Key`: the same key again returns the same order and has no
 /// second effect, also after a failure halfway.
-#[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = Checkout,
+#[utoipa::path(post, operation_id = "orders_checkout", path = "/v1/orders", tag = "orders", request_body = Checkout,
     security(("bearer" = [])),
     params(("Idempotency-Key" = String, Header, description = "1 to 128 characters, chosen by the client, one per checkout")),
     responses(
@@ -120,7 +120,7 @@ pub async fn checkout(
 }
 
 /// The caller's orders, newest first.
-#[utoipa::path(get, path = "/v1/orders", tag = "orders", params(PageParams), security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "orders_list", path = "/v1/orders", tag = "orders", params(PageParams), security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of the caller's orders", body = OrderPage),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
@@ -153,7 +153,7 @@ pub async fn list(
 }
 
 /// One of the caller's orders; anybody else's is 404.
-#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "orders_get", path = "/v1/orders/{id}", tag = "orders", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "The order's id")),
     responses(
         (status = 200, description = "The order", body = Order),
@@ -170,7 +170,7 @@ pub async fn get(
 }
 
 /// Cancels one of the caller's pending or confirmed orders and gives its stock back.
-#[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "orders_cancel", path = "/v1/orders/{id}/cancel", tag = "orders", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "The order's id")),
     request_body(content = Option<Cancel>, description = "Optional: why"),
     responses(

@@ -42,7 +42,7 @@ pub struct ProductPage {
 }
 
 /// The published products, a page at a time, each with its availability.
-#[utoipa::path(get, path = "/v1/products", tag = "products", params(PageParams),
+#[utoipa::path(get, operation_id = "products_list", path = "/v1/products", tag = "products", params(PageParams),
     responses(
         (status = 200, description = "A page of products", body = ProductPage),
         (status = 400, description = "A malformed parameter", body = Problem, content_type = "application/problem+json"),
@@ -84,7 +84,7 @@ pub async fn list(
 }
 
 /// One published product with its availability; a draft or retired one is 404.
-#[utoipa::path(get, path = "/v1/products/{id}", tag = "products",
+#[utoipa::path(get, operation_id = "products_get", path = "/v1/products/{id}", tag = "products",
     params(("id" = uuid::Uuid, Path, description = "The product's id")),
     responses(
         (status = 200, description = "The product", body = Product),
