@@ -32,6 +32,7 @@ class Response:
 
 
 def fail(message, response=None):
+    sys.stdout.flush()
     print(f"\ndemo FAILED: {message}", file=sys.stderr)
     if response is not None:
         print(f"  HTTP {response.status}, X-Request-Id {response.headers.get('X-Request-Id')}, "
@@ -164,7 +165,8 @@ def main():
                  staff)
         p = r.json()
         check(p["status"] == "draft" and p["sku"] == sku, f"create {sku}: expected a draft {sku}, got {p}", r)
-        products[key] = {"id": p["id"], "sku": sku, "etag": r.headers.get("ETag") or f'"{p["version"]}"', "price": price}
+        check(r.headers.get("ETag") == f'"{p["version"]}"', f"create {sku}: ETag {r.headers.get('ETag')}, expected \"{p['version']}\"", r)
+        products[key] = {"id": p["id"], "sku": sku, "etag": r.headers["ETag"], "price": price}
         step(f"create product {sku}", r, f"{money(p['price'])}, version {p['version']}, ETag {r.headers.get('ETag')}")
     mug, teapot = products["mug"], products["teapot"]
 
@@ -182,7 +184,7 @@ def main():
     for p, quantity in ((mug, 5), (teapot, 2)):
         r = call(f"receive {p['sku']}", "POST", f"{BACKOFFICE}/v1/stock/{p['sku']}/receive", 200, {"quantity": quantity}, staff)
         check(r.json()["on_hand"] == quantity, f"receive {p['sku']}: on_hand {r.json()['on_hand']}, expected {quantity}", r)
-        step(f"receive {quantity} × {p['sku']}", r, f"on_hand {r.json()['on_hand']}, available {r.json()['available']}")
+        step(f"receive {quantity} x {p['sku']}", r, f"on_hand {r.json()['on_hand']}, available {r.json()['available']}")
 
     # 3. a shopper
     shopper = {"email": f"shopper-{run}@example.com", "password": f"demo-password-{run}", "display_name": f"Shopper {run}"}

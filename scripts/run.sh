@@ -16,7 +16,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 readonly start_timeout_secs=60 stop_timeout_secs=20 data_dir=./var log_dir=./var/log
 
-"${CARGO:-cargo}" build --locked -p strata-data-service -p strata-storefront -p strata-backoffice
+# The same build as `make test` (every binary of the workspace), so neither
+# undoes the other's.
+"${CARGO:-cargo}" build --locked --workspace --bins
 bin_dir=${STRATA_BIN_DIR:-${CARGO_TARGET_DIR:-target}/debug}
 mkdir -p "$log_dir"
 

@@ -6,7 +6,7 @@
 //! after a failure halfway finishes the job without a second effect.
 
 use axum::extract::{Path, State};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use strata_edge::{
     Ctx, Json, Problem, Query,
     auth::Staff,
@@ -31,16 +31,6 @@ pub struct ListParams {
     pub page_token: Option<String>,
 }
 
-/// A page of orders.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct OrderPage {
-    /// Newest first.
-    pub orders: Vec<Order>,
-    /// Pass it as `page_token` for the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_page_token: Option<String>,
-}
-
 /// Why an order is cancelled.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -52,7 +42,7 @@ pub struct Cancel {
 /// Orders of every buyer, newest first, optionally of one status.
 #[utoipa::path(get, operation_id = "orders_list", path = "/v1/orders", tag = "orders", params(ListParams), security(("bearer" = [])),
     responses(
-        (status = 200, description = "A page of orders", body = OrderPage),
+        (status = 200, description = "A page of orders", body = shop::OrderPage),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not staff", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -61,32 +51,14 @@ pub async fn list(
     ctx: Ctx,
     _staff: Staff,
     Query(params): Query<ListParams>,
-) -> Result<Json<OrderPage>, Problem> {
+) -> Result<Json<shop::OrderPage>, Problem> {
     let page = PageParams {
         page_size: params.page_size,
         page_token: params.page_token,
     };
-    let request = ctx.call.request(ordering::ListOrdersRequest {
-        page_size: page.size()?,
-        page_token: page.token(),
-        buyer_id: String::new(),
-        status: params
-            .status
-            .map_or(ordering::OrderStatus::Unspecified, OrderStatus::to_proto) as i32,
-    });
-    let listed = ctx
-        .call
-        .run(app.edge.downstream.ordering.clone().list_orders(request))
+    shop::list_orders(&app.edge.downstream, &ctx, None, params.status, &page)
         .await
-        .map_err(|status| Problem::from_status(&status, "order"))?;
-    Ok(Json(OrderPage {
-        orders: listed
-            .orders
-            .into_iter()
-            .map(Order::try_from)
-            .collect::<Result<_, _>>()?,
-        next_page_token: (!listed.next_page_token.is_empty()).then_some(listed.next_page_token),
-    }))
+        .map(Json)
 }
 
 /// Ships a confirmed order: its goods leave inventory, then it is marked shipped.
@@ -130,10 +102,11 @@ pub async fn ship(
         expected_version: None,
     });
     let shipped = ctx
-        .call
-        .run(app.edge.downstream.ordering.clone().mark_shipped(request))
-        .await
-        .map_err(|status| Problem::from_status(&status, "order"))?
+        .run(
+            "order",
+            app.edge.downstream.ordering.clone().mark_shipped(request),
+        )
+        .await?
         .order;
     Ok(Json(required(shipped, "order")?.try_into()?))
 }

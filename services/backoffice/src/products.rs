@@ -136,10 +136,11 @@ pub async fn create(
         price: Some(body.price.into()),
     });
     let product = ctx
-        .call
-        .run(app.edge.downstream.catalog.clone().create_product(request))
-        .await
-        .map_err(|status| Problem::from_status(&status, "product"))?
+        .run(
+            "product",
+            app.edge.downstream.catalog.clone().create_product(request),
+        )
+        .await?
         .product;
     answer(StatusCode::CREATED, product)
 }
@@ -169,10 +170,11 @@ pub async fn list(
             .map_or(catalog::ProductStatus::Unspecified, to_proto) as i32,
     });
     let listed = ctx
-        .call
-        .run(app.edge.downstream.catalog.clone().list_products(request))
-        .await
-        .map_err(|status| Problem::from_status(&status, "product"))?;
+        .run(
+            "product",
+            app.edge.downstream.catalog.clone().list_products(request),
+        )
+        .await?;
     Ok(Json(ProductPage {
         products: listed
             .products
@@ -200,10 +202,11 @@ pub async fn get(
         .call
         .request(catalog::GetProductRequest { id: product_id(&id)? });
     let product = ctx
-        .call
-        .run(app.edge.downstream.catalog.clone().get_product(request))
-        .await
-        .map_err(|status| Problem::from_status(&status, "product"))?
+        .run(
+            "product",
+            app.edge.downstream.catalog.clone().get_product(request),
+        )
+        .await?
         .product;
     answer(StatusCode::OK, product)
 }
@@ -234,16 +237,15 @@ pub async fn update(
         description: body.description,
     });
     let product = ctx
-        .call
         .run(
+            "product",
             app.edge
                 .downstream
                 .catalog
                 .clone()
                 .update_product_details(request),
         )
-        .await
-        .map_err(|status| Problem::from_status(&status, "product"))?
+        .await?
         .product;
     answer(StatusCode::OK, product)
 }
@@ -273,10 +275,11 @@ pub async fn change_price(
         price: Some(body.price.into()),
     });
     let product = ctx
-        .call
-        .run(app.edge.downstream.catalog.clone().change_price(request))
-        .await
-        .map_err(|status| Problem::from_status(&status, "product"))?
+        .run(
+            "product",
+            app.edge.downstream.catalog.clone().change_price(request),
+        )
+        .await?
         .product;
     answer(StatusCode::OK, product)
 }
@@ -304,10 +307,11 @@ pub async fn publish(
         expected_version: if_match(&headers)?,
     });
     let product = ctx
-        .call
-        .run(app.edge.downstream.catalog.clone().publish_product(request))
-        .await
-        .map_err(|status| Problem::from_status(&status, "product"))?
+        .run(
+            "product",
+            app.edge.downstream.catalog.clone().publish_product(request),
+        )
+        .await?
         .product;
     answer(StatusCode::OK, product)
 }
@@ -334,10 +338,11 @@ pub async fn retire(
         expected_version: if_match(&headers)?,
     });
     let product = ctx
-        .call
-        .run(app.edge.downstream.catalog.clone().retire_product(request))
-        .await
-        .map_err(|status| Problem::from_status(&status, "product"))?
+        .run(
+            "product",
+            app.edge.downstream.catalog.clone().retire_product(request),
+        )
+        .await?
         .product;
     answer(StatusCode::OK, product)
 }

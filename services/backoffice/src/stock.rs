@@ -77,10 +77,11 @@ pub async fn get(
 ) -> Result<Json<StockItem>, Problem> {
     let request = ctx.call.request(inventory::GetStockItemRequest { sku });
     let item = ctx
-        .call
-        .run(app.edge.downstream.inventory.clone().get_stock_item(request))
-        .await
-        .map_err(|status| Problem::from_status(&status, "stock item"))?
+        .run(
+            "stock item",
+            app.edge.downstream.inventory.clone().get_stock_item(request),
+        )
+        .await?
         .stock_item;
     Ok(Json(stock_item(required(item, "stock item")?)))
 }
@@ -110,10 +111,11 @@ pub async fn receive(
         quantity: body.quantity,
     });
     let item = ctx
-        .call
-        .run(app.edge.downstream.inventory.clone().receive_stock(request))
-        .await
-        .map_err(|status| Problem::from_status(&status, "stock item"))?
+        .run(
+            "stock item",
+            app.edge.downstream.inventory.clone().receive_stock(request),
+        )
+        .await?
         .stock_item;
     Ok(Json(stock_item(required(item, "stock item")?)))
 }
@@ -146,10 +148,11 @@ pub async fn adjust(
         reason: body.reason,
     });
     let item = ctx
-        .call
-        .run(app.edge.downstream.inventory.clone().adjust_stock(request))
-        .await
-        .map_err(|status| Problem::from_status(&status, "stock item"))?
+        .run(
+            "stock item",
+            app.edge.downstream.inventory.clone().adjust_stock(request),
+        )
+        .await?
         .stock_item;
     Ok(Json(stock_item(required(item, "stock item")?)))
 }

@@ -45,6 +45,25 @@ pub struct Ctx {
     pub call: Call,
 }
 
+impl Ctx {
+    /// Makes one downstream call within the request's budget; a failure is the
+    /// answer for it, `what` naming what was asked for (`product`, `order`) in
+    /// a 404.
+    ///
+    /// # Errors
+    /// The problem the call's status maps to ([`Problem::from_status`]).
+    pub async fn run<T>(
+        &self,
+        what: &str,
+        call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, Problem> {
+        self.call
+            .run(call)
+            .await
+            .map_err(|status| Problem::from_status(&status, what))
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Ctx {
     type Rejection = Problem;
 

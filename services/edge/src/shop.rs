@@ -3,11 +3,57 @@
 //! is given back. Contexts never call each other; these are the application
 //! layer's.
 
+use serde::Serialize;
 use strata_proto::{inventory::v1 as inventory, ordering::v1 as ordering};
 use strata_rpc::client::Call;
 use tonic::{Code, Status};
+use utoipa::ToSchema;
 
-use crate::downstream::Downstream;
+use crate::{
+    Ctx, Problem,
+    downstream::Downstream,
+    model::{Order, OrderStatus, PageParams},
+};
+
+/// A page of orders.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderPage {
+    /// Newest first.
+    pub orders: Vec<Order>,
+    /// Pass it as `page_token` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_page_token: Option<String>,
+}
+
+/// A page of orders, of one buyer or all, of one status or all.
+///
+/// # Errors
+/// 422 for a page size over the maximum; a data service's failure.
+pub async fn list_orders(
+    downstream: &Downstream,
+    ctx: &Ctx,
+    buyer: Option<uuid::Uuid>,
+    status: Option<OrderStatus>,
+    page: &PageParams,
+) -> Result<OrderPage, Problem> {
+    let request = ctx.call.request(ordering::ListOrdersRequest {
+        page_size: page.size()?,
+        page_token: page.token(),
+        buyer_id: buyer.map(|b| b.to_string()).unwrap_or_default(),
+        status: status.map_or(ordering::OrderStatus::Unspecified, OrderStatus::to_proto) as i32,
+    });
+    let listed = ctx
+        .run("order", downstream.ordering.clone().list_orders(request))
+        .await?;
+    Ok(OrderPage {
+        orders: listed
+            .orders
+            .into_iter()
+            .map(Order::try_from)
+            .collect::<Result<_, _>>()?,
+        next_page_token: (!listed.next_page_token.is_empty()).then_some(listed.next_page_token),
+    })
+}
 
 /// The reservation that holds the stock of `product_id` for `order_id`: named
 /// from the order, so that anyone who has the order can find its reservations.

@@ -79,10 +79,11 @@ pub async fn sign_up(
         roles: vec![identity::Role::Customer as i32],
     });
     let account = ctx
-        .call
-        .run(app.edge.downstream.identity.clone().register_account(request))
-        .await
-        .map_err(|status| Problem::from_status(&status, "account"))?
+        .run(
+            "account",
+            app.edge.downstream.identity.clone().register_account(request),
+        )
+        .await?
         .account;
     let account = strata_edge::model::required(account, "account")?;
     Ok((

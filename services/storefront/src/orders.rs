@@ -23,7 +23,7 @@ use std::collections::HashSet;
 
 use axum::extract::{Path, State};
 use http::{HeaderMap, StatusCode};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use strata_edge::{
     Ctx, FieldError, Json, Problem, Query,
     auth::Principal,
@@ -76,16 +76,6 @@ pub struct Cancel {
     pub reason: Option<String>,
 }
 
-/// A page of orders.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct OrderPage {
-    /// Newest first.
-    pub orders: Vec<Order>,
-    /// Pass it as `page_token` for the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_page_token: Option<String>,
-}
-
 /// Check out: the order, confirmed with its stock reserved. Requires an
 /// `Idempotency-Key`: the same key again returns the same order and has no
 /// second effect, also after a failure halfway.
@@ -122,7 +112,7 @@ pub async fn checkout(
 /// The caller's orders, newest first.
 #[utoipa::path(get, operation_id = "orders_list", path = "/v1/orders", tag = "orders", params(PageParams), security(("bearer" = [])),
     responses(
-        (status = 200, description = "A page of the caller's orders", body = OrderPage),
+        (status = 200, description = "A page of the caller's orders", body = shop::OrderPage),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
@@ -130,26 +120,10 @@ pub async fn list(
     ctx: Ctx,
     caller: Principal,
     Query(page): Query<PageParams>,
-) -> Result<Json<OrderPage>, Problem> {
-    let request = ctx.call.request(ordering::ListOrdersRequest {
-        page_size: page.size()?,
-        page_token: page.token(),
-        buyer_id: caller.account_id.to_string(),
-        status: ordering::OrderStatus::Unspecified as i32,
-    });
-    let listed = ctx
-        .call
-        .run(app.edge.downstream.ordering.clone().list_orders(request))
+) -> Result<Json<shop::OrderPage>, Problem> {
+    shop::list_orders(&app.edge.downstream, &ctx, Some(caller.account_id), None, &page)
         .await
-        .map_err(|status| Problem::from_status(&status, "order"))?;
-    Ok(Json(OrderPage {
-        orders: listed
-            .orders
-            .into_iter()
-            .map(Order::try_from)
-            .collect::<Result<_, _>>()?,
-        next_page_token: (!listed.next_page_token.is_empty()).then_some(listed.next_page_token),
-    }))
+        .map(Json)
 }
 
 /// One of the caller's orders; anybody else's is 404.
@@ -208,10 +182,8 @@ async fn own_order(app: &App, ctx: &Ctx, caller: &Principal, id: &str) -> Result
     let id = uuid::Uuid::parse_str(id).map_err(|_| not_found())?;
     let request = ctx.call.request(ordering::GetOrderRequest { id: id.to_string() });
     let order = ctx
-        .call
-        .run(app.edge.downstream.ordering.clone().get_order(request))
-        .await
-        .map_err(|status| Problem::from_status(&status, "order"))?
+        .run("order", app.edge.downstream.ordering.clone().get_order(request))
+        .await?
         .order;
     let order = required(order, "order")?;
     if order.buyer_id != caller.account_id.to_string() {
@@ -369,8 +341,8 @@ impl Saga<'_> {
         });
         let products = self
             .ctx
-            .call
             .run(
+                "product",
                 self.app
                     .edge
                     .downstream
@@ -378,8 +350,7 @@ impl Saga<'_> {
                     .clone()
                     .batch_get_products(request),
             )
-            .await
-            .map_err(|status| Problem::from_status(&status, "product"))?
+            .await?
             .products;
         let mut place_lines = Vec::with_capacity(lines.len());
         let mut errors = Vec::new();

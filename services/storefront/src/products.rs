@@ -59,10 +59,11 @@ pub async fn list(
         status: catalog::ProductStatus::Published as i32,
     });
     let listed = ctx
-        .call
-        .run(app.edge.downstream.catalog.clone().list_products(request))
-        .await
-        .map_err(|status| Problem::from_status(&status, "product"))?;
+        .run(
+            "product",
+            app.edge.downstream.catalog.clone().list_products(request),
+        )
+        .await?;
     let available = availability(
         &app,
         &ctx,
@@ -97,10 +98,11 @@ pub async fn get(State(app): State<App>, ctx: Ctx, Path(id): Path<String>) -> Re
         .call
         .request(catalog::GetProductRequest { id: id.to_string() });
     let found = ctx
-        .call
-        .run(app.edge.downstream.catalog.clone().get_product(request))
-        .await
-        .map_err(|status| Problem::from_status(&status, "product"))?
+        .run(
+            "product",
+            app.edge.downstream.catalog.clone().get_product(request),
+        )
+        .await?
         .product;
     let found = required(found, "product")?;
     if found.status != catalog::ProductStatus::Published as i32 {
@@ -118,16 +120,15 @@ async fn availability(app: &App, ctx: &Ctx, skus: Vec<String>) -> Result<HashMap
     }
     let request = ctx.call.request(inventory::BatchGetStockItemsRequest { skus });
     let items = ctx
-        .call
         .run(
+            "stock item",
             app.edge
                 .downstream
                 .inventory
                 .clone()
                 .batch_get_stock_items(request),
         )
-        .await
-        .map_err(|status| Problem::from_status(&status, "stock item"))?;
+        .await?;
     Ok(items
         .stock_items
         .into_iter()
