@@ -57,6 +57,7 @@ impl Service {
             data_dir: std::env::temp_dir(),
             drain_timeout,
             log_format: Default::default(),
+            admission: Default::default(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(strata_data_service::run(settings, listener, async {

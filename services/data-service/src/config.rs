@@ -57,7 +57,21 @@ pub struct Flags {
     /// How logs are written to stderr: text, or json (one object per line).
     #[arg(long, env = "STRATA_LOG_FORMAT", default_value = "text")]
     log_format: String,
+
+    /// Most calls in flight; past it, new calls are refused at once with
+    /// RESOURCE_EXHAUSTED (health is never refused). 0: no limit.
+    #[arg(long, env = "STRATA_MAX_CONCURRENT_CALLS", default_value = "1024")]
+    max_concurrent_calls: String,
+
+    /// Health and reflection need the service credential too (by default they
+    /// stay open to orchestrators). The credential itself is
+    /// STRATA_SERVICE_TOKEN (environment only).
+    #[arg(long, env = "STRATA_PROTECT_HEALTH")]
+    protect_health: bool,
 }
+
+/// The shortest service token accepted.
+pub const MIN_SERVICE_TOKEN_LEN: usize = 16;
 
 /// One hosted context and where its data lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +95,8 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// How logs are written.
     pub log_format: LogFormat,
+    /// Who may call and how many at once.
+    pub admission: strata_rpc::Admission,
 }
 
 impl Settings {
@@ -101,6 +117,7 @@ impl Settings {
             data_dir,
             drain_timeout: Duration::from_secs(10),
             log_format: LogFormat::default(),
+            admission: strata_rpc::Admission::default(),
         }
     }
 }
@@ -272,12 +289,41 @@ impl Flags {
         if hosted.is_empty() {
             return Err(config_error("--contexts (STRATA_CONTEXTS)", "names no context"));
         }
+        let calls_setting = "--max-concurrent-calls (STRATA_MAX_CONCURRENT_CALLS)";
+        let max_concurrent_calls = match self.max_concurrent_calls.trim().parse::<usize>() {
+            Ok(0) => None,
+            Ok(n) => Some(n),
+            Err(_) => {
+                return Err(config_error(
+                    calls_setting,
+                    format!(
+                        "{:?} is not a whole number (0: no limit)",
+                        self.max_concurrent_calls
+                    ),
+                ));
+            }
+        };
+        let service_token = env(strata_rpc::client::SERVICE_TOKEN_VAR);
+        if service_token
+            .as_ref()
+            .is_some_and(|t| t.len() < MIN_SERVICE_TOKEN_LEN || !t.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(config_error(
+                strata_rpc::client::SERVICE_TOKEN_VAR,
+                format!("must be at least {MIN_SERVICE_TOKEN_LEN} printable ASCII characters without spaces"),
+            ));
+        }
         Ok(Settings {
             listen,
             hosted,
             data_dir: self.data_dir,
             drain_timeout,
             log_format,
+            admission: strata_rpc::Admission {
+                service_token,
+                protect_health: self.protect_health,
+                max_concurrent_calls,
+            },
         })
     }
 }
@@ -362,6 +408,28 @@ mod tests {
         assert_eq!(err.setting, "--db-max-connections");
         let err = resolve(&["--idempotency-retention-secs", "0"], &[]).unwrap_err();
         assert!(err.setting.contains("STRATA_IDEMPOTENCY_RETENTION_SECS"), "{err}");
+        let err = resolve(&["--max-concurrent-calls", "lots"], &[]).unwrap_err();
+        assert!(err.setting.contains("STRATA_MAX_CONCURRENT_CALLS"), "{err}");
+        let err = resolve(&[], &[("STRATA_SERVICE_TOKEN", "short")]).unwrap_err();
+        assert_eq!(err.setting, "STRATA_SERVICE_TOKEN");
+    }
+
+    #[test]
+    fn admission_settings() {
+        let defaults = resolve(&[], &[]).unwrap().admission;
+        assert_eq!(defaults, strata_rpc::Admission::default());
+        let set = resolve(
+            &["--max-concurrent-calls", "0", "--protect-health"],
+            &[("STRATA_SERVICE_TOKEN", "0123456789abcdef")],
+        )
+        .unwrap();
+        assert_eq!(set.admission.max_concurrent_calls, None, "0 is no limit");
+        assert!(set.admission.protect_health);
+        assert_eq!(set.admission.service_token.as_deref(), Some("0123456789abcdef"));
+        assert!(
+            !format!("{set:?}").contains("0123456789abcdef"),
+            "the token is never printed"
+        );
     }
 
     #[test]

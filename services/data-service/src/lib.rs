@@ -84,7 +84,9 @@ pub async fn mount(settings: &Settings) -> anyhow::Result<strata_rpc::Server> {
             )
         })?;
     }
-    let mut server = strata_rpc::Server::new().drain_timeout(settings.drain_timeout);
+    let mut server = strata_rpc::Server::new()
+        .drain_timeout(settings.drain_timeout)
+        .admission(settings.admission.clone());
     for hosted in &settings.hosted {
         let registered = CONTEXTS
             .iter()

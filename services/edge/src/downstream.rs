@@ -8,8 +8,7 @@ use strata_proto::{
     inventory::v1::{stock_item_service_client::StockItemServiceClient, stock_item_service_server},
     ordering::v1::{order_service_client::OrderServiceClient, order_service_server},
 };
-use strata_rpc::client::{Call, channel};
-use tonic::transport::Channel;
+use strata_rpc::client::{Call, RpcChannel, ServiceToken, channel};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -20,24 +19,26 @@ use crate::config::EdgeFlags;
 #[derive(Debug, Clone)]
 pub struct Downstream {
     /// Products.
-    pub catalog: ProductServiceClient<Channel>,
+    pub catalog: ProductServiceClient<RpcChannel>,
     /// Stock items.
-    pub inventory: StockItemServiceClient<Channel>,
+    pub inventory: StockItemServiceClient<RpcChannel>,
     /// Orders.
-    pub ordering: OrderServiceClient<Channel>,
+    pub ordering: OrderServiceClient<RpcChannel>,
     /// Accounts.
-    pub identity: AccountServiceClient<Channel>,
-    health: Vec<(&'static str, Channel)>,
+    pub identity: AccountServiceClient<RpcChannel>,
+    health: Vec<(&'static str, RpcChannel)>,
 }
 
 impl Downstream {
-    /// Clients of the data services `flags` name; they connect on first use.
+    /// Clients of the data services `flags` name, presenting the service
+    /// credential of `STRATA_SERVICE_TOKEN`; they connect on first use.
     ///
     /// # Errors
-    /// When an address is malformed (the message names its flag).
+    /// When an address or the token is malformed (the message names its setting).
     pub fn new(flags: &EdgeFlags) -> anyhow::Result<Self> {
+        let token = ServiceToken::from_env()?;
         let open = |flag: &str, address: &str| {
-            channel(address).map_err(|e| {
+            channel(address, token.clone()).map_err(|e| {
                 anyhow::anyhow!("--{flag} (STRATA_{}): {e}", flag.to_uppercase().replace('-', "_"))
             })
         };

@@ -1,9 +1,10 @@
 //! The client side: the one place where Strata processes make gRPC channels.
 //!
-//! [`channel`] turns a data service's address (`http://host:port`) into a
-//! [`Channel`] that connects lazily (a caller can start before the data
+//! [`channel`] turns a data service's address (`http://host:port`) into an
+//! [`RpcChannel`] that connects lazily (a caller can start before the data
 //! service) and reconnects by itself, with a bounded connect time and HTTP/2
-//! keep-alive, so that a dead peer is noticed instead of waited on.
+//! keep-alive, so that a dead peer is noticed instead of waited on, and that
+//! presents the service credential (`STRATA_SERVICE_TOKEN`) on every call.
 //!
 //! [`Call`] is what one caller's request needs on every call it makes: its
 //! request id, passed on as `x-request-id` metadata (the data service logs it
@@ -16,7 +17,8 @@ use std::{future::Future, time::Duration};
 use tokio::time::Instant;
 use tonic::{
     Status,
-    metadata::MetadataValue,
+    metadata::{Ascii, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
     transport::{Channel, Endpoint},
 };
 
@@ -25,22 +27,80 @@ use crate::X_REQUEST_ID;
 /// How long a connection attempt may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A channel to the data service at `address` (`http://host:port`); it
-/// connects on first use.
+/// The environment variable of the service credential, on both sides.
+pub const SERVICE_TOKEN_VAR: &str = "STRATA_SERVICE_TOKEN";
+
+/// What every Strata client calls through: a channel that presents the
+/// service credential.
+pub type RpcChannel = InterceptedService<Channel, ServiceToken>;
+
+/// The service credential, added to every call as `authorization: Bearer …`.
+#[derive(Clone, Default)]
+pub struct ServiceToken(Option<MetadataValue<Ascii>>);
+
+impl ServiceToken {
+    /// `token`, or none.
+    ///
+    /// # Errors
+    /// When the token is not printable ASCII.
+    pub fn new(token: Option<&str>) -> Result<Self, ClientError> {
+        token
+            .map(|t| MetadataValue::try_from(format!("Bearer {t}")).map_err(|_| ClientError::Token))
+            .transpose()
+            .map(Self)
+    }
+
+    /// The token in `STRATA_SERVICE_TOKEN`, if set.
+    ///
+    /// # Errors
+    /// When it is not printable ASCII.
+    pub fn from_env() -> Result<Self, ClientError> {
+        Self::new(
+            std::env::var(SERVICE_TOKEN_VAR)
+                .ok()
+                .filter(|t| !t.is_empty())
+                .as_deref(),
+        )
+    }
+}
+
+impl std::fmt::Debug for ServiceToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token itself.
+        f.write_str(if self.0.is_some() {
+            "ServiceToken(***)"
+        } else {
+            "ServiceToken(none)"
+        })
+    }
+}
+
+impl Interceptor for ServiceToken {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(token) = &self.0 {
+            request.metadata_mut().insert("authorization", token.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel to the data service at `address` (`http://host:port`),
+/// presenting `token`; it connects on first use.
 ///
 /// # Errors
 /// When `address` is not a URI.
-pub fn channel(address: &str) -> Result<Channel, ClientError> {
+pub fn channel(address: &str, token: ServiceToken) -> Result<RpcChannel, ClientError> {
     let endpoint = Endpoint::from_shared(address.to_owned()).map_err(|source| ClientError::Address {
         address: address.to_owned(),
         source,
     })?;
-    Ok(endpoint
+    let channel = endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10))
-        .connect_lazy())
+        .connect_lazy();
+    Ok(InterceptedService::new(channel, token))
 }
 
 /// Why a channel could not be made.
@@ -55,6 +115,9 @@ pub enum ClientError {
         #[source]
         source: tonic::transport::Error,
     },
+    /// The service token cannot be sent as a header.
+    #[error("{SERVICE_TOKEN_VAR} must be printable ASCII")]
+    Token,
 }
 
 /// The request id and deadline of one caller's request, for every call it
@@ -120,7 +183,7 @@ mod tests {
 
     #[test]
     fn a_malformed_address_is_named() {
-        let error = channel("not an address").unwrap_err();
+        let error = channel("not an address", ServiceToken::default()).unwrap_err();
         assert!(error.to_string().contains("\"not an address\""), "{error}");
     }
 
@@ -133,6 +196,15 @@ mod tests {
         assert!(timeout.ends_with('u') || timeout.ends_with('m'), "{timeout}");
         let short = Call::new("req-2", Duration::from_millis(10), Duration::from_secs(1));
         assert!(short.remaining() <= Duration::from_millis(10));
+    }
+
+    #[test]
+    fn the_token_is_sent_but_never_shown() {
+        let mut token = ServiceToken::new(Some("s3cret")).unwrap();
+        assert_eq!(format!("{token:?}"), "ServiceToken(***)");
+        let request = token.call(tonic::Request::new(())).unwrap();
+        assert_eq!(request.metadata().get("authorization").unwrap(), "Bearer s3cret");
+        assert!(ServiceToken::new(Some("bad\ntoken")).is_err());
     }
 
     #[tokio::test(start_paused = true)]

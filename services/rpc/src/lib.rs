@@ -17,9 +17,11 @@
 //!
 //! Layout: `lib.rs` the server; `call_log.rs` the layer that logs each call;
 //! `shutdown.rs` the signal and the layer that ends open streams at shutdown;
-//! `client.rs` channels and per-call metadata and deadlines;
+//! `client.rs` channels and per-call metadata and deadlines; `admission.rs`
+//! service-to-service authentication and load shedding;
 //! `telemetry.rs` the log subscriber and format.
 
+pub mod admission;
 mod call_log;
 pub mod client;
 mod shutdown;
@@ -52,12 +54,48 @@ pub const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
 pub const GOOGLE_RPC_FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/google_rpc_descriptor.bin"));
 
+/// Who may call a server and how many at once (see [`admission`]). Its
+/// `Debug` never shows the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Admission {
+    /// The service token callers must present; `None`: anyone may call.
+    pub service_token: Option<String>,
+    /// Whether health and reflection need the token too.
+    pub protect_health: bool,
+    /// The most calls in flight before new ones are refused; `None`: no limit.
+    pub max_concurrent_calls: Option<usize>,
+}
+
+/// The default limit of calls in flight.
+pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 1024;
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admission")
+            .field("service_token", &self.service_token.as_ref().map(|_| "***"))
+            .field("protect_health", &self.protect_health)
+            .field("max_concurrent_calls", &self.max_concurrent_calls)
+            .finish()
+    }
+}
+
+impl Default for Admission {
+    fn default() -> Self {
+        Self {
+            service_token: None,
+            protect_health: false,
+            max_concurrent_calls: Some(DEFAULT_MAX_CONCURRENT_CALLS),
+        }
+    }
+}
+
 /// A gRPC server under construction: the services it hosts, by name.
 #[derive(Debug)]
 pub struct Server {
     routes: RoutesBuilder,
     names: Vec<&'static str>,
     drain_timeout: Duration,
+    admission: Admission,
 }
 
 impl Default for Server {
@@ -74,6 +112,7 @@ impl Server {
             routes: RoutesBuilder::default(),
             names: Vec::new(),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            admission: Admission::default(),
         }
     }
 
@@ -99,6 +138,13 @@ impl Server {
     #[must_use]
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.drain_timeout = timeout;
+        self
+    }
+
+    /// Who may call and how many at once.
+    #[must_use]
+    pub fn admission(mut self, admission: Admission) -> Self {
+        self.admission = admission;
         self
     }
 
@@ -163,9 +209,16 @@ impl Server {
         let server = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            // Outermost: the call log sees the status the stream ended with.
+            // Outermost: the call log sees the status the stream ended with,
+            // refusals included.
             .layer(call_log::CallLogLayer)
             .layer(end_streams)
+            // Authentication before the limit: a refused caller takes no place.
+            .layer(admission::ServiceAuthLayer::new(
+                self.admission.service_token.as_deref(),
+                self.admission.protect_health,
+            ))
+            .layer(admission::ShedLayer::new(self.admission.max_concurrent_calls))
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = drain_rx.await;

@@ -386,3 +386,140 @@ async fn shutdown_ends_open_streams_and_lets_unary_calls_finish() {
         "{codes:?}"
     );
 }
+
+/// `Pass` through a channel that presents `token` (none: no credential).
+async fn pass_with(address: SocketAddr, token: Option<&str>) -> Result<(), tonic::Status> {
+    let token = strata_rpc::client::ServiceToken::new(token).unwrap();
+    let channel = strata_rpc::client::channel(&format!("http://{address}"), token).unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    grpc.unary(
+        tonic::Request::new(()),
+        http::uri::PathAndQuery::from_static(GATE_PASS),
+        ProstCodec::<(), ()>::default(),
+    )
+    .await
+    .map(tonic::Response::into_inner)
+}
+
+async fn health_status(address: SocketAddr) -> Result<i32, tonic::Status> {
+    HealthClient::new(channel(address))
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner().status)
+}
+
+const TOKEN: &str = "a-service-token-of-some-length";
+
+#[tokio::test]
+async fn calls_need_the_service_credential_and_health_stays_open() {
+    let (gate, control) = Gate::new();
+    let _ = control.open.send(true);
+    let admission = strata_rpc::Admission {
+        service_token: Some(TOKEN.to_owned()),
+        ..strata_rpc::Admission::default()
+    };
+    let running = serve(
+        strata_rpc::Server::new()
+            .host(gate.clone())
+            .admission(admission.clone()),
+    )
+    .await;
+    let missing = pass_with(running.address, None).await.unwrap_err();
+    assert_eq!(missing.code(), Code::Unauthenticated, "{missing:?}");
+    assert!(missing.message().contains("service credential"), "{missing:?}");
+    let wrong = pass_with(running.address, Some("a-service-token-of-some-lengtH"))
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), Code::Unauthenticated, "{wrong:?}");
+    let prefix = pass_with(running.address, Some("a-service-token"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        prefix.code(),
+        Code::Unauthenticated,
+        "a prefix of the token is not the token"
+    );
+    pass_with(running.address, Some(TOKEN)).await.unwrap();
+    assert_eq!(
+        health_status(running.address).await.unwrap(),
+        ServingStatus::Serving as i32
+    );
+    let _ = running.stop.send(());
+    running.task.await.unwrap().unwrap();
+
+    // Told to, it protects health too.
+    let protected = strata_rpc::Admission {
+        protect_health: true,
+        ..admission
+    };
+    let running = serve(strata_rpc::Server::new().host(gate).admission(protected)).await;
+    assert_eq!(
+        health_status(running.address).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    let _ = running.stop.send(());
+    running.task.await.unwrap().unwrap();
+}
+
+/// Contenders behind a barrier against a limit of `LIMIT` calls in flight, the
+/// gate closed so that the first ones stay in: exactly `LIMIT` get in, the rest
+/// are refused at once with RESOURCE_EXHAUSTED while health answers; once the
+/// gate opens the admitted ones finish and the places are free again. Rounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn past_the_limit_calls_are_refused_at_once_and_health_still_answers() {
+    const LIMIT: usize = 4;
+    const CONTENDERS: usize = 12;
+    for round in 0..5 {
+        let (gate, mut control) = Gate::new();
+        let admission = strata_rpc::Admission {
+            max_concurrent_calls: Some(LIMIT),
+            ..strata_rpc::Admission::default()
+        };
+        let running = serve(strata_rpc::Server::new().host(gate).admission(admission)).await;
+        let barrier = Arc::new(tokio::sync::Barrier::new(CONTENDERS));
+        let (done_tx, mut done) = mpsc::unbounded_channel();
+        for _ in 0..CONTENDERS {
+            let (barrier, address, done_tx) = (barrier.clone(), running.address, done_tx.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let _ = done_tx.send(pass(address).await);
+            });
+        }
+        // While the admitted wait at the gate, every other call ends, refused.
+        for _ in 0..LIMIT {
+            control.entered.recv().await.unwrap();
+        }
+        for _ in 0..CONTENDERS - LIMIT {
+            let status = done.recv().await.unwrap().unwrap_err();
+            assert_eq!(
+                status.code(),
+                Code::ResourceExhausted,
+                "round {round}: {status:?}"
+            );
+            assert!(status.message().contains("overloaded"), "{status:?}");
+        }
+        assert!(
+            control.entered.try_recv().is_err(),
+            "round {round}: no more than {LIMIT} got in"
+        );
+        assert!(
+            done.try_recv().is_err(),
+            "round {round}: the admitted ones are still in"
+        );
+        assert_eq!(
+            health_status(running.address).await.unwrap(),
+            ServingStatus::Serving as i32,
+            "health is never shed"
+        );
+        let _ = control.open.send(true);
+        for _ in 0..LIMIT {
+            done.recv().await.unwrap().unwrap();
+        }
+        pass(running.address).await.unwrap();
+        let _ = running.stop.send(());
+        running.task.await.unwrap().unwrap();
+    }
+}

@@ -19,6 +19,8 @@ const ADMIN_EMAIL: &str = "staff@shop.test";
 const ADMIN_PASSWORD: &str = "staff password 1";
 const JWT_SECRET: &str = "a test secret that is long enough for HS256";
 const PASSWORD: &str = "shopper password 1";
+/// Every process of the shop presents and demands it, as in production.
+const SERVICE_TOKEN: &str = "the-shops-service-token-42";
 
 /// How to set the shop up.
 #[derive(Default)]
@@ -366,6 +368,7 @@ fn edge_env(data: &str, inventory: &str, dir: &TempDir) -> Vec<(&'static str, St
         ("STRATA_ORDERING_ADDR", data.to_owned()),
         ("STRATA_INVENTORY_ADDR", inventory.to_owned()),
         ("STRATA_JWT_SECRET", JWT_SECRET.to_owned()),
+        ("STRATA_SERVICE_TOKEN", SERVICE_TOKEN.to_owned()),
         ("STRATA_DATA_DIR", dir.arg().to_owned()),
         // Many shoppers sign up from one address in these tests.
         ("STRATA_RATE_LIMIT_BURST", "1000".to_owned()),
@@ -407,7 +410,8 @@ fn start_data_service_on(
     for url in &urls {
         args.extend(["--database-url", url]);
     }
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.push(("STRATA_SERVICE_TOKEN", SERVICE_TOKEN));
     let process = Process::start(&workspace_bin("data-service"), &args, &env);
     let line = process.wait_for_line("data-service listening on ");
     let address = line.split_whitespace().next().unwrap().to_owned();
@@ -674,11 +678,8 @@ async fn a_checkout_abandoned_after_its_holds_were_firm_heals_by_expiry() {
     // The steps the dead storefront had taken, as it takes them (same ids).
     let order_id = uuid::Uuid::now_v7().to_string();
     let reservation = format!("{order_id}/{product}");
-    let channel = tonic::transport::Channel::from_shared(shop.data_address.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let token = strata_rpc::client::ServiceToken::new(Some(SERVICE_TOKEN)).unwrap();
+    let channel = strata_rpc::client::channel(&shop.data_address, token).unwrap();
     let mut ordering =
         strata_proto::ordering::v1::order_service_client::OrderServiceClient::new(channel.clone());
     let mut inventory =
@@ -931,6 +932,27 @@ async fn the_edges_authenticate_authorize_and_limit() {
         .call(Method::GET, format!("{}/healthz", shop.sf), None, None, &[])
         .await;
     assert!(!generated.headers["x-request-id"].is_empty());
+
+    // The data service takes calls only from holders of the service credential;
+    // its health stays open to orchestrators.
+    let anonymous =
+        strata_rpc::client::channel(&shop.data_address, strata_rpc::client::ServiceToken::default()).unwrap();
+    let refused =
+        strata_proto::ordering::v1::order_service_client::OrderServiceClient::new(anonymous.clone())
+            .get_order(strata_proto::ordering::v1::GetOrderRequest { id: id.to_owned() })
+            .await
+            .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    let health = tonic_health::pb::health_client::HealthClient::new(anonymous)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        health.into_inner().status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
 
     // A storefront with a tiny allowance: the third request at once is refused.
     let env = edge_env(&shop.data_address, &shop.inventory_address, &shop.dir);

@@ -1,0 +1,202 @@
+//! Who may call a server, and how many at once: two tower layers every Strata
+//! server applies before its services.
+//!
+//! - [`ServiceAuthLayer`]: service-to-service authentication. With a service
+//!   token configured (`STRATA_SERVICE_TOKEN`), a call must carry
+//!   `authorization: Bearer <token>` (compared in constant time), else it is
+//!   refused with UNAUTHENTICATED before any handler runs. Health and
+//!   reflection stay open to orchestrators unless told otherwise.
+//! - [`ShedLayer`]: a concurrency limit that sheds load. Past the configured
+//!   number of calls in flight, a new call is refused at once with
+//!   RESOURCE_EXHAUSTED instead of queueing without bound. A call holds its
+//!   place until its handler has answered (a response stream, such as a
+//!   followed `StreamEvents`, does not hold it while it stays open). Health
+//!   and reflection are never shed.
+//!
+//! Both are written against the HTTP request rather than with tower's
+//! `ConcurrencyLimit` + `LoadShed`: those signal overload through `poll_ready`
+//! for every route alike, while here health must pass and the refusal must be
+//! a gRPC status the caller can act on.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use subtle::ConstantTimeEq as _;
+use tokio::sync::Semaphore;
+use tonic::Status;
+
+/// Paths of the services orchestrators call: health and reflection.
+fn is_infrastructure(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.")
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Requires the service token on every call (see the module docs).
+#[derive(Debug, Clone)]
+pub struct ServiceAuthLayer {
+    expected: Option<Arc<[u8]>>,
+    protect_infrastructure: bool,
+}
+
+impl ServiceAuthLayer {
+    /// Calls must carry `token` (none: every call is let through); health and
+    /// reflection too when `protect_infrastructure`.
+    #[must_use]
+    pub fn new(token: Option<&str>, protect_infrastructure: bool) -> Self {
+        Self {
+            expected: token.map(|t| Arc::from(format!("Bearer {t}").into_bytes())),
+            protect_infrastructure,
+        }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for ServiceAuthLayer {
+    type Service = ServiceAuth<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ServiceAuth {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// See [`ServiceAuthLayer`].
+#[derive(Debug, Clone)]
+pub struct ServiceAuth<S> {
+    inner: S,
+    layer: ServiceAuthLayer,
+}
+
+impl<S, ReqBody, ResBody> tower_service::Service<http::Request<ReqBody>> for ServiceAuth<S>
+where
+    S: tower_service::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    ResBody: Default + Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<ResBody>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        if let Some(expected) = &self.layer.expected {
+            let exempt = !self.layer.protect_infrastructure && is_infrastructure(request.uri().path());
+            if !exempt {
+                let presented = request
+                    .headers()
+                    .get(http::header::AUTHORIZATION)
+                    .map_or(&[][..], http::HeaderValue::as_bytes);
+                // Constant time in the length of the expected value: a wrong
+                // token says nothing about how much of it was right.
+                if !bool::from(presented.ct_eq(expected)) {
+                    let message = if presented.is_empty() {
+                        "this service needs a service credential (authorization: Bearer <STRATA_SERVICE_TOKEN>)"
+                    } else {
+                        "the service credential is not valid"
+                    };
+                    let refused = Status::unauthenticated(message).into_http();
+                    return Box::pin(async move { Ok(refused) });
+                }
+            }
+        }
+        Box::pin(self.inner.call(request))
+    }
+}
+
+/// Refuses calls past a number in flight (see the module docs).
+#[derive(Debug, Clone)]
+pub struct ShedLayer {
+    permits: Option<Arc<Semaphore>>,
+    limit: usize,
+}
+
+impl ShedLayer {
+    /// At most `limit` calls in flight (`None`: no limit).
+    #[must_use]
+    pub fn new(limit: Option<usize>) -> Self {
+        Self {
+            permits: limit.map(|n| Arc::new(Semaphore::new(n))),
+            limit: limit.unwrap_or(0),
+        }
+    }
+
+    /// How many calls are in flight now (0 without a limit).
+    #[must_use]
+    pub fn in_flight(&self) -> usize {
+        self.permits
+            .as_ref()
+            .map_or(0, |p| self.limit - p.available_permits())
+    }
+}
+
+impl<S> tower_layer::Layer<S> for ShedLayer {
+    type Service = Shed<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Shed {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// See [`ShedLayer`].
+#[derive(Debug, Clone)]
+pub struct Shed<S> {
+    inner: S,
+    layer: ShedLayer,
+}
+
+impl<S, ReqBody, ResBody> tower_service::Service<http::Request<ReqBody>> for Shed<S>
+where
+    S: tower_service::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    ResBody: Default + Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<ResBody>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let Some(permits) = &self.layer.permits else {
+            return Box::pin(self.inner.call(request));
+        };
+        if is_infrastructure(request.uri().path()) {
+            return Box::pin(self.inner.call(request));
+        }
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let response = self.inner.call(request);
+                Box::pin(async move {
+                    let response = response.await;
+                    drop(permit);
+                    response
+                })
+            }
+            Err(_) => {
+                let limit = self.layer.limit;
+                tracing::warn!(limit, "shedding a call: too many in flight");
+                let refused = Status::resource_exhausted(format!(
+                    "overloaded: {limit} calls in flight already; retry with backoff"
+                ))
+                .into_http();
+                Box::pin(async move { Ok(refused) })
+            }
+        }
+    }
+}
