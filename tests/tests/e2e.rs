@@ -58,6 +58,7 @@ impl Service {
             drain_timeout,
             log_format: Default::default(),
             admission: Default::default(),
+            metrics_listen: None,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(strata_data_service::run(settings, listener, async {

@@ -68,6 +68,10 @@ pub struct Flags {
     /// STRATA_SERVICE_TOKEN (environment only).
     #[arg(long, env = "STRATA_PROTECT_HEALTH")]
     protect_health: bool,
+
+    /// Where to serve Prometheus metrics (`GET /metrics`); none by default.
+    #[arg(long, env = "STRATA_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<String>,
 }
 
 /// The shortest service token accepted.
@@ -97,6 +101,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Who may call and how many at once.
     pub admission: strata_rpc::Admission,
+    /// Where to serve `/metrics`, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -118,6 +124,7 @@ impl Settings {
             drain_timeout: Duration::from_secs(10),
             log_format: LogFormat::default(),
             admission: strata_rpc::Admission::default(),
+            metrics_listen: None,
         }
     }
 }
@@ -303,6 +310,15 @@ impl Flags {
                 ));
             }
         };
+        let metrics_listen = match &self.metrics_listen {
+            None => None,
+            Some(raw) => Some(raw.parse().map_err(|_| {
+                config_error(
+                    "--metrics-listen (STRATA_METRICS_LISTEN)",
+                    format!("{raw:?} is not an address such as 127.0.0.1:9090"),
+                )
+            })?),
+        };
         let service_token = env(strata_rpc::client::SERVICE_TOKEN_VAR);
         if service_token
             .as_ref()
@@ -324,6 +340,7 @@ impl Flags {
                 protect_health: self.protect_health,
                 max_concurrent_calls,
             },
+            metrics_listen,
         })
     }
 }

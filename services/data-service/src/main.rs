@@ -21,8 +21,34 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let format = settings.log_format;
-    // Installed before anything is served, so SIGTERM always shuts down cleanly.
-    let shutdown = strata_rpc::shutdown_signal();
+    // Installed before anything is served, so SIGTERM always shuts down cleanly;
+    // the gRPC server and the metrics listener both stop on it.
+    let signal = strata_rpc::shutdown_signal();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        signal.await;
+        let _ = stop.send(true);
+    });
+    let on_stop = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    let shutdown = on_stop();
+    let metrics = match settings.metrics_listen {
+        None => None,
+        Some(address) => match tokio::net::TcpListener::bind(address).await {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                fatal(
+                    format,
+                    &format!("--metrics-listen (STRATA_METRICS_LISTEN): cannot listen on {address}: {error}"),
+                );
+                return ExitCode::from(2);
+            }
+        },
+    };
     let listener = match tokio::net::TcpListener::bind(settings.listen).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -50,6 +76,13 @@ async fn main() -> ExitCode {
             contexts.join(", ")
         ),
         Err(error) => fatal(format, &format!("cannot read the bound address: {error}")),
+    }
+    if let Some(listener) = metrics {
+        match listener.local_addr() {
+            Ok(bound) => println!("data-service metrics on http://{bound}/metrics"),
+            Err(error) => fatal(format, &format!("cannot read the metrics address: {error}")),
+        }
+        tokio::spawn(strata_rpc::metrics::serve(listener, on_stop()));
     }
     match server.serve(listener, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,

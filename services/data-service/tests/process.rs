@@ -24,6 +24,21 @@ fn start(args: &[&str], env: &[(&str, &str)]) -> DataService {
     DataService::start(Path::new(BIN), args, env)
 }
 
+/// `GET path` on `address` over plain HTTP/1.1: the whole answer, headers and body.
+fn http_get(address: &str, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
 /// The address from its first line, `data-service listening on <address> (…)`.
 fn listening_address(service: &DataService) -> String {
     let line = service.stdout_line();
@@ -122,15 +137,35 @@ fn a_bad_context_setting_fails_at_start_naming_it() {
 fn serves_prints_its_address_and_stops_on_sigterm() {
     let dir = TempDir::new("process");
     let mut service = start(
-        &["--listen", "127.0.0.1:0", "--data-dir", dir.arg()],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.arg(),
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
         &[("RUST_LOG", "info")],
     );
     let address = listening_address(&service);
+    let metrics = service
+        .wait_for_line("data-service metrics on http://")
+        .trim_end_matches("/metrics")
+        .to_owned();
     assert!(
         dir.path().join("catalog.db").exists(),
         "the catalog's SQLite file is in the data dir"
     );
     check_serving(&address);
+    // The health check is counted on /metrics.
+    let scraped = http_get(&metrics, "/metrics");
+    assert!(scraped.starts_with("HTTP/1.1 200"), "{scraped}");
+    assert!(
+        scraped.contains(
+            r#"strata_rpc_server_calls_total{service="grpc.health.v1.Health",method="Check",code="OK"} 1"#
+        ),
+        "{scraped}"
+    );
 
     service.terminate();
     let (status, stderr) = service.exit();

@@ -75,6 +75,59 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
     }
 }
 
+/// The edge's own metrics: requests by route template (never the raw path,
+/// whose ids would grow the metrics without bound), method and status.
+struct HttpMetrics {
+    requests: prometheus_client::metrics::family::Family<
+        RequestLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    duration: prometheus_client::metrics::family::Family<
+        RouteLabels,
+        prometheus_client::metrics::histogram::Histogram,
+        fn() -> prometheus_client::metrics::histogram::Histogram,
+    >,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+    method: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+static METRICS: std::sync::LazyLock<HttpMetrics> = std::sync::LazyLock::new(|| {
+    let metrics = HttpMetrics {
+        requests: prometheus_client::metrics::family::Family::default(),
+        duration: prometheus_client::metrics::family::Family::new_with_constructor(
+            strata_rpc::metrics::latency_histogram,
+        ),
+    };
+    strata_rpc::metrics::register(
+        "http_requests",
+        "HTTP requests answered, by route, method and status",
+        metrics.requests.clone(),
+    );
+    strata_rpc::metrics::register(
+        "http_request_duration_seconds",
+        "How long HTTP requests took, by route and method",
+        metrics.duration.clone(),
+    );
+    metrics
+});
+
+/// Makes sure the edge's metric families are registered (and rendered, as
+/// zero, before the first request).
+pub fn register_metrics() {
+    std::sync::LazyLock::force(&METRICS);
+}
+
 /// The middleware: request id, span, log line, deadline.
 pub async fn layer(State(budget): State<Budget>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -84,10 +137,12 @@ pub async fn layer(State(budget): State<Budget>, mut request: Request, next: Nex
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN && v.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(|| uuid::Uuid::now_v7().to_string().into(), Into::into);
-    let route = request
+    let matched = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| request.uri().path().to_owned(), |p| p.as_str().to_owned());
+        .map(|p| p.as_str().to_owned());
+    let route = matched.clone().unwrap_or_else(|| request.uri().path().to_owned());
+    let method = request.method().as_str().to_owned();
     let span = tracing::info_span!("http", method = %request.method(), route = %route, request_id = %id);
     request.extensions_mut().insert(Ctx {
         id: id.clone(),
@@ -96,7 +151,24 @@ pub async fn layer(State(budget): State<Budget>, mut request: Request, next: Nex
     async move {
         let mut response = next.run(request).await;
         let status = response.status();
-        let latency_ms = started.elapsed().as_micros() as f64 / 1000.0;
+        let took = started.elapsed();
+        let latency_ms = took.as_micros() as f64 / 1000.0;
+        let route = matched.unwrap_or_else(|| "unmatched".to_owned());
+        METRICS
+            .duration
+            .get_or_create(&RouteLabels {
+                route: route.clone(),
+                method: method.clone(),
+            })
+            .observe(took.as_secs_f64());
+        METRICS
+            .requests
+            .get_or_create(&RequestLabels {
+                route,
+                method,
+                status: status.as_u16(),
+            })
+            .inc();
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), latency_ms, "request ended");
         } else {

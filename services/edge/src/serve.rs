@@ -1,6 +1,7 @@
 //! Putting an edge together and serving it: the service's own routes (with
 //! their OpenAPI description, registered together so the document lists
-//! exactly what is served), plus `/healthz`, `/readyz` and `/openapi.json`,
+//! exactly what is served), plus `/healthz`, `/readyz`, `/openapi.json` and
+//! `/metrics` (Prometheus),
 //! behind the shared layers (request id and log line, authentication, rate
 //! limit, body size), with problem+json for unknown routes and methods.
 
@@ -85,11 +86,21 @@ impl Edge {
         SecurityAddon.modify(&mut openapi);
         openapi.merge(ProblemDoc::openapi());
         let document: Arc<str> = openapi.to_json().unwrap_or_default().into();
+        request::register_metrics();
         router
             .with_state(state)
             .route(
                 "/openapi.json",
                 get(move || async move { ([(header::CONTENT_TYPE, "application/json")], document.to_string()) }),
+            )
+            .route(
+                "/metrics",
+                get(|| async {
+                    (
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                        strata_rpc::metrics::render(),
+                    )
+                }),
             )
             .fallback(|| async { Problem::not_found("no such route") })
             .method_not_allowed_fallback(|| async {

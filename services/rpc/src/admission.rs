@@ -190,6 +190,7 @@ where
             }
             Err(_) => {
                 let limit = self.layer.limit;
+                crate::metrics::SERVER.shed.inc();
                 tracing::warn!(limit, "shedding a call: too many in flight");
                 let refused = Status::resource_exhausted(format!(
                     "overloaded: {limit} calls in flight already; retry with backoff"

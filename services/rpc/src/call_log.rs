@@ -168,6 +168,8 @@ where
 #[derive(Debug)]
 struct Call {
     span: Span,
+    /// The call's service and method, for the metrics.
+    labels: Option<crate::metrics::MethodLabels>,
     start: Instant,
     /// The status code, once the response has carried it.
     code: Option<Code>,
@@ -177,6 +179,7 @@ struct Call {
 
 impl Call {
     fn start(method: &str) -> Self {
+        crate::metrics::SERVER.in_flight.inc();
         Self {
             span: tracing::info_span!(
                 "grpc",
@@ -184,6 +187,7 @@ impl Call {
                 request_id = tracing::field::Empty,
                 x_request_id = tracing::field::Empty
             ),
+            labels: Some(crate::metrics::method_labels(method)),
             start: Instant::now(),
             code: None,
             ended: false,
@@ -201,8 +205,13 @@ impl Drop for Call {
         };
         // Whole microseconds, so that the number reads as written (0.883, not
         // 0.8832409999999999).
-        let latency_ms = self.start.elapsed().as_micros() as f64 / 1000.0;
+        let took = self.start.elapsed();
+        let latency_ms = took.as_micros() as f64 / 1000.0;
         let name = code_name(code);
+        if let Some(labels) = self.labels.take() {
+            crate::metrics::record_call(labels, name, took);
+        }
+        crate::metrics::SERVER.in_flight.dec();
         if matches!(code, Code::Unknown | Code::Internal | Code::DataLoss) {
             tracing::warn!(parent: &self.span, grpc.code = %name, latency_ms, "call ended");
         } else {

@@ -18,12 +18,14 @@
 //! Layout: `lib.rs` the server; `call_log.rs` the layer that logs each call;
 //! `shutdown.rs` the signal and the layer that ends open streams at shutdown;
 //! `client.rs` channels and per-call metadata and deadlines; `admission.rs`
-//! service-to-service authentication and load shedding;
+//! service-to-service authentication and load shedding; `metrics.rs` the
+//! Prometheus registry and `/metrics`;
 //! `telemetry.rs` the log subscriber and format.
 
 pub mod admission;
 mod call_log;
 pub mod client;
+pub mod metrics;
 mod shutdown;
 pub mod telemetry;
 

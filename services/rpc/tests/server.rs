@@ -522,4 +522,26 @@ async fn past_the_limit_calls_are_refused_at_once_and_health_still_answers() {
         let _ = running.stop.send(());
         running.task.await.unwrap().unwrap();
     }
+    // Every refusal is counted, as shed and as a call with its code (this test
+    // has its own process, so its own registry).
+    let refusals = 5 * (CONTENDERS - LIMIT);
+    let text = strata_rpc::metrics::render();
+    assert!(
+        text.contains(&format!("strata_rpc_server_calls_shed_total {refusals}\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "strata_rpc_server_calls_total{{service=\"strata.test.Gate\",method=\"Pass\",code=\"RESOURCE_EXHAUSTED\"}} {refusals}\n"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "strata_rpc_server_calls_total{{service=\"strata.test.Gate\",method=\"Pass\",code=\"OK\"}} {}\n",
+            5 * (LIMIT + 1)
+        )),
+        "{text}"
+    );
+    assert!(text.contains("strata_rpc_server_calls_in_flight 0\n"), "{text}");
 }

@@ -954,6 +954,25 @@ async fn the_edges_authenticate_authorize_and_limit() {
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
 
+    // Each edge counts its requests by route template on /metrics.
+    let metrics = shop
+        .http
+        .get(format!("{}/metrics", shop.sf))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        r#"strata_http_requests_total{route="/v1/orders",method="POST",status="201"}"#,
+        r#"strata_http_requests_total{route="/v1/orders/{id}",method="GET",status="404"}"#,
+        r#"strata_http_requests_total{route="/v1/orders",method="GET",status="401"}"#,
+    ] {
+        assert!(metrics.contains(expected), "{expected} in:\n{metrics}");
+    }
+    assert!(!metrics.contains(id), "no raw path (with its id) is a label");
+
     // A storefront with a tiny allowance: the third request at once is refused.
     let env = edge_env(&shop.data_address, &shop.inventory_address, &shop.dir);
     let env: Vec<_> = env
