@@ -42,6 +42,31 @@ pub mod ordering {
     }
 }
 
+// `request_id_of`, generated from the descriptors by build.rs.
+include!(concat!(env!("OUT_DIR"), "/strata_commands.rs"));
+
 /// The encoded `FileDescriptorSet` of every Strata proto file (with imports),
 /// for `tonic_reflection`.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/strata_descriptor.bin"));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_known_by_their_request_id() {
+        let create = catalog::v1::CreateProductRequest {
+            request_id: "r-1".into(),
+            ..Default::default()
+        };
+        assert_eq!(request_id_of(&create), Some("r-1"));
+        let reserve = inventory::v1::ReserveRequest {
+            request_id: "r-2".into(),
+            ..Default::default()
+        };
+        assert_eq!(request_id_of(&reserve), Some("r-2"));
+        assert_eq!(request_id_of(&catalog::v1::GetProductRequest::default()), None);
+        assert_eq!(request_id_of(&ordering::v1::ListOrdersRequest::default()), None);
+        assert_eq!(request_id_of(&"not a message"), None);
+    }
+}

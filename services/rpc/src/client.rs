@@ -27,12 +27,15 @@ use crate::X_REQUEST_ID;
 /// How long a connection attempt may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The metadata that carries a command's idempotency key (its `request_id`).
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
 /// The environment variable of the service credential, on both sides.
 pub const SERVICE_TOKEN_VAR: &str = "STRATA_SERVICE_TOKEN";
 
 /// What every Strata client calls through: a channel that presents the
-/// service credential.
-pub type RpcChannel = InterceptedService<Channel, ServiceToken>;
+/// service credential, with retries by the method's policy ([`crate::retry`]).
+pub type RpcChannel = crate::retry::Retrying<InterceptedService<Channel, ServiceToken>>;
 
 /// The service credential, added to every call as `authorization: Bearer …`.
 #[derive(Clone, Default)]
@@ -100,7 +103,9 @@ pub fn channel(address: &str, token: ServiceToken) -> Result<RpcChannel, ClientE
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10))
         .connect_lazy();
-    Ok(InterceptedService::new(channel, token))
+    Ok(crate::retry::Retrying::new(InterceptedService::new(
+        channel, token,
+    )))
 }
 
 /// Why a channel could not be made.
@@ -147,11 +152,20 @@ impl Call {
         self.deadline.saturating_duration_since(Instant::now())
     }
 
-    /// `message` as a request carrying the request id and the time this call may take.
-    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+    /// `message` as a request carrying the request id and the time this call
+    /// may take; a command (a message with a `request_id`) also carries its
+    /// idempotency key as `idempotency-key` metadata, which is what lets the
+    /// client stack retry it.
+    pub fn request<T: 'static>(&self, message: T) -> tonic::Request<T> {
+        let key = strata_proto::request_id_of(&message)
+            .filter(|k| !k.is_empty())
+            .and_then(|k| MetadataValue::try_from(k).ok());
         let mut request = tonic::Request::new(message);
         if let Some(id) = &self.request_id {
             request.metadata_mut().insert(X_REQUEST_ID, id.clone());
+        }
+        if let Some(key) = key {
+            request.metadata_mut().insert(IDEMPOTENCY_KEY, key);
         }
         request.set_timeout(self.timeout());
         request

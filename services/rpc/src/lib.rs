@@ -26,6 +26,7 @@ pub mod admission;
 mod call_log;
 pub mod client;
 pub mod metrics;
+pub mod retry;
 mod shutdown;
 pub mod telemetry;
 

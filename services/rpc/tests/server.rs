@@ -545,3 +545,146 @@ async fn past_the_limit_calls_are_refused_at_once_and_health_still_answers() {
     );
     assert!(text.contains("strata_rpc_server_calls_in_flight 0\n"), "{text}");
 }
+
+/// `strata.test.Flaky`: every method answers UNAVAILABLE to its first
+/// `fail_first` calls, then OK; it counts the calls it gets.
+#[derive(Debug, Clone)]
+struct Flaky {
+    fail_first: usize,
+    calls: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+impl tonic::server::NamedService for Flaky {
+    const NAME: &'static str = "strata.test.Flaky";
+}
+
+impl tower_service::Service<http::Request<Body>> for Flaky {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let seen = {
+            let mut calls = self.calls.lock().unwrap();
+            let count = calls.entry(request.uri().path().to_owned()).or_default();
+            *count += 1;
+            *count
+        };
+        let fail = seen <= self.fail_first;
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(ProstCodec::<(), ()>::default());
+            Ok(grpc.unary(FlakyAnswer(fail), request).await)
+        })
+    }
+}
+
+struct FlakyAnswer(bool);
+
+impl tonic::server::UnaryService<()> for FlakyAnswer {
+    type Response = ();
+    type Future = BoxFuture<Result<tonic::Response<()>, tonic::Status>>;
+
+    fn call(&mut self, _request: tonic::Request<()>) -> Self::Future {
+        let fail = self.0;
+        Box::pin(async move {
+            if fail {
+                Err(tonic::Status::unavailable("not yet"))
+            } else {
+                Ok(tonic::Response::new(()))
+            }
+        })
+    }
+}
+
+/// Calls `method` of Flaky through the client stack, with an idempotency key when given.
+async fn flaky(
+    address: SocketAddr,
+    method: &'static str,
+    key: Option<&'static str>,
+) -> Result<(), tonic::Status> {
+    let channel = strata_rpc::client::channel(
+        &format!("http://{address}"),
+        strata_rpc::client::ServiceToken::default(),
+    )
+    .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let mut request = tonic::Request::new(());
+    request.set_timeout(Duration::from_secs(5));
+    if let Some(key) = key {
+        request
+            .metadata_mut()
+            .insert(strata_rpc::client::IDEMPOTENCY_KEY, key.parse().unwrap());
+    }
+    grpc.unary(
+        request,
+        http::uri::PathAndQuery::from_static(method),
+        ProstCodec::<(), ()>::default(),
+    )
+    .await
+    .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn queries_and_keyed_commands_are_retried_and_other_commands_are_not() {
+    let calls = Arc::new(Mutex::new(std::collections::HashMap::new()));
+    let running = serve(strata_rpc::Server::new().host(Flaky {
+        fail_first: 2,
+        calls: calls.clone(),
+    }))
+    .await;
+    let count = |method: &str| calls.lock().unwrap().get(method).copied().unwrap_or(0);
+
+    flaky(running.address, "/strata.test.Flaky/GetThing", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        count("/strata.test.Flaky/GetThing"),
+        3,
+        "a query: retried until it succeeds"
+    );
+
+    let refused = flaky(running.address, "/strata.test.Flaky/DoThing", None)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable);
+    assert_eq!(
+        count("/strata.test.Flaky/DoThing"),
+        1,
+        "a command without a key: sent once"
+    );
+
+    flaky(running.address, "/strata.test.Flaky/DoOtherThing", Some("r-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        count("/strata.test.Flaky/DoOtherThing"),
+        3,
+        "a command with its key: retried"
+    );
+    let _ = running.stop.send(());
+    running.task.await.unwrap().unwrap();
+
+    // A downstream that never recovers: the caller gets its failure after a
+    // bounded number of attempts, within its deadline.
+    let calls = Arc::new(Mutex::new(std::collections::HashMap::new()));
+    let running = serve(strata_rpc::Server::new().host(Flaky {
+        fail_first: usize::MAX,
+        calls: calls.clone(),
+    }))
+    .await;
+    let started = Instant::now();
+    let failed = flaky(running.address, "/strata.test.Flaky/GetThing", None)
+        .await
+        .unwrap_err();
+    assert_eq!(failed.code(), Code::Unavailable);
+    let attempts = calls.lock().unwrap()["/strata.test.Flaky/GetThing"];
+    assert_eq!(attempts, strata_rpc::retry::MAX_ATTEMPTS as usize);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let _ = running.stop.send(());
+    running.task.await.unwrap().unwrap();
+}

@@ -1,0 +1,285 @@
+//! Retries, with a policy derived from the method rather than configured:
+//!
+//! - queries (`Get*`, `BatchGet*`, `List*`, `VerifyCredentials`,
+//!   `StreamEvents`, health `Check`) are retried;
+//! - commands are retried only when they carry an idempotency key (the
+//!   `idempotency-key` metadata [`Call::request`](crate::client::Call::request)
+//!   adds for every message with a `request_id`): the context answers a retry
+//!   with the first result, so a retry never has a second effect; without a key
+//!   a command fails fast;
+//! - anything else (reflection, unknown methods) is sent once.
+//!
+//! A call is retried when it failed before the server answered (a transport
+//! error: connection refused or reset) or was answered UNAVAILABLE or
+//! RESOURCE_EXHAUSTED (shed: not processed) in a Trailers-Only response; an
+//! answer that carried a message is never retried. Between attempts: an
+//! exponential pause with full jitter, never past the call's deadline
+//! (`grpc-timeout`); at most [`MAX_ATTEMPTS`] attempts; and a retry budget
+//! (tower's `TpsBudget`: retries may add at most a fifth to the calls made, so
+//! a failing downstream is not buried under retries).
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http_body_util::BodyExt as _;
+use tokio::time::Instant;
+use tonic::body::Body;
+use tower::{
+    ServiceExt as _,
+    retry::budget::{Budget as _, TpsBudget},
+};
+
+use crate::client::IDEMPOTENCY_KEY;
+
+/// The most attempts one call gets, the first included.
+pub const MAX_ATTEMPTS: u32 = 4;
+
+/// The first pause between attempts (then doubling, with full jitter).
+pub const FIRST_PAUSE: Duration = Duration::from_millis(25);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What to do with a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Retry it on a retryable failure.
+    Retry,
+    /// Send it once.
+    Once,
+}
+
+/// The policy of the call to `path` (`/pkg.Service/Method`) with `headers`.
+#[must_use]
+pub fn policy(path: &str, headers: &http::HeaderMap) -> Policy {
+    let method = path.rsplit('/').next().unwrap_or_default();
+    let query = ["Get", "BatchGet", "List"].iter().any(|p| method.starts_with(p))
+        || matches!(method, "VerifyCredentials" | "StreamEvents" | "Check");
+    let idempotent = headers.get(IDEMPOTENCY_KEY).is_some_and(|k| !k.is_empty());
+    let strata = path.starts_with("/strata.") || path.starts_with("/grpc.health.");
+    if strata && (query || idempotent) {
+        Policy::Retry
+    } else {
+        Policy::Once
+    }
+}
+
+/// Whether an attempt's outcome may be retried: it failed before an answer,
+/// or was answered UNAVAILABLE or RESOURCE_EXHAUSTED without a message.
+fn retryable<B, E>(outcome: &Result<http::Response<B>, E>) -> bool {
+    match outcome {
+        Err(_) => true,
+        Ok(response) => matches!(
+            response
+                .headers()
+                .get("grpc-status")
+                .map(http::HeaderValue::as_bytes),
+            Some(b"14" | b"8")
+        ),
+    }
+}
+
+/// The pause before attempt `attempt + 1`: full jitter over an exponential ceiling.
+fn pause(attempt: u32) -> Duration {
+    let ceiling = FIRST_PAUSE.saturating_mul(1 << attempt.min(10));
+    ceiling.mul_f64(fastrand::f64())
+}
+
+/// The deadline a call's `grpc-timeout` header sets, if any.
+fn deadline(headers: &http::HeaderMap) -> Option<Instant> {
+    let raw = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (value, unit) = raw.split_at(raw.len().checked_sub(1)?);
+    let value: u64 = value.parse().ok()?;
+    let timeout = match unit {
+        "H" => Duration::from_secs(value * 3600),
+        "M" => Duration::from_secs(value * 60),
+        "S" => Duration::from_secs(value),
+        "m" => Duration::from_millis(value),
+        "u" => Duration::from_micros(value),
+        "n" => Duration::from_nanos(value),
+        _ => return None,
+    };
+    Some(Instant::now() + timeout)
+}
+
+/// Retries calls by their [`policy`] (see the module docs).
+#[derive(Clone)]
+pub struct Retrying<S> {
+    inner: S,
+    budget: Arc<TpsBudget>,
+}
+
+impl<S> std::fmt::Debug for Retrying<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retrying").finish_non_exhaustive()
+    }
+}
+
+impl<S> Retrying<S> {
+    /// `inner`, with retries and a budget of its own.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            // Retries may add a fifth to the calls of the last ten seconds, and
+            // ten a second in any case.
+            budget: Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2)),
+        }
+    }
+}
+
+impl<S, ResBody> tower_service::Service<http::Request<Body>> for Retrying<S>
+where
+    S: tower_service::Service<http::Request<Body>, Response = http::Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError> + Send,
+    ResBody: Send + 'static,
+{
+    type Response = http::Response<ResBody>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        // The readied service takes this call; a clone waits for the next.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        if policy(request.uri().path(), request.headers()) == Policy::Once {
+            let call = inner.call(request);
+            return Box::pin(async move { call.await.map_err(Into::into) });
+        }
+        let budget = self.budget.clone();
+        Box::pin(async move {
+            budget.deposit();
+            let deadline = deadline(request.headers());
+            let (parts, body) = request.into_parts();
+            // A unary request is one small message: kept, to be sent again.
+            let bytes = body.collect().await?.to_bytes();
+            let mut attempt = 1;
+            loop {
+                let outcome = inner.call(rebuild(&parts, bytes.clone())).await;
+                if attempt >= MAX_ATTEMPTS || !retryable(&outcome) {
+                    return outcome.map_err(Into::into);
+                }
+                let wait = pause(attempt);
+                if deadline.is_some_and(|d| Instant::now() + wait >= d) || !budget.withdraw() {
+                    return outcome.map_err(Into::into);
+                }
+                tracing::debug!(path = %parts.uri.path(), attempt, ?wait, "retrying a call");
+                tokio::time::sleep(wait).await;
+                inner.ready().await.map_err(Into::into)?;
+                attempt += 1;
+            }
+        })
+    }
+}
+
+/// The request again, from its parts and body bytes.
+fn rebuild(parts: &http::request::Parts, body: Bytes) -> http::Request<Body> {
+    let mut request = http::Request::new(Body::new(http_body_util::Full::new(body)));
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = parts.uri.clone();
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = parts.headers.clone();
+    request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_follows_the_method() {
+        let none = http::HeaderMap::new();
+        let mut keyed = http::HeaderMap::new();
+        keyed.insert(IDEMPOTENCY_KEY, http::HeaderValue::from_static("r-1"));
+        let cases = [
+            (
+                "/strata.catalog.v1.ProductService/GetProduct",
+                &none,
+                Policy::Retry,
+            ),
+            (
+                "/strata.catalog.v1.ProductService/BatchGetProducts",
+                &none,
+                Policy::Retry,
+            ),
+            (
+                "/strata.ordering.v1.OrderService/ListOrders",
+                &none,
+                Policy::Retry,
+            ),
+            (
+                "/strata.identity.v1.AccountService/VerifyCredentials",
+                &none,
+                Policy::Retry,
+            ),
+            ("/grpc.health.v1.Health/Check", &none, Policy::Retry),
+            (
+                "/strata.catalog.v1.ProductService/ChangePrice",
+                &none,
+                Policy::Once,
+            ),
+            (
+                "/strata.catalog.v1.ProductService/ChangePrice",
+                &keyed,
+                Policy::Retry,
+            ),
+            (
+                "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                &none,
+                Policy::Once,
+            ),
+            ("/other.Service/GetThing", &none, Policy::Once),
+        ];
+        for (path, headers, want) in cases {
+            assert_eq!(policy(path, headers), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn only_failures_without_an_answer_are_retried() {
+        let answered = |status: &'static str| {
+            let mut response = http::Response::new(());
+            response
+                .headers_mut()
+                .insert("grpc-status", http::HeaderValue::from_static(status));
+            Ok::<_, ()>(response)
+        };
+        assert!(retryable(&answered("14")));
+        assert!(retryable(&answered("8")));
+        assert!(!retryable(&answered("0")));
+        assert!(!retryable(&answered("13")));
+        assert!(
+            !retryable(&Ok::<_, ()>(http::Response::new(()))),
+            "a message: never again"
+        );
+        assert!(retryable(&Err::<http::Response<()>, _>(())));
+    }
+
+    #[test]
+    fn pauses_grow_and_deadlines_are_read() {
+        for attempt in 1..6 {
+            assert!(pause(attempt) <= FIRST_PAUSE * (1 << attempt));
+        }
+        let mut headers = http::HeaderMap::new();
+        headers.insert("grpc-timeout", http::HeaderValue::from_static("250m"));
+        let left = deadline(&headers).unwrap() - Instant::now();
+        assert!(
+            left <= Duration::from_millis(250) && left > Duration::from_millis(200),
+            "{left:?}"
+        );
+        headers.insert("grpc-timeout", http::HeaderValue::from_static("junk"));
+        assert!(deadline(&headers).is_none());
+    }
+}
