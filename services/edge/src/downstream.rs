@@ -38,7 +38,7 @@ impl Downstream {
     pub fn new(flags: &EdgeFlags) -> anyhow::Result<Self> {
         let token = ServiceToken::from_env()?;
         let open = |flag: &str, address: &str| {
-            channel(address, token.clone()).map_err(|e| {
+            channel(flag.trim_end_matches("-addr"), address, token.clone()).map_err(|e| {
                 anyhow::anyhow!("--{flag} (STRATA_{}): {e}", flag.to_uppercase().replace('-', "_"))
             })
         };

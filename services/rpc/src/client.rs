@@ -33,9 +33,11 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// The environment variable of the service credential, on both sides.
 pub const SERVICE_TOKEN_VAR: &str = "STRATA_SERVICE_TOKEN";
 
-/// What every Strata client calls through: a channel that presents the
-/// service credential, with retries by the method's policy ([`crate::retry`]).
-pub type RpcChannel = crate::retry::Retrying<InterceptedService<Channel, ServiceToken>>;
+/// What every Strata client calls through: the endpoint's circuit breaker
+/// ([`crate::breaker`]), retries by the method's policy ([`crate::retry`]),
+/// the service credential, the channel.
+pub type RpcChannel =
+    crate::breaker::Breaker<crate::retry::Retrying<InterceptedService<Channel, ServiceToken>>>;
 
 /// The service credential, added to every call as `authorization: Bearer …`.
 #[derive(Clone, Default)]
@@ -87,12 +89,13 @@ impl Interceptor for ServiceToken {
     }
 }
 
-/// A channel to the data service at `address` (`http://host:port`),
-/// presenting `token`; it connects on first use.
+/// A channel to `downstream` (what it is called in logs, errors and metrics:
+/// `inventory`) at `address` (`http://host:port`), presenting `token`; it
+/// connects on first use. Its breaker is named `downstream@address`.
 ///
 /// # Errors
 /// When `address` is not a URI.
-pub fn channel(address: &str, token: ServiceToken) -> Result<RpcChannel, ClientError> {
+pub fn channel(downstream: &str, address: &str, token: ServiceToken) -> Result<RpcChannel, ClientError> {
     let endpoint = Endpoint::from_shared(address.to_owned()).map_err(|source| ClientError::Address {
         address: address.to_owned(),
         source,
@@ -103,9 +106,10 @@ pub fn channel(address: &str, token: ServiceToken) -> Result<RpcChannel, ClientE
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10))
         .connect_lazy();
-    Ok(crate::retry::Retrying::new(InterceptedService::new(
-        channel, token,
-    )))
+    Ok(crate::breaker::Breaker::new(
+        &format!("{downstream}@{address}"),
+        crate::retry::Retrying::new(InterceptedService::new(channel, token)),
+    ))
 }
 
 /// Why a channel could not be made.
@@ -197,7 +201,7 @@ mod tests {
 
     #[test]
     fn a_malformed_address_is_named() {
-        let error = channel("not an address", ServiceToken::default()).unwrap_err();
+        let error = channel("test", "not an address", ServiceToken::default()).unwrap_err();
         assert!(error.to_string().contains("\"not an address\""), "{error}");
     }
 

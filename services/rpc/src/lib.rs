@@ -23,6 +23,7 @@
 //! `telemetry.rs` the log subscriber and format.
 
 pub mod admission;
+pub mod breaker;
 mod call_log;
 pub mod client;
 pub mod metrics;

@@ -91,7 +91,7 @@ fn pause(attempt: u32) -> Duration {
 }
 
 /// The deadline a call's `grpc-timeout` header sets, if any.
-fn deadline(headers: &http::HeaderMap) -> Option<Instant> {
+pub(crate) fn deadline(headers: &http::HeaderMap) -> Option<Instant> {
     let raw = headers.get("grpc-timeout")?.to_str().ok()?;
     let (value, unit) = raw.split_at(raw.len().checked_sub(1)?);
     let value: u64 = value.parse().ok()?;

@@ -390,7 +390,7 @@ async fn shutdown_ends_open_streams_and_lets_unary_calls_finish() {
 /// `Pass` through a channel that presents `token` (none: no credential).
 async fn pass_with(address: SocketAddr, token: Option<&str>) -> Result<(), tonic::Status> {
     let token = strata_rpc::client::ServiceToken::new(token).unwrap();
-    let channel = strata_rpc::client::channel(&format!("http://{address}"), token).unwrap();
+    let channel = strata_rpc::client::channel("gate", &format!("http://{address}"), token).unwrap();
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
     grpc.unary(
@@ -607,6 +607,7 @@ async fn flaky(
     key: Option<&'static str>,
 ) -> Result<(), tonic::Status> {
     let channel = strata_rpc::client::channel(
+        "flaky",
         &format!("http://{address}"),
         strata_rpc::client::ServiceToken::default(),
     )
@@ -685,6 +686,80 @@ async fn queries_and_keyed_commands_are_retried_and_other_commands_are_not() {
     let attempts = calls.lock().unwrap()["/strata.test.Flaky/GetThing"];
     assert_eq!(attempts, strata_rpc::retry::MAX_ATTEMPTS as usize);
     assert!(started.elapsed() < Duration::from_secs(5));
+    let _ = running.stop.send(());
+    running.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_hanging_downstream_costs_its_deadline_then_the_breaker_opens_and_closes_again() {
+    let (gate, mut control) = Gate::new();
+    let running = serve(strata_rpc::Server::new().host(gate)).await;
+    let endpoint = format!("http://{}", running.address);
+    let channel =
+        strata_rpc::client::channel("gate", &endpoint, strata_rpc::client::ServiceToken::default()).unwrap();
+    let call = |timeout: Duration| {
+        let channel = channel.clone();
+        async move {
+            let mut grpc = tonic::client::Grpc::new(channel);
+            grpc.ready().await.unwrap();
+            let mut request = tonic::Request::new(());
+            request.set_timeout(timeout);
+            grpc.unary(
+                request,
+                http::uri::PathAndQuery::from_static(GATE_PASS),
+                ProstCodec::<(), ()>::default(),
+            )
+            .await
+            .map(tonic::Response::into_inner)
+        }
+    };
+    // The downstream hangs: each call ends at its deadline.
+    for _ in 0..strata_rpc::breaker::FAILURES_TO_OPEN {
+        let started = Instant::now();
+        let status = call(Duration::from_millis(100)).await.unwrap_err();
+        assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the deadline holds: {:?}",
+            started.elapsed()
+        );
+        control.entered.recv().await.unwrap();
+    }
+    // Then the breaker is open: refused at once, saying why.
+    let started = Instant::now();
+    let refused = call(Duration::from_secs(5)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable);
+    assert!(
+        refused
+            .message()
+            .starts_with(&format!("breaker open for gate@{endpoint} since "))
+            && refused.message().ends_with("after 5 failures"),
+        "{refused:?}"
+    );
+    assert!(started.elapsed() < Duration::from_millis(500));
+    let state =
+        |value: u8| format!("strata_rpc_client_breaker_state{{endpoint=\"gate@{endpoint}\"}} {value}\n");
+    assert!(
+        strata_rpc::metrics::render().contains(&state(1)),
+        "{}",
+        strata_rpc::metrics::render()
+    );
+
+    // The downstream recovers; a probe finds it and the breaker closes.
+    let _ = control.open.send(true);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match call(Duration::from_secs(2)).await {
+            Ok(()) => break,
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+                assert!(Instant::now() < deadline, "the breaker never closed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    call(Duration::from_secs(2)).await.unwrap();
+    assert!(strata_rpc::metrics::render().contains(&state(0)));
     let _ = running.stop.send(());
     running.task.await.unwrap().unwrap();
 }

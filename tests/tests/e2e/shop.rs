@@ -679,7 +679,7 @@ async fn a_checkout_abandoned_after_its_holds_were_firm_heals_by_expiry() {
     let order_id = uuid::Uuid::now_v7().to_string();
     let reservation = format!("{order_id}/{product}");
     let token = strata_rpc::client::ServiceToken::new(Some(SERVICE_TOKEN)).unwrap();
-    let channel = strata_rpc::client::channel(&shop.data_address, token).unwrap();
+    let channel = strata_rpc::client::channel("data", &shop.data_address, token).unwrap();
     let mut ordering =
         strata_proto::ordering::v1::order_service_client::OrderServiceClient::new(channel.clone());
     let mut inventory =
@@ -935,8 +935,12 @@ async fn the_edges_authenticate_authorize_and_limit() {
 
     // The data service takes calls only from holders of the service credential;
     // its health stays open to orchestrators.
-    let anonymous =
-        strata_rpc::client::channel(&shop.data_address, strata_rpc::client::ServiceToken::default()).unwrap();
+    let anonymous = strata_rpc::client::channel(
+        "data",
+        &shop.data_address,
+        strata_rpc::client::ServiceToken::default(),
+    )
+    .unwrap();
     let refused =
         strata_proto::ordering::v1::order_service_client::OrderServiceClient::new(anonymous.clone())
             .get_order(strata_proto::ordering::v1::GetOrderRequest { id: id.to_owned() })

@@ -1,0 +1,345 @@
+//! A circuit breaker per endpoint, outermost in the client stack, so that it
+//! judges a call by its final outcome (after retries) and an open breaker
+//! fails calls at once without retrying them.
+//!
+//! - It enforces the call's deadline (`grpc-timeout`) itself, so a downstream
+//!   that hangs costs each caller its deadline and no more, and counts as a
+//!   failure.
+//! - A failure is a call that ended without an answer from the service: a
+//!   transport error, UNAVAILABLE, or the deadline. Any other answer, an error
+//!   code included, shows the endpoint works. Its own refusals are not
+//!   failures: they never reach the endpoint.
+//! - After [`FAILURES_TO_OPEN`] failures in a row it opens: calls are refused
+//!   at once with UNAVAILABLE and the reason ("breaker open for
+//!   http://10.0.0.3:50051 since 16:10:03Z after 5 failures"). After a pause
+//!   ([`FIRST_OPEN`], doubling up to [`LONGEST_OPEN`]) one call goes through as
+//!   a probe: its success closes the breaker, its failure opens it again.
+//! - Every change of state is logged and shown in `/metrics` as
+//!   `strata_rpc_client_breaker_state{endpoint}` (0 closed, 1 open, 2
+//!   half-open), with `strata_rpc_client_breaker_refusals_total{endpoint}`.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{Arc, LazyLock, Mutex, PoisonError},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+};
+use tokio::time::Instant;
+use tonic::Status;
+
+/// Failures in a row that open the breaker.
+pub const FAILURES_TO_OPEN: u32 = 5;
+/// How long it first stays open before a probe.
+pub const FIRST_OPEN: Duration = Duration::from_secs(1);
+/// The longest it stays open before a probe.
+pub const LONGEST_OPEN: Duration = Duration::from_secs(30);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: String,
+}
+
+struct BreakerMetrics {
+    state: Family<EndpointLabels, Gauge>,
+    refusals: Family<EndpointLabels, Counter>,
+}
+
+static METRICS: LazyLock<BreakerMetrics> = LazyLock::new(|| {
+    let metrics = BreakerMetrics {
+        state: Family::default(),
+        refusals: Family::default(),
+    };
+    crate::metrics::register(
+        "rpc_client_breaker_state",
+        "Circuit breaker per endpoint: 0 closed, 1 open, 2 half-open",
+        metrics.state.clone(),
+    );
+    crate::metrics::register(
+        "rpc_client_breaker_refusals",
+        "Calls refused at once because the endpoint's breaker was open",
+        metrics.refusals.clone(),
+    );
+    metrics
+});
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Closed {
+        failures: u32,
+    },
+    Open {
+        since: time::OffsetDateTime,
+        until: Instant,
+        open_for: Duration,
+        failures: u32,
+    },
+    HalfOpen {
+        open_for: Duration,
+    },
+}
+
+/// The breaker of one endpoint, shared by every clone of its stack.
+#[derive(Debug)]
+struct Shared {
+    endpoint: String,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn show(&self, state: State) {
+        let value = match state {
+            State::Closed { .. } => 0,
+            State::Open { .. } => 1,
+            State::HalfOpen { .. } => 2,
+        };
+        METRICS
+            .state
+            .get_or_create(&EndpointLabels {
+                endpoint: self.endpoint.clone(),
+            })
+            .set(value);
+    }
+
+    /// Whether a call may go now: `Ok(probe?)`, or the refusal.
+    fn admit(&self) -> Result<bool, Status> {
+        let mut state = self.state();
+        match *state {
+            State::Closed { .. } => Ok(false),
+            State::Open {
+                since,
+                until,
+                open_for,
+                failures,
+            } => {
+                if Instant::now() >= until {
+                    *state = State::HalfOpen { open_for };
+                    self.show(*state);
+                    tracing::info!(endpoint = %self.endpoint, "breaker half-open: probing with one call");
+                    Ok(true)
+                } else {
+                    METRICS
+                        .refusals
+                        .get_or_create(&EndpointLabels {
+                            endpoint: self.endpoint.clone(),
+                        })
+                        .inc();
+                    Err(Status::unavailable(format!(
+                        "breaker open for {} since {} after {failures} failures",
+                        self.endpoint,
+                        since
+                            .format(&time::format_description::well_known::Rfc3339)
+                            .unwrap_or_default()
+                    )))
+                }
+            }
+            // One probe at a time: the others are refused as if open.
+            State::HalfOpen { .. } => Err(Status::unavailable(format!(
+                "breaker half-open for {}: a probe is in flight",
+                self.endpoint
+            ))),
+        }
+    }
+
+    fn record(&self, failed: bool, probe: bool) {
+        let mut state = self.state();
+        let next = match (*state, failed) {
+            (State::Closed { .. }, false) => State::Closed { failures: 0 },
+            (State::Closed { failures }, true) if failures + 1 < FAILURES_TO_OPEN => State::Closed {
+                failures: failures + 1,
+            },
+            (State::Closed { failures }, true) => open(FIRST_OPEN, failures + 1),
+            (State::HalfOpen { .. }, false) if probe => State::Closed { failures: 0 },
+            (State::HalfOpen { open_for }, true) if probe => {
+                open((open_for * 2).min(LONGEST_OPEN), FAILURES_TO_OPEN)
+            }
+            // A call admitted before the breaker opened ends now: it changes nothing.
+            (current, _) => current,
+        };
+        if std::mem::discriminant(&next) != std::mem::discriminant(&*state) {
+            match next {
+                State::Open {
+                    open_for, failures, ..
+                } => {
+                    tracing::warn!(endpoint = %self.endpoint, failures, ?open_for, "breaker opened");
+                }
+                State::Closed { .. } => {
+                    tracing::info!(endpoint = %self.endpoint, "breaker closed: the endpoint answers again")
+                }
+                State::HalfOpen { .. } => {}
+            }
+            self.show(next);
+        }
+        *state = next;
+    }
+}
+
+fn open(open_for: Duration, failures: u32) -> State {
+    State::Open {
+        since: time::OffsetDateTime::now_utc(),
+        until: Instant::now() + open_for,
+        open_for,
+        failures,
+    }
+}
+
+/// Whether an outcome shows the endpoint failing (see the module docs).
+fn failed<B>(outcome: &Result<http::Response<B>, BoxError>) -> bool {
+    match outcome {
+        Err(_) => true,
+        Ok(response) => matches!(
+            response
+                .headers()
+                .get("grpc-status")
+                .map(http::HeaderValue::as_bytes),
+            Some(b"14" | b"4")
+        ),
+    }
+}
+
+/// The breaker of the endpoint `endpoint`, around its stack `inner`.
+#[derive(Clone)]
+pub struct Breaker<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> std::fmt::Debug for Breaker<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Breaker")
+            .field("endpoint", &self.shared.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Breaker<S> {
+    /// A closed breaker for `endpoint` (its address, as errors and metrics name it).
+    pub fn new(endpoint: &str, inner: S) -> Self {
+        let shared = Arc::new(Shared {
+            endpoint: endpoint.to_owned(),
+            state: Mutex::new(State::Closed { failures: 0 }),
+        });
+        shared.show(State::Closed { failures: 0 });
+        Self { inner, shared }
+    }
+}
+
+impl<S, ReqBody, ResBody> tower_service::Service<http::Request<ReqBody>> for Breaker<S>
+where
+    S: tower_service::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError> + Send,
+    ResBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+    ReqBody: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        let probe = match shared.admit() {
+            Ok(probe) => probe,
+            Err(refusal) => {
+                let refused = refusal.into_http();
+                return Box::pin(async move { Ok(refused) });
+            }
+        };
+        let deadline = crate::retry::deadline(request.headers());
+        let call = inner.call(request);
+        Box::pin(async move {
+            let answered = |outcome: Result<http::Response<ResBody>, S::Error>| {
+                outcome
+                    .map(|response| response.map(tonic::body::Body::new))
+                    .map_err(Into::into)
+            };
+            let late = || Ok(Status::deadline_exceeded("the call's deadline passed").into_http());
+            let outcome = match deadline {
+                None => answered(call.await),
+                Some(deadline) => match tokio::time::timeout_at(deadline, call).await {
+                    // The channel enforces the same deadline and may be first:
+                    // its failure then says CANCELLED, which is not what happened.
+                    Ok(Err(_)) if Instant::now() + Duration::from_millis(5) >= deadline => late(),
+                    Ok(outcome) => answered(outcome),
+                    Err(_) => late(),
+                },
+            };
+            shared.record(failed(&outcome), probe);
+            outcome
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> Shared {
+        Shared {
+            endpoint: "http://test:1".into(),
+            state: Mutex::new(State::Closed { failures: 0 }),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_failures_in_a_row_refuses_then_probes_and_closes() {
+        let breaker = shared();
+        for _ in 0..FAILURES_TO_OPEN - 1 {
+            assert!(matches!(breaker.admit(), Ok(false)));
+            breaker.record(true, false);
+        }
+        // A success in between starts the count again.
+        breaker.record(false, false);
+        for _ in 0..FAILURES_TO_OPEN {
+            assert!(matches!(breaker.admit(), Ok(false)));
+            breaker.record(true, false);
+        }
+        let refusal = breaker.admit().unwrap_err();
+        assert!(
+            refusal
+                .message()
+                .starts_with("breaker open for http://test:1 since "),
+            "{refusal:?}"
+        );
+        assert!(
+            refusal
+                .message()
+                .ends_with(&format!("after {FAILURES_TO_OPEN} failures")),
+            "{refusal:?}"
+        );
+        tokio::time::advance(FIRST_OPEN).await;
+        assert!(
+            matches!(breaker.admit(), Ok(true)),
+            "the first call after the pause probes"
+        );
+        assert!(breaker.admit().is_err(), "one probe at a time");
+        breaker.record(true, true);
+        tokio::time::advance(FIRST_OPEN).await;
+        assert!(breaker.admit().is_err(), "a failed probe opens it for longer");
+        tokio::time::advance(FIRST_OPEN).await;
+        assert!(matches!(breaker.admit(), Ok(true)));
+        breaker.record(false, true);
+        assert!(matches!(breaker.admit(), Ok(false)), "a good probe closes it");
+    }
+}
