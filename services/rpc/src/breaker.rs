@@ -47,16 +47,30 @@ struct EndpointLabels {
     endpoint: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    endpoint: String,
+    method: String,
+    code: &'static str,
+}
+
 struct BreakerMetrics {
     state: Family<EndpointLabels, Gauge>,
     refusals: Family<EndpointLabels, Counter>,
+    calls: Family<CallLabels, Counter>,
 }
 
 static METRICS: LazyLock<BreakerMetrics> = LazyLock::new(|| {
     let metrics = BreakerMetrics {
         state: Family::default(),
         refusals: Family::default(),
+        calls: Family::default(),
     };
+    crate::metrics::register(
+        "rpc_client_calls",
+        "Calls made downstream, by endpoint, method and how they ended (after retries)",
+        metrics.calls.clone(),
+    );
     crate::metrics::register(
         "rpc_client_breaker_state",
         "Circuit breaker per endpoint: 0 closed, 1 open, 2 half-open",
@@ -208,6 +222,19 @@ fn failed<B>(outcome: &Result<http::Response<B>, BoxError>) -> bool {
     }
 }
 
+/// How an attempt ended, as a metric label: the gRPC code of a Trailers-Only
+/// answer, `OK` for an answer with a message (its trailers come later), or
+/// `TRANSPORT` when nothing came back.
+fn code_of<B>(outcome: &Result<http::Response<B>, BoxError>) -> &'static str {
+    match outcome {
+        Err(_) => "TRANSPORT",
+        Ok(response) => match response.headers().get("grpc-status") {
+            None => "OK",
+            Some(code) => crate::call_log::code_name(tonic::Code::from_bytes(code.as_bytes())),
+        },
+    }
+}
+
 /// The breaker of the endpoint `endpoint`, around its stack `inner`.
 #[derive(Clone)]
 pub struct Breaker<S> {
@@ -267,6 +294,7 @@ where
             }
         };
         let deadline = crate::retry::deadline(request.headers());
+        let method = crate::metrics::method_labels(request.uri().path()).method;
         let call = inner.call(request);
         Box::pin(async move {
             let answered = |outcome: Result<http::Response<ResBody>, S::Error>| {
@@ -286,6 +314,14 @@ where
                 },
             };
             shared.record(failed(&outcome), probe);
+            METRICS
+                .calls
+                .get_or_create(&CallLabels {
+                    endpoint: shared.endpoint.clone(),
+                    method,
+                    code: code_of(&outcome),
+                })
+                .inc();
             outcome
         })
     }

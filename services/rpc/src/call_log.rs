@@ -227,7 +227,7 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<Code> {
 }
 
 /// The code's name as the gRPC specification spells it.
-const fn code_name(code: Code) -> &'static str {
+pub(crate) const fn code_name(code: Code) -> &'static str {
     match code {
         Code::Ok => "OK",
         Code::Cancelled => "CANCELLED",

@@ -37,6 +37,21 @@ use tower::{
 
 use crate::client::IDEMPOTENCY_KEY;
 
+static RETRIES: std::sync::LazyLock<
+    prometheus_client::metrics::family::Family<
+        crate::metrics::MethodLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+> = std::sync::LazyLock::new(|| {
+    let retries = prometheus_client::metrics::family::Family::default();
+    crate::metrics::register(
+        "rpc_client_retries",
+        "Calls sent again, by service and method",
+        retries.clone(),
+    );
+    retries
+});
+
 /// The most attempts one call gets, the first included.
 pub const MAX_ATTEMPTS: u32 = 4;
 
@@ -176,6 +191,9 @@ where
                     return outcome.map_err(Into::into);
                 }
                 tracing::debug!(path = %parts.uri.path(), attempt, ?wait, "retrying a call");
+                RETRIES
+                    .get_or_create(&crate::metrics::method_labels(parts.uri.path()))
+                    .inc();
                 tokio::time::sleep(wait).await;
                 inner.ready().await.map_err(Into::into)?;
                 attempt += 1;

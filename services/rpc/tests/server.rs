@@ -667,6 +667,21 @@ async fn queries_and_keyed_commands_are_retried_and_other_commands_are_not() {
         3,
         "a command with its key: retried"
     );
+    let text = strata_rpc::metrics::render();
+    assert!(
+        text.contains(
+            "strata_rpc_client_retries_total{service=\"strata.test.Flaky\",method=\"GetThing\"} 2\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("method=\"DoThing\",code=\"UNAVAILABLE\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("method=\"DoOtherThing\",code=\"OK\"} 1\n"),
+        "{text}"
+    );
     let _ = running.stop.send(());
     running.task.await.unwrap().unwrap();
 
