@@ -60,25 +60,31 @@ impl Downstream {
         })
     }
 
-    /// The services that do not report SERVING (empty when all do), asked in parallel.
+    /// The services that do not report SERVING (empty when all do), asked at once.
     pub async fn not_ready(&self, call: &Call) -> Vec<&'static str> {
-        let mut checks = tokio::task::JoinSet::new();
-        for (service, channel) in &self.health {
-            let (service, call) = (*service, call.clone());
-            let mut health = HealthClient::new(channel.clone());
-            checks.spawn(async move {
-                let request = call.request(HealthCheckRequest {
-                    service: service.to_owned(),
-                });
-                let serving = call
-                    .run(health.check(request))
-                    .await
-                    .is_ok_and(|r| r.status == ServingStatus::Serving as i32);
-                (!serving).then_some(service)
-            });
-        }
-        let mut down: Vec<&'static str> = checks.join_all().await.into_iter().flatten().collect();
+        let checks: Vec<_> = self
+            .health
+            .iter()
+            .map(|(service, channel)| health_check(service, channel.clone(), call.clone()))
+            .collect();
+        let mut down: Vec<&'static str> = futures_util::future::join_all(checks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         down.sort_unstable();
         down
     }
+}
+
+/// Whether `service` reports SERVING; its name when it does not.
+async fn health_check(service: &'static str, channel: RpcChannel, call: Call) -> Option<&'static str> {
+    let request = call.request(HealthCheckRequest {
+        service: service.to_owned(),
+    });
+    let serving = call
+        .run(HealthClient::new(channel).check(request))
+        .await
+        .is_ok_and(|r| r.status == ServingStatus::Serving as i32);
+    (!serving).then_some(service)
 }

@@ -9,7 +9,8 @@
 //!   transport error, UNAVAILABLE, or the deadline. Any other answer, an error
 //!   code included, shows the endpoint works. Its own refusals are not
 //!   failures: they never reach the endpoint.
-//! - After [`FAILURES_TO_OPEN`] failures in a row it opens: calls are refused
+//! - After [`FAILURES_TO_OPEN`] failures in a row, or at once when nothing
+//!   listens at the endpoint (connection refused), it opens: calls are refused
 //!   at once with UNAVAILABLE and the reason ("breaker open for
 //!   http://10.0.0.3:50051 since 16:10:03Z after 5 failures"). After a pause
 //!   ([`FIRST_OPEN`], doubling up to [`LONGEST_OPEN`]) one call goes through as
@@ -32,6 +33,9 @@ use prometheus_client::{
 };
 use tokio::time::Instant;
 use tonic::Status;
+
+/// The header that marks a refusal of the breakers (so it is not retried).
+pub const BREAKER_OPEN: &str = "x-strata-breaker-open";
 
 /// Failures in a row that open the breaker.
 pub const FAILURES_TO_OPEN: u32 = 5;
@@ -126,6 +130,44 @@ impl Shared {
             .set(value);
     }
 
+    /// When it is open, until when.
+    fn open_until(&self) -> Option<Instant> {
+        match *self.state() {
+            State::Open { until, .. } if Instant::now() < until => Some(until),
+            _ => None,
+        }
+    }
+
+    /// The refusal a call gets now, if the breaker is open.
+    fn refusal(&self) -> Option<Status> {
+        match *self.state() {
+            State::Open {
+                since,
+                until,
+                failures,
+                ..
+            } if Instant::now() < until => Some(self.open_refusal(since, failures)),
+            _ => None,
+        }
+    }
+
+    fn open_refusal(&self, since: time::OffsetDateTime, failures: u32) -> Status {
+        METRICS
+            .refusals
+            .get_or_create(&EndpointLabels {
+                endpoint: self.endpoint.clone(),
+            })
+            .inc();
+        Status::unavailable(format!(
+            "breaker open for {} since {} after {failures} failure{}",
+            self.endpoint,
+            since
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            if failures == 1 { "" } else { "s" }
+        ))
+    }
+
     /// Whether a call may go now: `Ok(probe?)`, or the refusal.
     fn admit(&self) -> Result<bool, Status> {
         let mut state = self.state();
@@ -143,19 +185,7 @@ impl Shared {
                     tracing::info!(endpoint = %self.endpoint, "breaker half-open: probing with one call");
                     Ok(true)
                 } else {
-                    METRICS
-                        .refusals
-                        .get_or_create(&EndpointLabels {
-                            endpoint: self.endpoint.clone(),
-                        })
-                        .inc();
-                    Err(Status::unavailable(format!(
-                        "breaker open for {} since {} after {failures} failures",
-                        self.endpoint,
-                        since
-                            .format(&time::format_description::well_known::Rfc3339)
-                            .unwrap_or_default()
-                    )))
+                    Err(self.open_refusal(since, failures))
                 }
             }
             // One probe at a time: the others are refused as if open.
@@ -166,9 +196,12 @@ impl Shared {
         }
     }
 
-    fn record(&self, failed: bool, probe: bool) {
+    fn record(&self, verdict: Verdict, probe: bool) {
         let mut state = self.state();
+        let failed = verdict != Verdict::Works;
         let next = match (*state, failed) {
+            // Nothing listens: no point in four more tries.
+            (State::Closed { failures }, true) if verdict == Verdict::Down => open(FIRST_OPEN, failures + 1),
             (State::Closed { .. }, false) => State::Closed { failures: 0 },
             (State::Closed { failures }, true) if failures + 1 < FAILURES_TO_OPEN => State::Closed {
                 failures: failures + 1,
@@ -208,6 +241,41 @@ fn open(open_for: Duration, failures: u32) -> State {
     }
 }
 
+/// How an outcome judges the endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// It answered.
+    Works,
+    /// It failed this call (counts towards opening).
+    Failed,
+    /// Nothing listens there: refused connection. Opens at once.
+    Down,
+}
+
+/// How an outcome judges the endpoint (see the module docs).
+fn verdict<B>(outcome: &Result<http::Response<B>, BoxError>) -> Verdict {
+    match outcome {
+        Err(error) if refused(error.as_ref()) => Verdict::Down,
+        other if failed(other) => Verdict::Failed,
+        _ => Verdict::Works,
+    }
+}
+
+/// Whether the connection was refused, somewhere in the error's chain.
+fn refused(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            return true;
+        }
+        next = error.source();
+    }
+    false
+}
+
 /// Whether an outcome shows the endpoint failing (see the module docs).
 fn failed<B>(outcome: &Result<http::Response<B>, BoxError>) -> bool {
     match outcome {
@@ -235,11 +303,88 @@ fn code_of<B>(outcome: &Result<http::Response<B>, BoxError>) -> &'static str {
     }
 }
 
-/// The breaker of the endpoint `endpoint`, around its stack `inner`.
-#[derive(Clone)]
+/// The breaker of the endpoint `endpoint`, around its stack `inner`. While
+/// open it is not ready, so a balancer passes it over until its pause ends.
 pub struct Breaker<S> {
     inner: S,
     shared: Arc<Shared>,
+    /// Wakes the task that found it open when the pause ends.
+    wake: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S: Clone> Clone for Breaker<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+            wake: None,
+        }
+    }
+}
+
+/// The breakers of every endpoint of one downstream, around the balanced
+/// stack: when all of them are open, a call is refused at once, with the
+/// reason, instead of waiting for an endpoint until its deadline.
+#[derive(Clone)]
+pub struct Breakers<S> {
+    inner: S,
+    all: Arc<[Arc<Shared>]>,
+}
+
+impl<S> std::fmt::Debug for Breakers<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let endpoints: Vec<&str> = self.all.iter().map(|b| b.endpoint.as_str()).collect();
+        f.debug_struct("Breakers")
+            .field("endpoints", &endpoints)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Breakers<S> {
+    /// `inner`, guarded by the breakers of `endpoints`.
+    pub fn new<E>(endpoints: &[&Breaker<E>], inner: S) -> Self {
+        Self {
+            inner,
+            all: endpoints.iter().map(|b| b.shared.clone()).collect(),
+        }
+    }
+
+    /// The same breakers around another stack.
+    pub fn around<T>(self, inner: T) -> Breakers<T> {
+        Breakers { inner, all: self.all }
+    }
+}
+
+impl<S, ReqBody> tower_service::Service<http::Request<ReqBody>> for Breakers<S>
+where
+    S: tower_service::Service<http::Request<ReqBody>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let refusals: Vec<Status> = self.all.iter().filter_map(|b| b.refusal()).collect();
+        if !refusals.is_empty() && refusals.len() == self.all.len() {
+            let refused = refusals.into_iter().next().map(|refusal| {
+                let mut refused = refusal.into_http::<tonic::body::Body>();
+                // Sending it again would meet the same open breakers.
+                refused
+                    .headers_mut()
+                    .insert(BREAKER_OPEN, http::HeaderValue::from_static("1"));
+                refused
+            });
+            if let Some(refused) = refused {
+                return Box::pin(async move { Ok(refused) });
+            }
+        }
+        Box::pin(self.inner.call(request))
+    }
 }
 
 impl<S> std::fmt::Debug for Breaker<S> {
@@ -258,7 +403,11 @@ impl<S> Breaker<S> {
             state: Mutex::new(State::Closed { failures: 0 }),
         });
         shared.show(State::Closed { failures: 0 });
-        Self { inner, shared }
+        Self {
+            inner,
+            shared,
+            wake: None,
+        }
     }
 }
 
@@ -279,6 +428,18 @@ where
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if let Some(until) = self.shared.open_until() {
+            let wake = self
+                .wake
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
+            if wake.deadline() != until {
+                wake.as_mut().reset(until);
+            }
+            if wake.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.wake = None;
+        }
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
@@ -313,7 +474,7 @@ where
                     Err(_) => late(),
                 },
             };
-            shared.record(failed(&outcome), probe);
+            shared.record(verdict(&outcome), probe);
             METRICS
                 .calls
                 .get_or_create(&CallLabels {
@@ -343,13 +504,13 @@ mod tests {
         let breaker = shared();
         for _ in 0..FAILURES_TO_OPEN - 1 {
             assert!(matches!(breaker.admit(), Ok(false)));
-            breaker.record(true, false);
+            breaker.record(Verdict::Failed, false);
         }
         // A success in between starts the count again.
-        breaker.record(false, false);
+        breaker.record(Verdict::Works, false);
         for _ in 0..FAILURES_TO_OPEN {
             assert!(matches!(breaker.admit(), Ok(false)));
-            breaker.record(true, false);
+            breaker.record(Verdict::Failed, false);
         }
         let refusal = breaker.admit().unwrap_err();
         assert!(
@@ -370,12 +531,27 @@ mod tests {
             "the first call after the pause probes"
         );
         assert!(breaker.admit().is_err(), "one probe at a time");
-        breaker.record(true, true);
+        breaker.record(Verdict::Failed, true);
         tokio::time::advance(FIRST_OPEN).await;
         assert!(breaker.admit().is_err(), "a failed probe opens it for longer");
         tokio::time::advance(FIRST_OPEN).await;
         assert!(matches!(breaker.admit(), Ok(true)));
-        breaker.record(false, true);
+        breaker.record(Verdict::Works, true);
         assert!(matches!(breaker.admit(), Ok(false)), "a good probe closes it");
+        breaker.record(Verdict::Down, false);
+        let refusal = breaker.admit().unwrap_err();
+        assert!(
+            refusal.message().ends_with("after 1 failure"),
+            "nothing listens: open at once: {refusal:?}"
+        );
+    }
+
+    #[test]
+    fn a_refused_connection_is_found_in_the_chain() {
+        let refused: BoxError = Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(verdict::<()>(&Err(refused)), Verdict::Down);
+        let reset: BoxError = Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(verdict::<()>(&Err(reset)), Verdict::Failed);
+        assert_eq!(verdict(&Ok(http::Response::new(()))), Verdict::Works);
     }
 }

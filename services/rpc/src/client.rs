@@ -19,7 +19,7 @@ use tonic::{
     Status,
     metadata::{Ascii, MetadataValue},
     service::{Interceptor, interceptor::InterceptedService},
-    transport::{Channel, Endpoint},
+    transport::Endpoint,
 };
 
 use crate::X_REQUEST_ID;
@@ -33,11 +33,24 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// The environment variable of the service credential, on both sides.
 pub const SERVICE_TOKEN_VAR: &str = "STRATA_SERVICE_TOKEN";
 
-/// What every Strata client calls through: the endpoint's circuit breaker
-/// ([`crate::breaker`]), retries by the method's policy ([`crate::retry`]),
-/// the service credential, the channel.
-pub type RpcChannel =
-    crate::breaker::Breaker<crate::retry::Retrying<InterceptedService<Channel, ServiceToken>>>;
+/// The stack under the retries: the balanced endpoints, behind a buffer
+/// (so that it can be cloned), type-erased.
+/// (Its error is a `Status`, not a `Box<dyn Error>`: rustc cannot prove the
+/// generated clients' futures `Send` through a trait object in this bound.)
+pub type Balanced = tower::util::BoxCloneSyncService<
+    http::Request<tonic::body::Body>,
+    http::Response<tonic::body::Body>,
+    Status,
+>;
+
+/// What every Strata client calls through, outermost first: retries by the
+/// method's policy ([`crate::retry`]), the breakers' guard (all endpoints
+/// open: refused at once, and not retried), power-of-two-choices balancing over the
+/// endpoints by calls in flight, and for each endpoint its circuit breaker
+/// ([`crate::breaker`]), the service credential and its channel.
+pub type RpcChannel = crate::retry::Retrying<crate::breaker::Breakers<Balanced>>;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The service credential, added to every call as `authorization: Bearer …`.
 #[derive(Clone, Default)]
@@ -90,26 +103,45 @@ impl Interceptor for ServiceToken {
 }
 
 /// A channel to `downstream` (what it is called in logs, errors and metrics:
-/// `inventory`) at `address` (`http://host:port`), presenting `token`; it
-/// connects on first use. Its breaker is named `downstream@address`.
+/// `inventory`) at `addresses` (`http://host:port`, or several separated by
+/// commas: replicas, balanced), presenting `token`; it connects on first use.
+/// Each endpoint's breaker is named `downstream@address`. Must be called
+/// within a Tokio runtime (the balancer's buffer runs as a task).
 ///
 /// # Errors
-/// When `address` is not a URI.
-pub fn channel(downstream: &str, address: &str, token: ServiceToken) -> Result<RpcChannel, ClientError> {
-    let endpoint = Endpoint::from_shared(address.to_owned()).map_err(|source| ClientError::Address {
-        address: address.to_owned(),
-        source,
-    })?;
-    let channel = endpoint
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10))
-        .connect_lazy();
-    Ok(crate::breaker::Breaker::new(
-        &format!("{downstream}@{address}"),
-        crate::retry::Retrying::new(InterceptedService::new(channel, token)),
-    ))
+/// When an address is not a URI, or there is none.
+pub fn channel(downstream: &str, addresses: &str, token: ServiceToken) -> Result<RpcChannel, ClientError> {
+    let mut breakers = Vec::new();
+    for address in addresses.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        let endpoint = Endpoint::from_shared(address.to_owned()).map_err(|source| ClientError::Address {
+            address: address.to_owned(),
+            source,
+        })?;
+        let channel = endpoint
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .connect_lazy();
+        breakers.push(crate::breaker::Breaker::new(
+            &format!("{downstream}@{address}"),
+            InterceptedService::new(channel, token.clone()),
+        ));
+    }
+    if breakers.is_empty() {
+        return Err(ClientError::NoAddress(downstream.to_owned()));
+    }
+    let guard: Vec<_> = breakers.iter().collect();
+    let guard = crate::breaker::Breakers::new(&guard, ());
+    let endpoints: Vec<_> = breakers
+        .into_iter()
+        .map(|b| tower::load::PendingRequests::new(b, tower::load::CompleteOnResponse::default()))
+        .collect();
+    let balance = tower::balance::p2c::Balance::new(tower::discover::ServiceList::new(endpoints));
+    let buffered = tower::util::MapErr::new(tower::buffer::Buffer::new(balance, 1024), |error: BoxError| {
+        Status::from_error(error)
+    });
+    Ok(crate::retry::Retrying::new(guard.around(Balanced::new(buffered))))
 }
 
 /// Why a channel could not be made.
@@ -124,6 +156,9 @@ pub enum ClientError {
         #[source]
         source: tonic::transport::Error,
     },
+    /// No address was given.
+    #[error("no address for {0}")]
+    NoAddress(String),
     /// The service token cannot be sent as a header.
     #[error("{SERVICE_TOKEN_VAR} must be printable ASCII")]
     Token,

@@ -58,8 +58,6 @@ pub const MAX_ATTEMPTS: u32 = 4;
 /// The first pause between attempts (then doubling, with full jitter).
 pub const FIRST_PAUSE: Duration = Duration::from_millis(25);
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
 /// What to do with a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
@@ -89,6 +87,8 @@ pub fn policy(path: &str, headers: &http::HeaderMap) -> Policy {
 fn retryable<B, E>(outcome: &Result<http::Response<B>, E>) -> bool {
     match outcome {
         Err(_) => true,
+        // Every endpoint's breaker is open: it would be refused again.
+        Ok(response) if response.headers().contains_key(crate::breaker::BREAKER_OPEN) => false,
         Ok(response) => matches!(
             response
                 .headers()
@@ -149,20 +149,19 @@ impl<S> Retrying<S> {
 
 impl<S, ResBody> tower_service::Service<http::Request<Body>> for Retrying<S>
 where
-    S: tower_service::Service<http::Request<Body>, Response = http::Response<ResBody>>
+    S: tower_service::Service<http::Request<Body>, Response = http::Response<ResBody>, Error = tonic::Status>
         + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
-    S::Error: Into<BoxError> + Send,
     ResBody: Send + 'static,
 {
     type Response = http::Response<ResBody>;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+    type Error = tonic::Status;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, tonic::Status>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
@@ -170,8 +169,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         if policy(request.uri().path(), request.headers()) == Policy::Once {
-            let call = inner.call(request);
-            return Box::pin(async move { call.await.map_err(Into::into) });
+            return Box::pin(inner.call(request));
         }
         let budget = self.budget.clone();
         Box::pin(async move {
@@ -184,18 +182,19 @@ where
             loop {
                 let outcome = inner.call(rebuild(&parts, bytes.clone())).await;
                 if attempt >= MAX_ATTEMPTS || !retryable(&outcome) {
-                    return outcome.map_err(Into::into);
+                    return outcome;
                 }
                 let wait = pause(attempt);
                 if deadline.is_some_and(|d| Instant::now() + wait >= d) || !budget.withdraw() {
-                    return outcome.map_err(Into::into);
+                    return outcome;
                 }
+                drop(outcome);
                 tracing::debug!(path = %parts.uri.path(), attempt, ?wait, "retrying a call");
                 RETRIES
                     .get_or_create(&crate::metrics::method_labels(parts.uri.path()))
                     .inc();
                 tokio::time::sleep(wait).await;
-                inner.ready().await.map_err(Into::into)?;
+                inner.ready().await?;
                 attempt += 1;
             }
         })
@@ -283,6 +282,17 @@ mod tests {
             "a message: never again"
         );
         assert!(retryable(&Err::<http::Response<()>, _>(())));
+        let mut refused = http::Response::new(());
+        refused
+            .headers_mut()
+            .insert("grpc-status", http::HeaderValue::from_static("14"));
+        refused
+            .headers_mut()
+            .insert(crate::breaker::BREAKER_OPEN, http::HeaderValue::from_static("1"));
+        assert!(
+            !retryable(&Ok::<_, ()>(refused)),
+            "the breakers' refusal is final"
+        );
     }
 
     #[test]

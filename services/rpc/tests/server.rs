@@ -778,3 +778,97 @@ async fn a_hanging_downstream_costs_its_deadline_then_the_breaker_opens_and_clos
     let _ = running.stop.send(());
     running.task.await.unwrap().unwrap();
 }
+
+/// Two replicas behind one client: the load is spread over both; one dies
+/// abruptly under a steady stream of queries and no query fails (retried on
+/// the other, whose breaker-free path the balancer then keeps to).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queries_spread_over_replicas_and_survive_one_dying() {
+    let counts = [
+        Arc::new(Mutex::new(std::collections::HashMap::new())),
+        Arc::new(Mutex::new(std::collections::HashMap::new())),
+    ];
+    let a = serve(strata_rpc::Server::new().host(Flaky {
+        fail_first: 0,
+        calls: counts[0].clone(),
+    }))
+    .await;
+    let b = serve(strata_rpc::Server::new().host(Flaky {
+        fail_first: 0,
+        calls: counts[1].clone(),
+    }))
+    .await;
+    let addresses = format!("http://{},http://{}", a.address, b.address);
+    let channel =
+        strata_rpc::client::channel("flaky", &addresses, strata_rpc::client::ServiceToken::default())
+            .unwrap();
+    let query = |channel: strata_rpc::client::RpcChannel| async move {
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready().await?;
+        let mut request = tonic::Request::new(());
+        request.set_timeout(Duration::from_secs(5));
+        grpc.unary(
+            request,
+            http::uri::PathAndQuery::from_static("/strata.test.Flaky/GetThing"),
+            ProstCodec::<(), ()>::default(),
+        )
+        .await
+        .map(tonic::Response::into_inner)
+    };
+    let served = |i: usize| {
+        counts[i]
+            .lock()
+            .unwrap()
+            .get("/strata.test.Flaky/GetThing")
+            .copied()
+            .unwrap_or(0)
+    };
+
+    // Eight callers at once, 25 queries each.
+    let run = |rounds: usize| {
+        let channel = channel.clone();
+        async move {
+            let callers: Vec<_> = (0..8)
+                .map(|_| {
+                    let channel = channel.clone();
+                    tokio::spawn(async move {
+                        let mut failed = Vec::new();
+                        for _ in 0..rounds {
+                            if let Err(status) = query(channel.clone()).await {
+                                failed.push(status);
+                            }
+                        }
+                        failed
+                    })
+                })
+                .collect();
+            let mut failed = Vec::new();
+            for caller in callers {
+                failed.extend(caller.await.unwrap());
+            }
+            failed
+        }
+    };
+    assert!(run(25).await.is_empty());
+    let (on_a, on_b) = (served(0), served(1));
+    assert_eq!(on_a + on_b, 200);
+    assert!(
+        on_a >= 40 && on_b >= 40,
+        "each replica takes a share: {on_a} and {on_b}"
+    );
+
+    // A dies abruptly while the queries go on: none of them fails.
+    let stream = tokio::spawn(run(50));
+    tokio::task::yield_now().await;
+    a.task.abort();
+    let failed = stream.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} queries failed: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    assert!(served(1) > on_b, "the survivor took the rest");
+    let _ = b.stop.send(());
+    b.task.await.unwrap().unwrap();
+}
