@@ -458,6 +458,7 @@ mod tests {
         calls: Mutex<Vec<Vec<u32>>>,
         gate: Semaphore,
         fail: Mutex<HashSet<usize>>,
+        panics: Mutex<HashSet<usize>>,
         started: AtomicUsize,
     }
 
@@ -471,6 +472,7 @@ mod tests {
                 calls: Mutex::new(Vec::new()),
                 gate: Semaphore::new(permits),
                 fail: Mutex::new(HashSet::new()),
+                panics: Mutex::new(HashSet::new()),
                 started: AtomicUsize::new(0),
             }
         }
@@ -494,6 +496,8 @@ mod tests {
             self.gate.acquire().await.unwrap().forget();
             // Let other callers queue meanwhile, as a real round trip would.
             tokio::task::yield_now().await;
+            let panics = self.panics.lock().unwrap().contains(&call);
+            assert!(!panics, "call {call} panics");
             if self.fail.lock().unwrap().contains(&call) {
                 return Err(StoreError::Corrupt(format!("call {call} fails").into()));
             }
@@ -522,6 +526,14 @@ mod tests {
         })
         .await
         .expect("the condition never held");
+    }
+
+    /// What a task returned; fails if it is not done within 10 s.
+    async fn finished<T>(task: tokio::task::JoinHandle<T>) -> T {
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the caller was never answered")
+            .unwrap()
     }
 
     fn row(key: u32) -> Option<String> {
@@ -639,9 +651,9 @@ mod tests {
         let queued: Vec<_> = keys.iter().map(|&key| spawn_get(&queue, key)).collect();
         until(|| queue.queued() == keys.len()).await;
         fake.gate.add_permits(2);
-        assert_eq!(answered(lone.await.unwrap()), row(1));
+        assert_eq!(answered(finished(lone).await), row(1));
         for (key, task) in keys.iter().zip(queued) {
-            assert_eq!(answered(task.await.unwrap()), row(*key), "key {key}");
+            assert_eq!(answered(finished(task).await), row(*key), "key {key}");
         }
         let calls = fake.calls();
         assert_eq!(calls.len(), 2, "{calls:?}");
@@ -661,9 +673,9 @@ mod tests {
         let queued: Vec<_> = (1..=250).map(|key| spawn_get(&queue, key)).collect();
         until(|| queue.queued() == 250).await;
         fake.gate.add_permits(Semaphore::MAX_PERMITS / 2);
-        assert_eq!(answered(lone.await.unwrap()), row(0));
+        assert_eq!(answered(finished(lone).await), row(0));
         for (key, task) in (1..=250).zip(queued) {
-            assert_eq!(answered(task.await.unwrap()), row(key));
+            assert_eq!(answered(finished(task).await), row(key));
         }
         let sizes: Vec<_> = fake.calls().iter().map(Vec::len).collect();
         assert_eq!(sizes, vec![1, 100, 100, 50]);
@@ -679,10 +691,10 @@ mod tests {
         let queued: Vec<_> = [2, 3, 2, EXISTING + 1].map(|key| spawn_get(&queue, key)).into();
         until(|| queue.queued() == 4).await;
         fake.gate.add_permits(Semaphore::MAX_PERMITS / 2);
-        assert_eq!(answered(lone.await.unwrap()), row(1));
+        assert_eq!(answered(finished(lone).await), row(1));
         let mut errors = Vec::new();
         for task in queued {
-            match task.await.unwrap() {
+            match finished(task).await {
                 Err(StoreError::Shared(error)) => errors.push(error),
                 other => panic!("expected the batch's error, got {other:?}"),
             }
@@ -707,9 +719,9 @@ mod tests {
         gives_up.abort();
         assert!(gives_up.await.unwrap_err().is_cancelled());
         fake.gate.add_permits(2);
-        assert_eq!(answered(lone.await.unwrap()), row(1));
-        assert_eq!(answered(stays.await.unwrap()), row(2));
-        assert_eq!(answered(also_stays.await.unwrap()), row(4));
+        assert_eq!(answered(finished(lone).await), row(1));
+        assert_eq!(answered(finished(stays).await), row(2));
+        assert_eq!(answered(finished(also_stays).await), row(4));
         let mut second = fake.calls()[1].clone();
         second.sort_unstable();
         assert_eq!(second, vec![2, 4]);
@@ -729,7 +741,7 @@ mod tests {
         assert!(lone.await.unwrap_err().is_cancelled());
         fake.gate.add_permits(1);
         for (key, task) in [2, 3].into_iter().zip(queued) {
-            assert_eq!(answered(task.await.unwrap()), row(key));
+            assert_eq!(answered(finished(task).await), row(key));
         }
         assert_eq!(fake.calls().len(), 2);
         until(|| queue.idle()).await;
@@ -787,5 +799,47 @@ mod tests {
             assert!(keys.len() <= 16, "{keys:?}");
             assert_eq!(keys.iter().collect::<HashSet<_>>().len(), keys.len(), "{keys:?}");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_driver_that_panics_answers_its_queue_and_leaves_the_read_idle() {
+        let fake = Arc::new(Fake::gated(0));
+        fake.panics.lock().unwrap().insert(1);
+        let queue = queue(&fake, MAX_KEYS);
+        let lone = spawn_get(&queue, 1);
+        until(|| fake.started.load(Ordering::SeqCst) == 1).await;
+        let queued: Vec<_> = [2, 3].map(|key| spawn_get(&queue, key)).into();
+        until(|| queue.queued() == 2).await;
+        fake.gate.add_permits(Semaphore::MAX_PERMITS / 2);
+        assert_eq!(answered(finished(lone).await), row(1));
+        for task in queued {
+            assert!(matches!(
+                finished(task).await,
+                Err(StoreError::Unavailable(sqlx::Error::WorkerCrashed))
+            ));
+        }
+        until(|| queue.idle()).await;
+        assert_eq!(answered(queue.get(4).await), row(4));
+    }
+
+    #[test]
+    fn without_a_runtime_the_queue_is_answered_and_the_read_left_idle() {
+        let fake = Arc::new(Fake::open());
+        let queue = queue(&fake, MAX_KEYS);
+        let (answer, mut answered) = oneshot::channel();
+        {
+            let mut state = queue.lock();
+            state.sending = true;
+            state.waiting.push(Waiter { key: 1, answer });
+        }
+        // A lone caller's turn ends where no runtime can run a driver.
+        drop(Turn {
+            queue: Some(Arc::clone(&queue)),
+        });
+        assert!(queue.idle());
+        assert!(matches!(
+            answered.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed)
+        ));
     }
 }
