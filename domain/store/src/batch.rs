@@ -1,9 +1,9 @@
 //! Reads by key that concurrent callers share: opportunistic batching (the
 //! "smart batching" or group-commit pattern), with no timer.
 //!
-//! A context builds one [`Batched`] per statement ([`Store::batched`] with a
-//! [`ReadByKey`]: its statement reads a *list* of keys and every row carries
-//! its key) and reads one key at a time through it:
+//! A context builds one [`Batched`] per statement ([`crate::Store::batched`]
+//! with a [`ReadByKey`]: its statement reads a *list* of keys and every row
+//! carries its key) and reads one key at a time through it:
 //!
 //! - **Nobody else is reading:** the read goes out at once, alone, from the
 //!   caller's own task — exactly one statement, as an unbatched read would,
@@ -32,8 +32,8 @@
 //! their own key. The price is one task spawn per busy period, none per read
 //! at concurrency 1.
 //!
-//! The decisions — forming a batch from the queue ([`take_batch`]) and
-//! matching rows back to callers ([`rows_by_key`], [`answer_all`]) — are plain
+//! The decisions — forming a batch from the queue (`take_batch`) and
+//! matching rows back to callers (`rows_by_key`, `answer_all`) — are plain
 //! functions, unit-tested below against an in-memory fake of the statement.
 
 use std::{
