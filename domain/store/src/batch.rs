@@ -517,9 +517,13 @@ mod tests {
         Arc::new(Queue::new(Arc::clone(fake), max_keys))
     }
 
-    /// Waits (by yielding, not by time) until `done` holds; fails after 10 s.
+    /// Bounds every wait on a caller: a caller left stranded fails the test.
+    const STRANDED: Duration = Duration::from_secs(5);
+
+    /// Waits (by yielding, not by time) until `done` holds; fails after
+    /// [`STRANDED`].
     async fn until(mut done: impl FnMut() -> bool) {
-        tokio::time::timeout(Duration::from_secs(10), async {
+        tokio::time::timeout(STRANDED, async {
             while !done() {
                 tokio::task::yield_now().await;
             }
@@ -528,9 +532,9 @@ mod tests {
         .expect("the condition never held");
     }
 
-    /// What a task returned; fails if it is not done within 10 s.
+    /// What a task returned; fails if it is not done within [`STRANDED`].
     async fn finished<T>(task: tokio::task::JoinHandle<T>) -> T {
-        tokio::time::timeout(Duration::from_secs(10), task)
+        tokio::time::timeout(STRANDED, task)
             .await
             .expect("the caller was never answered")
             .unwrap()
@@ -785,7 +789,7 @@ mod tests {
                 })
                 .collect();
             for (key, task) in tasks {
-                let answer = tokio::time::timeout(Duration::from_secs(10), task)
+                let answer = tokio::time::timeout(STRANDED, task)
                     .await
                     .expect("every caller is answered")
                     .unwrap();

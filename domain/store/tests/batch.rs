@@ -20,6 +20,8 @@ use uuid::Uuid;
 const ROUNDS: usize = 20;
 /// How many contenders each round starts at once.
 const CONTENDERS: usize = 32;
+/// Bounds every wait on a caller: a caller left stranded fails the test.
+const STRANDED: Duration = Duration::from_secs(10);
 /// Items 1 to this exist; the id of item `i` is `Uuid::from_u128(i)`.
 const ITEMS: u128 = 200;
 
@@ -94,6 +96,14 @@ async fn suite(store: &Store) {
     idempotency_records_are_looked_up_together(store).await;
 }
 
+/// What a contender's task returned, within [`STRANDED`].
+async fn answered<T>(task: tokio::task::JoinHandle<T>) -> T {
+    tokio::time::timeout(STRANDED, task)
+        .await
+        .expect("every caller is answered")
+        .unwrap()
+}
+
 fn name_of(row: &strata_store::Row) -> Result<String, StoreError> {
     row.text(1)
 }
@@ -140,7 +150,7 @@ where
             .collect();
         for (item, task) in tasks {
             assert_eq!(
-                task.await.unwrap().unwrap(),
+                answered(task).await.unwrap(),
                 expected(item),
                 "round {round}, item {item}"
             );
@@ -181,7 +191,7 @@ async fn a_failing_statement_reaches_every_caller(store: &Store) {
             })
             .collect();
         for task in tasks {
-            let error = task.await.unwrap().unwrap_err();
+            let error = answered(task).await.unwrap_err();
             // Alone or shared, it is the statement's own failure.
             let error = match &error {
                 StoreError::Shared(shared) => shared.as_ref(),
@@ -223,10 +233,7 @@ async fn callers_that_give_up_break_nobody(store: &Store) {
             })
             .collect();
         for (item, task) in tasks {
-            let answer = tokio::time::timeout(Duration::from_secs(30), task)
-                .await
-                .expect("every caller that stays is answered")
-                .unwrap();
+            let answer = answered(task).await;
             if let Some(answer) = answer {
                 assert_eq!(answer.unwrap(), expected(item), "round {round}, item {item}");
             }
@@ -270,7 +277,7 @@ async fn idempotency_records_are_looked_up_together(store: &Store) {
             })
             .collect();
         for (n, task) in tasks {
-            let recorded = task.await.unwrap().unwrap();
+            let recorded = answered(task).await.unwrap();
             if n < RECORDED {
                 let recorded = recorded.expect("a recorded command");
                 assert_eq!(recorded.fingerprint, fingerprint(n));
