@@ -637,7 +637,7 @@ mod tests {
         let fake = Arc::new(Fake::open());
         let queue = queue(&fake, MAX_KEYS);
         for key in [3, 4, 3, EXISTING + 1] {
-            assert_eq!(answered(queue.get(key).await), row(key));
+            assert_eq!(answered(finished(spawn_get(&queue, key)).await), row(key));
         }
         // One statement per read, each carrying its own key only.
         assert_eq!(fake.calls(), vec![vec![3], vec![4], vec![3], vec![EXISTING + 1]]);
@@ -706,7 +706,7 @@ mod tests {
         assert!(errors.iter().all(|error| Arc::ptr_eq(error, &errors[0])));
         assert!(matches!(*errors[0], StoreError::Corrupt(_)));
         // The failure was that batch's only: the read goes on.
-        assert_eq!(answered(queue.get(2).await), row(2));
+        assert_eq!(answered(finished(spawn_get(&queue, 2)).await), row(2));
         until(|| queue.idle()).await;
     }
 
@@ -823,7 +823,7 @@ mod tests {
             ));
         }
         until(|| queue.idle()).await;
-        assert_eq!(answered(queue.get(4).await), row(4));
+        assert_eq!(answered(finished(spawn_get(&queue, 4)).await), row(4));
     }
 
     #[test]
