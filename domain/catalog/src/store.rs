@@ -11,7 +11,7 @@ use strata_kernel::{
     execute::{Change, CommandStore, SaveError},
 };
 use strata_store::{
-    ContextSchema, Migration, OpenError, Param, Row, Sql, Store, StoreConfig, StoreError,
+    Batched, ContextSchema, Migration, OpenError, Param, ReadByKey, Row, Sql, Store, StoreConfig, StoreError,
     table::{self, AggregateTable},
     value::version_to,
 };
@@ -43,8 +43,10 @@ pub const SCHEMA: ContextSchema = ContextSchema {
 /// [`OpenError`] when the URL is unsupported, the store cannot be reached, or a
 /// migration fails.
 pub async fn open(config: &StoreConfig) -> Result<Arc<dyn ProductRepository>, OpenError> {
+    let store = Store::open(&SCHEMA, config).await?;
     Ok(Arc::new(ProductStore {
-        store: Store::open(&SCHEMA, config).await?,
+        by_id: store.batched(BY_ID),
+        store,
     }))
 }
 
@@ -52,6 +54,8 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn ProductRepository>, Op
 #[derive(Debug, Clone)]
 pub struct ProductStore {
     store: Store,
+    /// `get`: concurrent gets share a statement.
+    by_id: Batched<uuid::Uuid>,
 }
 
 // The statements, the same text on both backends. Keyset pages have one
@@ -67,6 +71,11 @@ const SELECT_MANY: Sql = Sql {
                updated_at from product where id = any($1)",
     sqlite: "select id, sku, name, description, price_minor, currency, status, version, created_at, \
              updated_at from product where id in (select unhex(value) from json_each($1))",
+};
+/// One product by id, concurrent reads batched into one `SELECT_MANY`.
+const BY_ID: ReadByKey = ReadByKey {
+    statement: SELECT_MANY,
+    key_column: 0,
 };
 const LIST_ALL: Sql = Sql::same(
     "select id, sku, name, description, price_minor, currency, status, version, created_at, updated_at \
@@ -218,11 +227,7 @@ impl CommandStore<Product> for ProductStore {
 #[async_trait]
 impl ProductRepository for ProductStore {
     async fn get(&self, id: ProductId) -> Result<Option<Product>, Error> {
-        let row = self
-            .store
-            .fetch_optional(SELECT_BY_ID, vec![Param::Uuid(id.as_uuid())])
-            .await?;
-        Ok(row.as_ref().map(product_from).transpose()?)
+        Ok(self.by_id.get(id.as_uuid(), product_from).await?)
     }
 
     async fn get_many(&self, ids: &[ProductId]) -> Result<Vec<Product>, Error> {

@@ -64,6 +64,7 @@ async fn contract(repo: &Repo, config: &StoreConfig) {
     idempotency_records(repo).await;
     listing(repo).await;
     batch_reads(repo).await;
+    concurrent_gets_each_get_their_own_product(repo).await;
     use_cases_read_back(repo).await;
     concurrent_writers(repo).await;
     racing_retries_all_get_the_first_answer(repo).await;
@@ -354,6 +355,44 @@ async fn batch_reads(repo: &Repo) {
         "every existing product once; unknown ids left out"
     );
     assert!(repo.get_many(&[ProductId::generate()]).await.unwrap().is_empty());
+}
+
+/// Gets started together share statements (batched by id): every caller gets
+/// its own product, several callers the same one, unknown ids none.
+async fn concurrent_gets_each_get_their_own_product(repo: &Repo) {
+    let mut products: Vec<_> = (0..4)
+        .map(|n| Some(new_product(&unique(&format!("GET{n}")), n)))
+        .collect();
+    for product in products.iter().flatten() {
+        insert(repo, product).await.unwrap();
+    }
+    products.extend([None, None]);
+    let ids: Vec<_> = products
+        .iter()
+        .map(|product| {
+            product
+                .as_ref()
+                .map_or_else(ProductId::generate, AggregateRoot::id)
+        })
+        .collect();
+    let contenders = CONTENDERS * 4;
+    for round in 0..ROUNDS {
+        let barrier = Arc::new(Barrier::new(contenders));
+        let tasks: Vec<_> = (0..contenders)
+            .map(|n| {
+                let which = (n * 5 + round) % ids.len();
+                let (id, barrier, repo) = (ids[which], barrier.clone(), repo.clone());
+                let task = tokio::spawn(async move {
+                    barrier.wait().await;
+                    repo.get(id).await
+                });
+                (which, task)
+            })
+            .collect();
+        for (which, task) in tasks {
+            assert_eq!(task.await.unwrap().unwrap(), products[which], "round {round}");
+        }
+    }
 }
 
 /// The use cases over this store: a batch read in the order asked, each product

@@ -11,7 +11,7 @@ use strata_kernel::{
     execute::{Change, CommandStore, SaveError},
 };
 use strata_store::{
-    ContextSchema, Migration, OpenError, Param, Row, Sql, Store, StoreConfig, StoreError,
+    Batched, ContextSchema, Migration, OpenError, Param, ReadByKey, Row, Sql, Store, StoreConfig, StoreError,
     table::{self, AggregateTable},
     value::version_to,
 };
@@ -47,8 +47,10 @@ const EMAIL_KEY: (&str, &str) = ("account_email_key", "account.email");
 /// [`OpenError`] when the URL is unsupported, the store cannot be reached, or a
 /// migration fails.
 pub async fn open(config: &StoreConfig) -> Result<Arc<dyn AccountRepository>, OpenError> {
+    let store = Store::open(&SCHEMA, config).await?;
     Ok(Arc::new(AccountStore {
-        store: Store::open(&SCHEMA, config).await?,
+        by_id: store.batched(BY_ID),
+        store,
     }))
 }
 
@@ -56,6 +58,8 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn AccountRepository>, Op
 #[derive(Debug, Clone)]
 pub struct AccountStore {
     store: Store,
+    /// `get`: concurrent gets share a statement.
+    by_id: Batched<uuid::Uuid>,
 }
 
 // The statements, the same text on both backends.
@@ -63,6 +67,16 @@ const SELECT_BY_ID: Sql = Sql::same(
     "select id, email, display_name, roles, password_hash, status, suspension_reason, version, created_at, \
      updated_at from account where id = $1",
 );
+/// One account by id, concurrent reads batched into one statement.
+const BY_ID: ReadByKey = ReadByKey {
+    statement: Sql {
+        postgres: "select id, email, display_name, roles, password_hash, status, suspension_reason, version, \
+                   created_at, updated_at from account where id = any($1)",
+        sqlite: "select id, email, display_name, roles, password_hash, status, suspension_reason, version, \
+                 created_at, updated_at from account where id in (select unhex(value) from json_each($1))",
+    },
+    key_column: 0,
+};
 // Served by the unique index of `account_email_key`.
 const SELECT_BY_EMAIL: Sql = Sql::same(
     "select id, email, display_name, roles, password_hash, status, suspension_reason, version, created_at, \
@@ -216,11 +230,7 @@ impl CommandStore<Account> for AccountStore {
 #[async_trait]
 impl AccountRepository for AccountStore {
     async fn get(&self, id: AccountId) -> Result<Option<Account>, Error> {
-        let row = self
-            .store
-            .fetch_optional(SELECT_BY_ID, vec![Param::Uuid(id.as_uuid())])
-            .await?;
-        Ok(row.as_ref().map(account_from).transpose()?)
+        Ok(self.by_id.get(id.as_uuid(), account_from).await?)
     }
 
     async fn find_by_email(&self, email: &Email) -> Result<Option<Account>, Error> {

@@ -11,8 +11,8 @@ use strata_kernel::{
     execute::{Change, CommandStore, Decide, LockedCommandStore, SaveError, Verdict},
 };
 use strata_store::{
-    ContextSchema, LockedDecision, LockedWrite, Migration, OpenError, Param, RecordedRow, Row, Sql, Store,
-    StoreConfig, StoreError,
+    Batched, ContextSchema, LockedDecision, LockedWrite, Migration, OpenError, Param, ReadByKey, RecordedRow,
+    Row, Sql, Store, StoreConfig, StoreError,
     table::{self, AggregateTable},
     value::version_to,
 };
@@ -45,8 +45,10 @@ pub const SCHEMA: ContextSchema = ContextSchema {
 /// [`OpenError`] when the URL is unsupported, the store cannot be reached, or a
 /// migration fails.
 pub async fn open(config: &StoreConfig) -> Result<Arc<dyn StockItemRepository>, OpenError> {
+    let store = Store::open(&SCHEMA, config).await?;
     Ok(Arc::new(StockItemStore {
-        store: Store::open(&SCHEMA, config).await?,
+        by_sku: store.batched(BY_SKU),
+        store,
     }))
 }
 
@@ -54,6 +56,8 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn StockItemRepository>, 
 #[derive(Debug, Clone)]
 pub struct StockItemStore {
     store: Store,
+    /// `get`: concurrent gets share a statement.
+    by_sku: Batched<String>,
 }
 
 const SELECT_BY_ID: Sql = Sql::same(
@@ -62,9 +66,17 @@ const SELECT_BY_ID: Sql = Sql::same(
 /// The locked command's read: the store holds the item already (PostgreSQL: an
 /// advisory lock on it; SQLite: the file, from `BEGIN IMMEDIATE`).
 const SELECT_FOR_UPDATE: Sql = SELECT_BY_ID;
-const SELECT_BY_SKU: Sql = Sql::same(
-    "select id, sku, on_hand, reservations, version, created_at, updated_at from stock_item where sku = $1",
-);
+/// One stock item by sku, concurrent reads batched into one statement (the
+/// sku, column 1, matches rows to readers).
+const BY_SKU: ReadByKey = ReadByKey {
+    statement: Sql {
+        postgres: "select id, sku, on_hand, reservations, version, created_at, updated_at from stock_item \
+                   where sku = any($1)",
+        sqlite: "select id, sku, on_hand, reservations, version, created_at, updated_at from stock_item \
+                 where sku in (select value from json_each($1))",
+    },
+    key_column: 1,
+};
 /// Every sku of a JSON array in one statement, one round trip.
 const SELECT_BY_SKUS: Sql = Sql {
     postgres: "select id, sku, on_hand, reservations, version, created_at, updated_at from stock_item \
@@ -299,11 +311,7 @@ impl LockedCommandStore<StockItem> for StockItemStore {
 #[async_trait]
 impl StockItemRepository for StockItemStore {
     async fn get(&self, sku: &Sku) -> Result<Option<StockItem>, Error> {
-        let row = self
-            .store
-            .fetch_optional(SELECT_BY_SKU, vec![Param::Text(sku.as_str().to_owned())])
-            .await?;
-        Ok(row.as_ref().map(stock_item_from).transpose()?)
+        Ok(self.by_sku.get(sku.as_str().to_owned(), stock_item_from).await?)
     }
 
     async fn batch_get(&self, skus: &[Sku]) -> Result<Vec<StockItem>, Error> {

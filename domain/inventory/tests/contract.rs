@@ -79,6 +79,7 @@ async fn postgres_store_keeps_the_contract() {
 async fn contract(f: &Fixture) {
     receipts_create_and_round_trip(f).await;
     batch_get_answers_what_exists(f).await;
+    concurrent_gets_each_get_their_own_item(f).await;
     no_oversell_under_contention(f).await;
     no_lost_update_with_the_same_expected_version(f).await;
     idempotency_by_request_id(f).await;
@@ -240,6 +241,39 @@ async fn batch_get_answers_what_exists(f: &Fixture) {
     expected.sort();
     assert_eq!(found, expected, "unknown skus are absent; sku order");
     assert!(f.inventory.batch_get(&[]).await.unwrap().is_empty());
+}
+
+/// Gets started together share statements (batched by sku): every caller
+/// gets its own item, several callers the same one, unknown skus not found.
+async fn concurrent_gets_each_get_their_own_item(f: &Fixture) {
+    let mut skus = Vec::new();
+    for on_hand in 1..=4 {
+        skus.push((received(f, on_hand).await, Some(on_hand)));
+    }
+    skus.push((new_sku("UNKNOWN"), None));
+    skus.push((new_sku("UNKNOWN"), None));
+    let contenders = CONTENDERS * 4;
+    for round in 0..ROUNDS {
+        let barrier = Arc::new(Barrier::new(contenders));
+        let tasks: Vec<_> = (0..contenders)
+            .map(|n| {
+                let (sku, on_hand) = skus[(n * 5 + round) % skus.len()].clone();
+                let (barrier, inventory) = (barrier.clone(), f.inventory.clone());
+                let task = tokio::spawn(async move {
+                    barrier.wait().await;
+                    inventory.get(&sku).await
+                });
+                (on_hand, task)
+            })
+            .collect();
+        for (on_hand, task) in tasks {
+            match (task.await.unwrap(), on_hand) {
+                (Ok(item), Some(on_hand)) => assert_eq!(item.on_hand(), on_hand),
+                (Err(Error::NotFound { .. }), None) => {}
+                (answer, on_hand) => panic!("round {round}: expected {on_hand:?}, got {answer:?}"),
+            }
+        }
+    }
 }
 
 /// The hard part, in process: 200 reservations of 1 against 50 on hand, all at

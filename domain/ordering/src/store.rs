@@ -15,7 +15,7 @@ use strata_kernel::{
     execute::{Change, CommandStore, SaveError},
 };
 use strata_store::{
-    ContextSchema, Migration, OpenError, Param, Row, Sql, Store, StoreConfig, StoreError,
+    Batched, ContextSchema, Migration, OpenError, Param, ReadByKey, Row, Sql, Store, StoreConfig, StoreError,
     table::{self, AggregateTable},
     value::version_to,
 };
@@ -48,8 +48,10 @@ pub const SCHEMA: ContextSchema = ContextSchema {
 /// [`OpenError`] when the URL is unsupported, the store cannot be reached, or a
 /// migration fails.
 pub async fn open(config: &StoreConfig) -> Result<Arc<dyn OrderRepository>, OpenError> {
+    let store = Store::open(&SCHEMA, config).await?;
     Ok(Arc::new(OrderStore {
-        store: Store::open(&SCHEMA, config).await?,
+        by_id: store.batched(BY_ID),
+        store,
     }))
 }
 
@@ -57,6 +59,8 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn OrderRepository>, Open
 #[derive(Debug, Clone)]
 pub struct OrderStore {
     store: Store,
+    /// `get`: concurrent gets share a statement.
+    by_id: Batched<uuid::Uuid>,
 }
 
 // The statements, the same text on both backends. Keyset pages have one
@@ -66,6 +70,17 @@ const SELECT_BY_ID: Sql = Sql::same(
     "select id, buyer_id, status, lines, total_minor, currency, cancellation, cancel_reason, \
      version, created_at, updated_at, expires_at from purchase_order where id = $1",
 );
+/// One order by id, concurrent reads batched into one statement.
+const BY_ID: ReadByKey = ReadByKey {
+    statement: Sql {
+        postgres: "select id, buyer_id, status, lines, total_minor, currency, cancellation, cancel_reason, \
+                   version, created_at, updated_at, expires_at from purchase_order where id = any($1)",
+        sqlite: "select id, buyer_id, status, lines, total_minor, currency, cancellation, cancel_reason, \
+                 version, created_at, updated_at, expires_at from purchase_order \
+                 where id in (select unhex(value) from json_each($1))",
+    },
+    key_column: 0,
+};
 // purchase_order_created_idx
 const LIST_ALL: Sql = Sql::same(
     "select id, buyer_id, status, lines, total_minor, currency, cancellation, cancel_reason, \
@@ -324,11 +339,7 @@ fn before_all() -> (OffsetDateTime, uuid::Uuid) {
 #[async_trait]
 impl OrderRepository for OrderStore {
     async fn get(&self, id: OrderId) -> Result<Option<Order>, Error> {
-        let row = self
-            .store
-            .fetch_optional(SELECT_BY_ID, vec![Param::Uuid(id.as_uuid())])
-            .await?;
-        Ok(row.as_ref().map(order_from).transpose()?)
+        Ok(self.by_id.get(id.as_uuid(), order_from).await?)
     }
 
     async fn list(&self, query: &OrderQuery) -> Result<Vec<Order>, Error> {
@@ -387,16 +398,15 @@ mod tests {
     fn every_select_reads_the_same_columns() {
         for sql in [
             super::SELECT_BY_ID,
+            super::BY_ID.statement,
             super::LIST_ALL,
             super::LIST_BY_BUYER,
             super::LIST_BY_STATUS,
             super::LIST_BY_BUYER_AND_STATUS,
         ] {
-            assert!(
-                sql.postgres.starts_with(&format!("select {COLUMNS} from")),
-                "{}",
-                sql.postgres
-            );
+            for text in [sql.postgres, sql.sqlite] {
+                assert!(text.starts_with(&format!("select {COLUMNS} from")), "{text}");
+            }
         }
     }
 }

@@ -2,6 +2,8 @@
 //! value taken, a retry that raced its first attempt, contention, a timeout, an
 //! unreachable store, or a bug.
 
+use std::sync::Arc;
+
 use sqlx::error::ErrorKind;
 use strata_kernel::{Error, error::BoxError, execute::SaveError};
 
@@ -38,6 +40,10 @@ pub enum StoreError {
     /// Anything else the driver reported.
     #[error("store failure")]
     Other(#[source] sqlx::Error),
+    /// The failure of a statement that served several callers (a batched
+    /// read, see [`crate::batch`]): each of them gets this same error.
+    #[error(transparent)]
+    Shared(Arc<StoreError>),
 }
 
 impl StoreError {
@@ -137,6 +143,13 @@ impl From<StoreError> for Error {
             StoreError::Unavailable(source) => Self::Unavailable(source.into()),
             StoreError::Timeout(source) => Self::DeadlineExceeded(source.into()),
             StoreError::Contention(source) => Self::Contention(source.into()),
+            // The same kind as the failure itself, the shared error as source.
+            StoreError::Shared(shared) => match *shared {
+                StoreError::Unavailable(_) => Self::Unavailable(Box::new(shared)),
+                StoreError::Timeout(_) => Self::DeadlineExceeded(Box::new(shared)),
+                StoreError::Contention(_) => Self::Contention(Box::new(shared)),
+                _ => Self::Internal(Box::new(shared)),
+            },
             other => Self::Internal(other.into()),
         }
     }
@@ -148,5 +161,38 @@ impl From<StoreError> for SaveError {
             StoreError::RequestAlreadyRecorded => Self::RequestAlreadyRecorded,
             other => Self::Failed(other.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use strata_kernel::Error;
+
+    use super::StoreError;
+
+    #[test]
+    fn a_shared_failure_keeps_its_kind() {
+        let shared = |error| Error::from(StoreError::Shared(Arc::new(error)));
+        assert!(matches!(
+            shared(StoreError::Unavailable(sqlx::Error::PoolTimedOut)),
+            Error::Unavailable(_)
+        ));
+        assert!(matches!(
+            shared(StoreError::Timeout(sqlx::Error::PoolTimedOut)),
+            Error::DeadlineExceeded(_)
+        ));
+        assert!(matches!(
+            shared(StoreError::Contention(sqlx::Error::PoolTimedOut)),
+            Error::Contention(_)
+        ));
+        assert!(matches!(
+            shared(StoreError::Corrupt("bad row".into())),
+            Error::Internal(_)
+        ));
+        // It reads as the failure itself.
+        let error = StoreError::Shared(Arc::new(StoreError::Timeout(sqlx::Error::PoolTimedOut)));
+        assert_eq!(error.to_string(), "statement timed out");
     }
 }

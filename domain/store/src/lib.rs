@@ -14,6 +14,10 @@
 //!   under heavy contention, [`Store::write_locked`]: the same write decided
 //!   inside one transaction that holds the row), the event stream, and
 //!   idempotency retention.
+//! - [`batch`]: reads by key that concurrent callers share ([`Batched`], built
+//!   with [`Store::batched`] from a [`ReadByKey`]): a lone read goes out at
+//!   once; reads that arrive while one is in flight go together in the next
+//!   statement. The idempotency-record lookup ([`Store::recorded`]) is one.
 //! - [`table`]: the command path of an aggregate kept in one row, written once
 //!   over [`table::AggregateTable`].
 //! - `postgres`, `sqlite`: the two backends; nothing outside this crate sees them.
@@ -22,6 +26,7 @@
 //! `idempotency`) and their migrations are this crate's. A context's migrations
 //! create only its own tables.
 
+pub mod batch;
 pub mod config;
 pub mod error;
 mod postgres;
@@ -38,6 +43,7 @@ use tokio::{sync::watch, task::JoinHandle};
 use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
+pub use batch::{Batched, ReadByKey};
 pub use config::{StoreConfig, StoreUrl};
 pub use error::StoreError;
 pub use value::{Param, Row};
@@ -224,6 +230,8 @@ struct Inner {
     feed: watch::Sender<u64>,
     watcher: tokio::sync::OnceCell<JoinHandle<()>>,
     purge: JoinHandle<()>,
+    /// Idempotency records by request id, batched.
+    recorded: Batched<String>,
 }
 
 impl Drop for Inner {
@@ -270,6 +278,7 @@ impl Store {
         ));
         Ok(Self {
             inner: Arc::new(Inner {
+                recorded: Batched::new(backend.clone(), RECORDED_BY_REQUEST_ID),
                 backend,
                 context: context.name,
                 feed: watch::channel(0).0,
@@ -304,13 +313,16 @@ impl Store {
     /// # Errors
     /// The classified driver error.
     pub async fn fetch_all(&self, sql: Sql, params: Vec<Param>) -> Result<Vec<Row>, StoreError> {
-        retrying(|| async {
-            match &self.inner.backend {
-                Backend::Postgres(pg) => pg.fetch_all(sql.postgres, params.clone()).await,
-                Backend::Sqlite(pool) => sqlite::fetch_all(pool, sql.sqlite, params.clone()).await,
-            }
-        })
-        .await
+        fetch_all(&self.inner.backend, sql, params).await
+    }
+
+    /// A read by key whose concurrent callers share statements (see
+    /// [`batch`]): build it once per statement, when the store is opened, and
+    /// keep it beside the store. It holds the store's pool, not the store, so
+    /// it does not keep the store's background tasks running.
+    #[must_use]
+    pub fn batched<K: batch::Key>(&self, read: ReadByKey) -> Batched<K> {
+        Batched::new(self.inner.backend.clone(), read)
     }
 
     /// What a command needs to start, in one statement (so one snapshot on
@@ -352,21 +364,17 @@ impl Store {
         Ok((recorded, found.then_some(row)))
     }
 
-    /// The idempotency record of `request_id`, if that command was carried out.
+    /// The idempotency record of `request_id`, if that command was carried
+    /// out. Concurrent lookups share statements (see [`batch`]).
     ///
     /// # Errors
     /// The classified driver error.
     pub async fn recorded(&self, request_id: &RequestId) -> Result<Option<RecordedRow>, StoreError> {
-        let row = self
-            .fetch_optional(
-                Sql::same("select fingerprint, result from idempotency where request_id = $1"),
-                vec![Param::Text(request_id.as_str().to_owned())],
-            )
-            .await?;
-        match row {
-            Some(row) => recorded_from(&row, 0),
-            None => Ok(None),
-        }
+        self.inner
+            .recorded
+            .get(request_id.as_str().to_owned(), |row| recorded_from(row, 1))
+            .await
+            .map(Option::flatten)
     }
 
     /// Writes a command atomically: the aggregate statement, the idempotency
@@ -633,6 +641,27 @@ where
             }
         }
     })
+}
+
+/// Idempotency records by request id, for [`Store::recorded`].
+const RECORDED_BY_REQUEST_ID: ReadByKey = ReadByKey {
+    statement: Sql {
+        postgres: "select request_id, fingerprint, result from idempotency where request_id = any($1)",
+        sqlite: "select request_id, fingerprint, result from idempotency \
+                 where request_id in (select value from json_each($1))",
+    },
+    key_column: 0,
+};
+
+/// Every row `sql` selects, on `backend`.
+async fn fetch_all(backend: &Backend, sql: Sql, params: Vec<Param>) -> Result<Vec<Row>, StoreError> {
+    retrying(|| async {
+        match backend {
+            Backend::Postgres(pg) => pg.fetch_all(sql.postgres, params.clone()).await,
+            Backend::Sqlite(pool) => sqlite::fetch_all(pool, sql.sqlite, params.clone()).await,
+        }
+    })
+    .await
 }
 
 /// Runs `attempt` again, a bounded number of times with a short growing pause,

@@ -30,6 +30,9 @@ pub enum Param {
     /// `in (select unhex(value) from json_each($n))` on SQLite (a JSON array of
     /// hex strings), so that a batch read is one statement on both.
     Uuids(Vec<Uuid>),
+    /// A list of texts, for `= any($n)` on PostgreSQL (`text[]`) and
+    /// `in (select value from json_each($n))` on SQLite (a JSON array).
+    Texts(Vec<String>),
 }
 
 impl Param {
@@ -47,6 +50,7 @@ impl Param {
             Self::Bytes(v) => query.bind(v),
             Self::Json(v) => query.bind(Json(v)),
             Self::Uuids(v) => query.bind(v),
+            Self::Texts(v) => query.bind(v),
         }
     }
 
@@ -67,6 +71,7 @@ impl Param {
                 serde_json::Value::from(v.iter().map(|id| id.simple().to_string()).collect::<Vec<_>>())
                     .to_string(),
             ),
+            Self::Texts(v) => query.bind(serde_json::Value::from(v).to_string()),
         }
     }
 }
