@@ -69,7 +69,7 @@ fn settings() -> anyhow::Result<Settings> {
         rounds: var("BENCH_ROUNDS", "3")
             .parse()
             .context("BENCH_ROUNDS: not a whole number")?,
-        concurrency: list("BENCH_CONCURRENCY", "1,16,64", |s| {
+        concurrency: list("BENCH_CONCURRENCY", "1,4,16,64", |s| {
             s.parse().ok().filter(|c| *c > 0)
         })?,
         workloads: list("BENCH_WORKLOADS", "get,update", |s| match s {

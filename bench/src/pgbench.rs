@@ -26,10 +26,12 @@ const COLUMNS: &str =
 /// `domain/store/src/postgres.rs`), with the values a request would bind.
 pub(crate) fn script(workload: Workload, products: u32) -> String {
     match workload {
-        // ProductRepository::get: one statement.
+        // ProductRepository::get: one statement, the store's batched read by
+        // id as a lone caller sends it (a batch of one; under load Strata's
+        // batches carry more ids, which pgbench cannot).
         Workload::Get => format!(
             "\\set n random(1, {products})\n\
-             select {COLUMNS} from product where id = {ID};\n"
+             select {COLUMNS} from product where id = any(array[{ID}]);\n"
         ),
         // ChangePrice with expected_version, two round trips:
         // 1. Store::load_for_command: the product and the idempotency record of
