@@ -5,11 +5,11 @@
 //! with a [`ReadByKey`]: its statement reads a *list* of keys and every row
 //! carries its key) and reads one key at a time through it:
 //!
-//! - **Nobody else is reading:** the read goes out at once, alone, from the
-//!   caller's own task — exactly one statement, as an unbatched read would,
-//!   with no waiting for company.
-//! - **A statement of this read is in flight:** the caller queues. When the
-//!   statement in flight ends, the next one carries every key queued meanwhile
+//! - **Fewer than [`MAX_IN_FLIGHT`] statements of this read are in flight:**
+//!   the read goes out at once, alone, from the caller's own task — exactly
+//!   one statement, as an unbatched read would, with no waiting for company.
+//! - **[`MAX_IN_FLIGHT`] are:** the caller queues. When a statement in
+//!   flight ends, the next one carries every key queued meanwhile
 //!   (at most [`MAX_KEYS`] distinct keys; the rest go in the statement after),
 //!   each key once however many callers asked for it, and every caller gets
 //!   its own row, or `None`. Under load batches grow by themselves; when the
@@ -51,6 +51,11 @@ use crate::{Backend, Param, Row, Sql, StoreError};
 
 /// The most distinct keys one statement carries.
 pub const MAX_KEYS: usize = 100;
+
+/// The most statements of one read in flight at once. One would make
+/// concurrent reads a pipeline (each waits for the previous statement); a few
+/// keep the database's connections busy while batches still form under load.
+pub const MAX_IN_FLIGHT: usize = 4;
 
 /// A read of rows by key, written for a list of keys so that one statement
 /// serves many callers.
@@ -131,6 +136,7 @@ impl<K: Key> Batched<K> {
                     key: PhantomData,
                 },
                 MAX_KEYS,
+                MAX_IN_FLIGHT,
             )),
         }
     }
@@ -282,26 +288,28 @@ fn stopped() -> StoreError {
 struct State<K, R> {
     /// Callers waiting for the next statement, in arrival order.
     waiting: Vec<Waiter<K, R>>,
-    /// Whether a statement is in flight or about to be sent (a lone caller's
-    /// or the driver's): while it is, callers queue.
-    sending: bool,
+    /// Statements in flight or about to be sent (lone callers' or drivers'):
+    /// while there are `max_in_flight`, callers queue.
+    sending: usize,
 }
 
 /// The queue of one read: the callers waiting and whether a statement is out.
 pub(crate) struct Queue<F: Fetch> {
     fetch: F,
     max_keys: usize,
+    max_in_flight: usize,
     state: Mutex<State<F::Key, F::Row>>,
 }
 
 impl<F: Fetch> Queue<F> {
-    pub(crate) fn new(fetch: F, max_keys: usize) -> Self {
+    pub(crate) fn new(fetch: F, max_keys: usize, max_in_flight: usize) -> Self {
         Self {
             fetch,
             max_keys: max_keys.max(1),
+            max_in_flight: max_in_flight.max(1),
             state: Mutex::new(State {
                 waiting: Vec::new(),
-                sending: false,
+                sending: 0,
             }),
         }
     }
@@ -316,7 +324,7 @@ impl<F: Fetch> Queue<F> {
     pub(crate) async fn get(self: &Arc<Self>, key: F::Key) -> Answer<F::Row> {
         let queued = {
             let mut state = self.lock();
-            if state.sending {
+            if state.sending >= self.max_in_flight {
                 let (answer, answered) = oneshot::channel();
                 state.waiting.push(Waiter {
                     key: key.clone(),
@@ -324,7 +332,7 @@ impl<F: Fetch> Queue<F> {
                 });
                 Some(answered)
             } else {
-                state.sending = true;
+                state.sending += 1;
                 None
             }
         };
@@ -348,7 +356,7 @@ impl<F: Fetch> Queue<F> {
         let mut state = self.lock();
         state.waiting.retain(|waiter| !waiter.gone());
         if state.waiting.is_empty() {
-            state.sending = false;
+            state.sending -= 1;
             return;
         }
         match tokio::runtime::Handle::try_current() {
@@ -363,7 +371,7 @@ impl<F: Fetch> Queue<F> {
                 // No runtime to serve them (it is gone): they are answered
                 // `stopped` as their senders drop.
                 state.waiting.clear();
-                state.sending = false;
+                state.sending -= 1;
             }
         }
     }
@@ -376,7 +384,7 @@ impl<F: Fetch> Queue<F> {
     #[cfg(test)]
     fn idle(&self) -> bool {
         let state = self.lock();
-        !state.sending && state.waiting.is_empty()
+        state.sending == 0 && state.waiting.is_empty()
     }
 }
 
@@ -408,7 +416,7 @@ impl<F: Fetch> Drop for Driver<F> {
         if self.armed {
             let mut state = self.queue.lock();
             state.waiting.clear();
-            state.sending = false;
+            state.sending -= 1;
         }
     }
 }
@@ -421,8 +429,8 @@ async fn drive<F: Fetch>(mut driver: Driver<F>) {
             let mut state = queue.lock();
             let batch = take_batch(&mut state.waiting, queue.max_keys);
             if batch.callers.is_empty() {
-                // Idle again; from here on a new caller goes alone.
-                state.sending = false;
+                // This turn ends; a new caller may go alone again.
+                state.sending -= 1;
                 driver.armed = false;
                 return;
             }
@@ -514,7 +522,7 @@ mod tests {
     }
 
     fn queue(fake: &Arc<Fake>, max_keys: usize) -> Arc<Queue<Arc<Fake>>> {
-        Arc::new(Queue::new(Arc::clone(fake), max_keys))
+        Arc::new(Queue::new(Arc::clone(fake), max_keys, 1))
     }
 
     /// Bounds every wait on a caller: a caller left stranded fails the test.
@@ -665,6 +673,33 @@ mod tests {
         let mut second = calls[1].clone();
         second.sort_unstable();
         assert_eq!(second, vec![1, 2, 3, 4, EXISTING + 5], "each key once");
+        until(|| queue.idle()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn up_to_max_in_flight_callers_go_alone_then_the_rest_queue() {
+        let fake = Arc::new(Fake::gated(0));
+        let queue = Arc::new(Queue::new(Arc::clone(&fake), MAX_KEYS, 2));
+        let first = spawn_get(&queue, 1);
+        let second = spawn_get(&queue, 2);
+        until(|| fake.started.load(Ordering::SeqCst) == 2).await;
+        assert_eq!(queue.queued(), 0, "two statements in flight, nobody waits");
+        let queued: Vec<_> = [3, 4, 3].iter().map(|&key| spawn_get(&queue, key)).collect();
+        until(|| queue.queued() == 3).await;
+        fake.gate.add_permits(3);
+        assert_eq!(answered(finished(first).await), row(1));
+        assert_eq!(answered(finished(second).await), row(2));
+        for (key, task) in [3, 4, 3].iter().zip(queued) {
+            assert_eq!(answered(finished(task).await), row(*key));
+        }
+        let mut calls = fake.calls();
+        calls.sort();
+        let mut third = calls[2].clone();
+        third.sort_unstable();
+        assert_eq!(
+            (calls.len(), &calls[..2], third),
+            (3, &[vec![1], vec![2]][..], vec![3, 4])
+        );
         until(|| queue.idle()).await;
     }
 
@@ -833,7 +868,7 @@ mod tests {
         let (answer, mut answered) = oneshot::channel();
         {
             let mut state = queue.lock();
-            state.sending = true;
+            state.sending = 1;
             state.waiting.push(Waiter { key: 1, answer });
         }
         // A lone caller's turn ends where no runtime can run a driver.
