@@ -59,6 +59,7 @@ impl Service {
             log_format: Default::default(),
             admission: Default::default(),
             metrics_listen: None,
+            shutdown_grace: Duration::ZERO,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(strata_data_service::run(settings, listener, async {

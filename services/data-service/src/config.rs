@@ -69,6 +69,11 @@ pub struct Flags {
     #[arg(long, env = "STRATA_PROTECT_HEALTH")]
     protect_health: bool,
 
+    /// Milliseconds to keep serving, reporting NOT_SERVING, after SIGTERM or
+    /// SIGINT and before draining, so that balancers watching health notice.
+    #[arg(long, env = "STRATA_SHUTDOWN_GRACE_MS", default_value = "0")]
+    shutdown_grace_ms: String,
+
     /// Where to serve Prometheus metrics (`GET /metrics`); none by default.
     #[arg(long, env = "STRATA_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<String>,
@@ -103,6 +108,8 @@ pub struct Settings {
     pub admission: strata_rpc::Admission,
     /// Where to serve `/metrics`, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// How long to keep serving, NOT_SERVING, before draining.
+    pub shutdown_grace: Duration,
 }
 
 impl Settings {
@@ -125,6 +132,7 @@ impl Settings {
             log_format: LogFormat::default(),
             admission: strata_rpc::Admission::default(),
             metrics_listen: None,
+            shutdown_grace: Duration::ZERO,
         }
     }
 }
@@ -310,6 +318,20 @@ impl Flags {
                 ));
             }
         };
+        let shutdown_grace = self
+            .shutdown_grace_ms
+            .trim()
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| {
+                config_error(
+                    "--shutdown-grace-ms (STRATA_SHUTDOWN_GRACE_MS)",
+                    format!(
+                        "{:?} is not a whole number of milliseconds",
+                        self.shutdown_grace_ms
+                    ),
+                )
+            })?;
         let metrics_listen = match &self.metrics_listen {
             None => None,
             Some(raw) => Some(raw.parse().map_err(|_| {
@@ -341,6 +363,7 @@ impl Flags {
                 max_concurrent_calls,
             },
             metrics_listen,
+            shutdown_grace,
         })
     }
 }

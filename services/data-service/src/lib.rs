@@ -86,6 +86,7 @@ pub async fn mount(settings: &Settings) -> anyhow::Result<strata_rpc::Server> {
     }
     let mut server = strata_rpc::Server::new()
         .drain_timeout(settings.drain_timeout)
+        .shutdown_grace(settings.shutdown_grace)
         .admission(settings.admission.clone());
     for hosted in &settings.hosted {
         let registered = CONTEXTS

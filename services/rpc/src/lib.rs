@@ -99,6 +99,7 @@ pub struct Server {
     routes: RoutesBuilder,
     names: Vec<&'static str>,
     drain_timeout: Duration,
+    shutdown_grace: Duration,
     admission: Admission,
 }
 
@@ -116,6 +117,7 @@ impl Server {
             routes: RoutesBuilder::default(),
             names: Vec::new(),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            shutdown_grace: Duration::ZERO,
             admission: Admission::default(),
         }
     }
@@ -142,6 +144,15 @@ impl Server {
     #[must_use]
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.drain_timeout = timeout;
+        self
+    }
+
+    /// How long to keep serving, NOT_SERVING, once shutdown begins, before
+    /// the server stops accepting: time for balancers and orchestrators that
+    /// watch health to take it out of rotation (zero by default).
+    #[must_use]
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
         self
     }
 
@@ -237,8 +248,16 @@ impl Server {
             result = &mut server => return result.map_err(ServeError::Transport),
             () = shutdown => {}
         }
-        tracing::info!("shutting down: reporting NOT_SERVING, then draining");
+        tracing::info!(grace = ?self.shutdown_grace, "shutting down: reporting NOT_SERVING, then draining");
         set_status(&health, &self.names, ServingStatus::NotServing).await;
+        if !self.shutdown_grace.is_zero() {
+            // Still accepting and serving, so that whoever watches health
+            // stops sending here before connections are refused.
+            tokio::select! {
+                result = &mut server => return result.map_err(ServeError::Transport),
+                () = tokio::time::sleep(self.shutdown_grace) => {}
+            }
+        }
         let _ = drain_tx.send(());
         match tokio::time::timeout(self.drain_timeout, &mut server).await {
             Ok(result) => result.map_err(ServeError::Transport),

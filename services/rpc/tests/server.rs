@@ -872,3 +872,30 @@ async fn queries_spread_over_replicas_and_survive_one_dying() {
     let _ = b.stop.send(());
     b.task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn during_the_shutdown_grace_health_says_not_serving_and_calls_are_still_served() {
+    let (gate, control) = Gate::new();
+    let _ = control.open.send(true);
+    let running = serve(
+        strata_rpc::Server::new()
+            .host(gate)
+            .shutdown_grace(Duration::from_secs(2)),
+    )
+    .await;
+    pass(running.address).await.unwrap();
+    let _ = running.stop.send(());
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while health_status(running.address).await.unwrap() != ServingStatus::NotServing as i32 {
+        assert!(Instant::now() < deadline, "health never turned NOT_SERVING");
+        tokio::task::yield_now().await;
+    }
+    // A new connection, and a call on it, are still served.
+    pass(running.address).await.unwrap();
+    // Then it stops by itself.
+    tokio::time::timeout(Duration::from_secs(10), running.task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
