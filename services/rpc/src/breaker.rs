@@ -328,12 +328,15 @@ impl<S: Clone> Clone for Breaker<S> {
 #[derive(Clone)]
 pub struct Breakers<S> {
     inner: S,
-    all: Arc<[Arc<Shared>]>,
+    /// The endpoints' breakers, kept up to date as discovery adds and removes
+    /// endpoints.
+    all: Arc<Mutex<Vec<Arc<Shared>>>>,
 }
 
 impl<S> std::fmt::Debug for Breakers<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let endpoints: Vec<&str> = self.all.iter().map(|b| b.endpoint.as_str()).collect();
+        let all = self.all.lock().unwrap_or_else(PoisonError::into_inner);
+        let endpoints: Vec<&str> = all.iter().map(|b| b.endpoint.as_str()).collect();
         f.debug_struct("Breakers")
             .field("endpoints", &endpoints)
             .finish_non_exhaustive()
@@ -345,8 +348,24 @@ impl<S> Breakers<S> {
     pub fn new<E>(endpoints: &[&Breaker<E>], inner: S) -> Self {
         Self {
             inner,
-            all: endpoints.iter().map(|b| b.shared.clone()).collect(),
+            all: Arc::new(Mutex::new(endpoints.iter().map(|b| b.shared.clone()).collect())),
         }
+    }
+
+    /// Adds the breaker of an endpoint discovery found.
+    pub fn add<E>(&self, endpoint: &Breaker<E>) {
+        self.all
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(endpoint.shared.clone());
+    }
+
+    /// Forgets the breaker of the endpoint named `name` (gone from discovery).
+    pub fn remove(&self, name: &str) {
+        self.all
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|b| b.endpoint != name);
     }
 
     /// The same breakers around another stack.
@@ -369,8 +388,12 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let refusals: Vec<Status> = self.all.iter().filter_map(|b| b.refusal()).collect();
-        if !refusals.is_empty() && refusals.len() == self.all.len() {
+        let (refusals, endpoints) = {
+            let all = self.all.lock().unwrap_or_else(PoisonError::into_inner);
+            let refusals: Vec<Status> = all.iter().filter_map(|b| b.refusal()).collect();
+            (refusals, all.len())
+        };
+        if !refusals.is_empty() && refusals.len() == endpoints {
             let refused = refusals.into_iter().next().map(|refusal| {
                 let mut refused = refusal.into_http::<tonic::body::Body>();
                 // Sending it again would meet the same open breakers.

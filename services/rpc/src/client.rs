@@ -111,37 +111,137 @@ impl Interceptor for ServiceToken {
 /// # Errors
 /// When an address is not a URI, or there is none.
 pub fn channel(downstream: &str, addresses: &str, token: ServiceToken) -> Result<RpcChannel, ClientError> {
+    if let Some(name) = addresses.trim().strip_prefix("dns://") {
+        return dns_channel(downstream, name, token);
+    }
     let mut breakers = Vec::new();
     for address in addresses.split(',').map(str::trim).filter(|a| !a.is_empty()) {
-        let endpoint = Endpoint::from_shared(address.to_owned()).map_err(|source| ClientError::Address {
-            address: address.to_owned(),
-            source,
-        })?;
-        let channel = endpoint
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .connect_lazy();
-        breakers.push(crate::breaker::Breaker::new(
-            &format!("{downstream}@{address}"),
-            InterceptedService::new(channel, token.clone()),
-        ));
+        breakers.push(endpoint(downstream, address, &token)?);
     }
     if breakers.is_empty() {
         return Err(ClientError::NoAddress(downstream.to_owned()));
     }
     let guard: Vec<_> = breakers.iter().collect();
     let guard = crate::breaker::Breakers::new(&guard, ());
-    let endpoints: Vec<_> = breakers
-        .into_iter()
-        .map(|b| tower::load::PendingRequests::new(b, tower::load::CompleteOnResponse::default()))
-        .collect();
+    let endpoints: Vec<_> = breakers.into_iter().map(loaded).collect();
     let balance = tower::balance::p2c::Balance::new(tower::discover::ServiceList::new(endpoints));
-    let buffered = tower::util::MapErr::new(tower::buffer::Buffer::new(balance, 1024), |error: BoxError| {
-        Status::from_error(error)
+    Ok(crate::retry::Retrying::new(guard.around(buffered(balance))))
+}
+
+/// One endpoint's stack: its breaker, the service credential, its channel.
+type EndpointStack = crate::breaker::Breaker<InterceptedService<tonic::transport::Channel, ServiceToken>>;
+
+fn endpoint(downstream: &str, address: &str, token: &ServiceToken) -> Result<EndpointStack, ClientError> {
+    let endpoint = Endpoint::from_shared(address.to_owned()).map_err(|source| ClientError::Address {
+        address: address.to_owned(),
+        source,
+    })?;
+    let channel = endpoint
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .connect_lazy();
+    Ok(crate::breaker::Breaker::new(
+        &format!("{downstream}@{address}"),
+        InterceptedService::new(channel, token.clone()),
+    ))
+}
+
+/// An endpoint with its load measure: calls in flight.
+fn loaded(endpoint: EndpointStack) -> tower::load::PendingRequests<EndpointStack> {
+    tower::load::PendingRequests::new(endpoint, tower::load::CompleteOnResponse::default())
+}
+
+/// The balancer behind a buffer (so that it can be cloned), type-erased.
+fn buffered<S>(balance: S) -> Balanced
+where
+    S: tower_service::Service<http::Request<tonic::body::Body>, Response = http::Response<tonic::body::Body>>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError> + Send + Sync,
+{
+    Balanced::new(tower::util::MapErr::new(
+        tower::buffer::Buffer::new(balance, 1024),
+        |error: BoxError| Status::from_error(error),
+    ))
+}
+
+/// How often a DNS name is resolved again.
+pub const DNS_REFRESH: Duration = Duration::from_secs(5);
+
+/// `dns://host:port`: every address the name resolves to (A and AAAA) is an
+/// endpoint, resolved again every [`DNS_REFRESH`]; addresses that appear are
+/// added to the balancer, those that disappear removed. A failed resolution
+/// keeps the set it had and is tried again.
+fn dns_channel(downstream: &str, name: &str, token: ServiceToken) -> Result<RpcChannel, ClientError> {
+    let (host, port) = name
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)))
+        .ok_or_else(|| ClientError::NoAddress(format!("{downstream}: dns://{name} needs host:port")))?;
+    let (changes, discovered) = tokio::sync::mpsc::channel(64);
+    let guard = crate::breaker::Breakers::new::<()>(&[], ());
+    let registry = guard.clone();
+    let downstream = downstream.to_owned();
+    tokio::spawn(async move {
+        let mut known: std::collections::HashMap<std::net::SocketAddr, String> =
+            std::collections::HashMap::new();
+        loop {
+            match tokio::net::lookup_host((host.as_str(), port)).await {
+                Ok(found) => {
+                    let found: std::collections::HashSet<std::net::SocketAddr> = found.collect();
+                    for gone in known
+                        .keys()
+                        .copied()
+                        .filter(|a| !found.contains(a))
+                        .collect::<Vec<_>>()
+                    {
+                        if let Some(name) = known.remove(&gone) {
+                            registry.remove(&name);
+                        }
+                        tracing::info!(%downstream, address = %gone, "endpoint gone from DNS");
+                        if changes
+                            .send(Ok::<_, std::convert::Infallible>(
+                                tower::discover::Change::Remove(gone),
+                            ))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    let new_ones: Vec<_> = found.into_iter().filter(|a| !known.contains_key(a)).collect();
+                    for new in new_ones {
+                        let address = format!("http://{new}");
+                        let Ok(stack) = endpoint(&downstream, &address, &token) else {
+                            continue;
+                        };
+                        registry.add(&stack);
+                        known.insert(new, format!("{downstream}@{address}"));
+                        tracing::info!(%downstream, address = %new, "endpoint found in DNS");
+                        if changes
+                            .send(Ok(tower::discover::Change::Insert(new, loaded(stack))))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%downstream, host, %error, "cannot resolve; keeping the endpoints known");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(DNS_REFRESH) => {}
+                // Nobody balances over them any more: stop resolving.
+                () = changes.closed() => return,
+            }
+        }
     });
-    Ok(crate::retry::Retrying::new(guard.around(Balanced::new(buffered))))
+    let balance = tower::balance::p2c::Balance::new(tokio_stream::wrappers::ReceiverStream::new(discovered));
+    Ok(crate::retry::Retrying::new(guard.around(buffered(balance))))
 }
 
 /// Why a channel could not be made.

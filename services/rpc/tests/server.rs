@@ -899,3 +899,46 @@ async fn during_the_shutdown_grace_health_says_not_serving_and_calls_are_still_s
         .unwrap()
         .unwrap();
 }
+
+/// `dns://name:port`: the endpoints are what the name resolves to. Here
+/// `localhost`, which may resolve to ::1 too, where nothing listens: that
+/// endpoint's breaker opens at once and the calls go to 127.0.0.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_name_is_resolved_into_endpoints() {
+    let calls = Arc::new(Mutex::new(std::collections::HashMap::new()));
+    let running = serve(strata_rpc::Server::new().host(Flaky {
+        fail_first: 0,
+        calls: calls.clone(),
+    }))
+    .await;
+    let channel = strata_rpc::client::channel(
+        "flaky",
+        &format!("dns://localhost:{}", running.address.port()),
+        strata_rpc::client::ServiceToken::default(),
+    )
+    .unwrap();
+    for _ in 0..20 {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready().await.unwrap();
+        let mut request = tonic::Request::new(());
+        request.set_timeout(Duration::from_secs(5));
+        grpc.unary(
+            request,
+            http::uri::PathAndQuery::from_static("/strata.test.Flaky/GetThing"),
+            ProstCodec::<(), ()>::default(),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(calls.lock().unwrap()["/strata.test.Flaky/GetThing"], 20);
+    let text = strata_rpc::metrics::render();
+    assert!(
+        text.contains(&format!(
+            "endpoint=\"flaky@http://127.0.0.1:{}\"",
+            running.address.port()
+        )),
+        "{text}"
+    );
+    let _ = running.stop.send(());
+    running.task.await.unwrap().unwrap();
+}
