@@ -174,12 +174,6 @@ impl Roles {
         Ok(Self(roles))
     }
 
-    /// Whether the account has `role`.
-    #[must_use]
-    pub fn contains(&self, role: Role) -> bool {
-        self.0.contains(&role)
-    }
-
     /// The roles, in canonical order.
     #[must_use]
     pub fn as_slice(&self) -> &[Role] {
@@ -305,6 +299,28 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn roles_are_named_as_they_are_stored() {
+        for (role, name) in Role::ALL.into_iter().zip(["customer", "staff", "admin"]) {
+            assert_eq!(role.as_str(), name);
+            assert_eq!(role.to_string(), name);
+            assert_eq!(
+                serde_json::to_value(role).unwrap(),
+                name,
+                "the stored name is the same"
+            );
+        }
+    }
+
+    #[test]
+    fn a_password_of_exactly_the_minimum_length_is_accepted() {
+        assert!(Password::new_password("password", &"x".repeat(12), 12).is_ok());
+        let short = Password::new_password("password", &"x".repeat(11), 12).unwrap_err();
+        assert_eq!(short.field(), "password");
+        // Characters, not bytes: twelve two-byte characters are enough.
+        assert!(Password::new_password("password", &"é".repeat(12), 12).is_ok());
+    }
 
     #[test]
     fn emails_are_normalized_and_shaped() {
