@@ -126,3 +126,27 @@ impl From<InventoryError> for Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_reservation_says_how_it_was_closed() {
+        for (status, reason) in [
+            (ReservationStatus::Expired, "RESERVATION_EXPIRED"),
+            (ReservationStatus::Committed, "RESERVATION_COMMITTED"),
+            (ReservationStatus::Released, "RESERVATION_RELEASED"),
+        ] {
+            let error = Error::from(InventoryError::ReservationClosed {
+                sku: "MUG".into(),
+                reservation_id: "r".into(),
+                status,
+            });
+            assert!(
+                matches!(error, Error::FailedPrecondition { reason: r, .. } if r == reason),
+                "{status:?}: {error:?}"
+            );
+        }
+    }
+}

@@ -842,4 +842,39 @@ mod tests {
         broken.sku = "OTHER".into();
         assert_eq!(StockItem::restore(broken).unwrap_err().field(), "id");
     }
+
+    #[test]
+    fn restore_takes_on_hand_up_to_the_limit_and_refuses_malformed_reservations() {
+        let mut item = item(5);
+        item.reserve(rid("a"), 2, Duration::minutes(10), at(0)).unwrap();
+        // A held reservation keeps its expiry, through a restore too.
+        let restored = StockItem::restore(item.snapshot()).unwrap();
+        let held: Vec<_> = restored
+            .open_reservations()
+            .map(Reservation::expires_at)
+            .collect();
+        assert_eq!(held, [Some(at(10))]);
+
+        let mut limit = item.snapshot();
+        limit.on_hand = MAX_QUANTITY;
+        assert!(StockItem::restore(limit).is_ok(), "the limit itself is in range");
+        let mut beyond = item.snapshot();
+        beyond.on_hand = MAX_QUANTITY + 1;
+        assert_eq!(StockItem::restore(beyond).unwrap_err().field(), "on_hand");
+
+        let mut no_expiry = item.snapshot();
+        no_expiry.reservations[0].expires_at = None;
+        assert_eq!(
+            StockItem::restore(no_expiry).unwrap_err().field(),
+            "reservations",
+            "held without expiry"
+        );
+        let mut empty = item.snapshot();
+        empty.reservations[0].quantity = 0;
+        assert_eq!(
+            StockItem::restore(empty).unwrap_err().field(),
+            "reservations",
+            "a quantity of 0"
+        );
+    }
 }

@@ -129,6 +129,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn stored_values_keep_only_their_invariants() {
+        assert_eq!(Sku::from_stored(String::new()).unwrap_err().field(), "sku");
+        assert_eq!(Sku::from_stored("MUG\u{1}".into()).unwrap_err().field(), "sku");
+        assert!(Sku::from_stored("an older, looser sku".into()).is_ok());
+        assert_eq!(
+            Reason::parse("damaged in transit").unwrap().as_str(),
+            "damaged in transit"
+        );
+    }
+
+    #[test]
     fn skus_are_checked() {
         assert_eq!(
             Sku::parse(" MUG-1.a_b ")
