@@ -129,14 +129,6 @@ impl ShedLayer {
             limit: limit.unwrap_or(0),
         }
     }
-
-    /// How many calls are in flight now (0 without a limit).
-    #[must_use]
-    pub fn in_flight(&self) -> usize {
-        self.permits
-            .as_ref()
-            .map_or(0, |p| self.limit - p.available_permits())
-    }
 }
 
 impl<S> tower_layer::Layer<S> for ShedLayer {
