@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: help run demo build test test-image bench lint fmt clean mutants
+.PHONY: help run demo build test test-image test-etcd bench lint fmt clean mutants
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -18,7 +18,7 @@ build: ## build everything
 
 # cargo-nextest when installed (one process per test, one summary line), else cargo test.
 # The binaries first: the end-to-end tests run them as real processes.
-test: test-image ## run every test (PostgreSQL ones in containers)
+test: test-image test-etcd ## run every test (PostgreSQL ones in containers, etcd on loopback)
 	$(CARGO) build --locked --workspace --bins
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		echo "$(CARGO) nextest run --locked --workspace"; $(CARGO) nextest run --locked --workspace; \
@@ -33,6 +33,12 @@ test-image: ## make sure the PostgreSQL test image exists
 	@if [ -z "$${STRATA_TEST_DATABASE_URL:-}" ]; then \
 		image=$$(bash docker/postgres/ensure-image.sh) && echo "PostgreSQL test image: $$image"; \
 	fi
+
+# etcd for the discovery tests (the harness starts it on loopback): Debian's
+# etcd-server, installed once. Skipped when an etcd binary is already on PATH.
+test-etcd: ## make sure an etcd binary is installed
+	@command -v etcd >/dev/null || { echo "installing Debian's etcd-server"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null; }
 
 # Strata against pgbench (the limit) and a plain Python stack, in one run; writes
 # target/bench/report.md, report.json and chart.svg. BENCH_SECONDS sets the

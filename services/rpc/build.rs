@@ -1,6 +1,9 @@
-//! Compiles the vendored `google/rpc` protos (the standard error model that
-//! `tonic-types` encodes into error details) with protox, no system `protoc`,
-//! into a file descriptor set that the server publishes through reflection.
+//! Compiles, with protox (no system `protoc`):
+//! - the vendored `google/rpc` protos (the standard error model that
+//!   `tonic-types` encodes into error details) into a file descriptor set that
+//!   the server publishes through reflection;
+//! - `etcd/etcd.proto`, the part of etcd's v3 API the registry uses, into a
+//!   gRPC client ([`crate::registry`]).
 
 use std::{env, fs, io, path::PathBuf};
 
@@ -17,5 +20,15 @@ fn main() -> io::Result<()> {
     // protox knows), so that a reflection client can resolve every dependency.
     let fds = protox::compile(PROTOS, ["proto"]).map_err(io::Error::other)?;
     let out = PathBuf::from(env::var_os("OUT_DIR").ok_or_else(|| io::Error::other("OUT_DIR unset"))?);
-    fs::write(out.join("google_rpc_descriptor.bin"), fds.encode_to_vec())
+    fs::write(out.join("google_rpc_descriptor.bin"), fds.encode_to_vec())?;
+
+    println!("cargo:rerun-if-changed=proto/{ETCD}");
+    let etcd = protox::compile([ETCD], ["proto"]).map_err(io::Error::other)?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(false)
+        .compile_fds(etcd)
 }
+
+/// etcd's KV, Watch and Lease services, relative to `proto/`.
+const ETCD: &str = "etcd/etcd.proto";

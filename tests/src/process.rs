@@ -100,6 +100,22 @@ impl Process {
         }
     }
 
+    /// Returns once it prints a stderr line containing `text` (earlier lines
+    /// are skipped).
+    ///
+    /// # Panics
+    /// When no such line comes within [`TIMEOUT`].
+    pub fn wait_for_stderr(&self, text: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            match lock(&self.stderr).recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if line.contains(text) => return,
+                Ok(_) => {}
+                Err(_) => panic!("no stderr line containing {text:?} within {TIMEOUT:?}"),
+            }
+        }
+    }
+
     /// The lines it printed on stderr since the last call.
     #[must_use]
     pub fn stderr_so_far(&self) -> Vec<String> {

@@ -6,6 +6,8 @@
 // Test code: a failed step should stop the test with its message.
 #![allow(clippy::unwrap_used)]
 
+#[path = "e2e/discovery.rs"]
+mod discovery;
 #[path = "e2e/shop.rs"]
 mod shop;
 
@@ -60,6 +62,7 @@ impl Service {
             admission: Default::default(),
             metrics_listen: None,
             shutdown_grace: Duration::ZERO,
+            registry: None,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(strata_data_service::run(settings, listener, async {

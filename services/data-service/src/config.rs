@@ -77,6 +77,33 @@ pub struct Flags {
     /// Where to serve Prometheus metrics (`GET /metrics`); none by default.
     #[arg(long, env = "STRATA_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<String>,
+
+    /// Register every hosted context in etcd, etcd://host:port[,host:port…],
+    /// under a lease kept alive while the process lives. None by default
+    /// (callers are given static addresses).
+    #[arg(long, env = "STRATA_REGISTRY", value_name = "URL")]
+    registry: Option<String>,
+
+    /// The address callers reach this instance at, as registered:
+    /// http://host:port. Default: the address listened on (required when that
+    /// is a wildcard such as 0.0.0.0).
+    #[arg(long, env = "STRATA_ADVERTISE", value_name = "URL")]
+    advertise: Option<String>,
+
+    /// Seconds a registration outlives a crashed process (its lease's TTL).
+    #[arg(long, env = "STRATA_REGISTRY_TTL_SECS", default_value = "5")]
+    registry_ttl_secs: String,
+}
+
+/// Where and how to register, when registering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registry {
+    /// The etcd cluster, `etcd://host:port[,host:port…]`.
+    pub url: String,
+    /// The address to register; `None`: the address listened on.
+    pub advertise: Option<String>,
+    /// The lease's TTL.
+    pub ttl: Duration,
 }
 
 /// The shortest service token accepted.
@@ -110,6 +137,8 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// How long to keep serving, NOT_SERVING, before draining.
     pub shutdown_grace: Duration,
+    /// Where to register, if anywhere.
+    pub registry: Option<Registry>,
 }
 
 impl Settings {
@@ -133,6 +162,7 @@ impl Settings {
             admission: strata_rpc::Admission::default(),
             metrics_listen: None,
             shutdown_grace: Duration::ZERO,
+            registry: None,
         }
     }
 }
@@ -341,6 +371,7 @@ impl Flags {
                 )
             })?),
         };
+        let registry = self.registry(listen)?;
         let service_token = env(strata_rpc::client::SERVICE_TOKEN_VAR);
         if service_token
             .as_ref()
@@ -364,7 +395,61 @@ impl Flags {
             },
             metrics_listen,
             shutdown_grace,
+            registry,
         })
+    }
+
+    /// The registry settings, checked together: an advertised address is
+    /// needed when listening on a wildcard address.
+    fn registry(&self, listen: SocketAddr) -> Result<Option<Registry>, ConfigError> {
+        let advertise_setting = "--advertise (STRATA_ADVERTISE)";
+        let advertise = match self.advertise.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+            None => None,
+            Some(raw) => {
+                let url = if raw.contains("://") {
+                    raw.to_owned()
+                } else {
+                    format!("http://{raw}")
+                };
+                let uri: Result<http::Uri, _> = url.parse();
+                let usable = uri.as_ref().is_ok_and(|uri| {
+                    matches!(uri.scheme_str(), Some("http" | "https"))
+                        && uri.port_u16().is_some()
+                        && uri.path() == "/"
+                        && uri.host().is_some_and(|h| !h.is_empty())
+                });
+                if !usable {
+                    return Err(config_error(
+                        advertise_setting,
+                        format!("{raw:?} is not an address such as http://10.0.0.3:50051"),
+                    ));
+                }
+                Some(url.trim_end_matches('/').to_owned())
+            }
+        };
+        let Some(url) = self.registry.as_deref().map(str::trim).filter(|r| !r.is_empty()) else {
+            return Ok(None);
+        };
+        strata_rpc::registry::members(url)
+            .map_err(|error| config_error("--registry (STRATA_REGISTRY)", error.to_string()))?;
+        let ttl_setting = "--registry-ttl-secs (STRATA_REGISTRY_TTL_SECS)";
+        let ttl = whole_seconds(ttl_setting, self.registry_ttl_secs.trim())?;
+        if ttl.is_zero() {
+            return Err(config_error(ttl_setting, "must be at least 1"));
+        }
+        if advertise.is_none() && listen.ip().is_unspecified() {
+            return Err(config_error(
+                advertise_setting,
+                format!(
+                    "is needed with --registry when listening on {listen}: the address callers reach this instance at"
+                ),
+            ));
+        }
+        Ok(Some(Registry {
+            url: url.to_owned(),
+            advertise,
+            ttl,
+        }))
     }
 }
 
@@ -470,6 +555,50 @@ mod tests {
             !format!("{set:?}").contains("0123456789abcdef"),
             "the token is never printed"
         );
+    }
+
+    #[test]
+    fn registry_settings() {
+        assert_eq!(
+            resolve(&[], &[]).unwrap().registry,
+            None,
+            "static addresses by default"
+        );
+        let set = resolve(
+            &[
+                "--registry",
+                "etcd://10.0.0.1:2379,10.0.0.2:2379",
+                "--advertise",
+                "10.0.0.3:50051",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            set.registry,
+            Some(Registry {
+                url: "etcd://10.0.0.1:2379,10.0.0.2:2379".to_owned(),
+                advertise: Some("http://10.0.0.3:50051".to_owned()),
+                ttl: Duration::from_secs(5),
+            })
+        );
+        let ttl = resolve(&["--registry", "etcd://e:2379", "--registry-ttl-secs", "2"], &[]).unwrap();
+        assert_eq!(ttl.registry.unwrap().ttl, Duration::from_secs(2));
+
+        let err = resolve(&["--registry", "e:2379"], &[]).unwrap_err();
+        assert_eq!(err.setting, "--registry (STRATA_REGISTRY)");
+        let err = resolve(&["--registry", "etcd://e:2379", "--registry-ttl-secs", "0"], &[]).unwrap_err();
+        assert_eq!(err.setting, "--registry-ttl-secs (STRATA_REGISTRY_TTL_SECS)");
+        let err = resolve(&["--advertise", "http://h"], &[]).unwrap_err();
+        assert_eq!(err.setting, "--advertise (STRATA_ADVERTISE)");
+        let err = resolve(&["--advertise", "ftp://h:1"], &[]).unwrap_err();
+        assert_eq!(err.setting, "--advertise (STRATA_ADVERTISE)");
+        let err = resolve(&["--registry", "etcd://e:2379", "--listen", "0.0.0.0:50051"], &[]).unwrap_err();
+        assert_eq!(
+            err.setting, "--advertise (STRATA_ADVERTISE)",
+            "a wildcard cannot be advertised"
+        );
+        assert!(err.problem.contains("0.0.0.0:50051"), "{err}");
     }
 
     #[test]

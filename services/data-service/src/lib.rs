@@ -65,8 +65,40 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    mount(&settings).await?.serve(listener, shutdown).await?;
+    let registrar = registrar(&settings, listener.local_addr()?)?;
+    mount(&settings)
+        .await?
+        .registrar(registrar)
+        .serve(listener, shutdown)
+        .await?;
     Ok(())
+}
+
+/// What to register in etcd when `settings` name a registry: every hosted
+/// context at the advertised address, by default the address `listener`
+/// is bound to.
+///
+/// # Errors
+/// When the registry cannot be used.
+pub fn registrar(
+    settings: &Settings,
+    bound: std::net::SocketAddr,
+) -> anyhow::Result<Option<strata_rpc::registry::Registrar>> {
+    let Some(registry) = &settings.registry else {
+        return Ok(None);
+    };
+    let etcd = strata_rpc::registry::Etcd::new(&registry.url).context("--registry (STRATA_REGISTRY)")?;
+    let address = registry
+        .advertise
+        .clone()
+        .unwrap_or_else(|| format!("http://{bound}"));
+    let contexts: Vec<&str> = settings.hosted.iter().map(|h| h.context).collect();
+    Ok(Some(strata_rpc::registry::Registrar::new(
+        etcd,
+        registry.ttl,
+        &contexts,
+        &address,
+    )))
 }
 
 /// Opens every hosted context's store, running its migrations, and returns the

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use strata_data_service::{Flags, mount};
+use strata_data_service::{Flags, mount, registrar};
 use strata_rpc::telemetry::{self, LogFormat};
 
 #[tokio::main]
@@ -62,8 +62,19 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let registrar = match listener
+        .local_addr()
+        .map_err(anyhow::Error::from)
+        .and_then(|bound| registrar(&settings, bound))
+    {
+        Ok(registrar) => registrar,
+        Err(error) => {
+            fatal(format, &format!("{error:#}"));
+            return ExitCode::from(2);
+        }
+    };
     let server = match mount(&settings).await {
-        Ok(server) => server,
+        Ok(server) => server.registrar(registrar),
         Err(error) => {
             fatal(format, &format!("{error:#}"));
             return ExitCode::FAILURE;

@@ -103,8 +103,14 @@ impl Interceptor for ServiceToken {
 }
 
 /// A channel to `downstream` (what it is called in logs, errors and metrics:
-/// `inventory`) at `addresses` (`http://host:port`, or several separated by
-/// commas: replicas, balanced), presenting `token`; it connects on first use.
+/// `inventory`) at `addresses`, presenting `token`; it connects on first use.
+/// The addresses are one of:
+/// - `http://host:port`, or several separated by commas (replicas, balanced);
+/// - `dns://host:port`: every address the name resolves to, resolved again
+///   every [`DNS_REFRESH`];
+/// - `etcd://host:port[,host:port…][/name]`: the instances registered in etcd
+///   under `name` (default: `downstream`), followed as they come and go.
+///
 /// Each endpoint's breaker is named `downstream@address`. Must be called
 /// within a Tokio runtime (the balancer's buffer runs as a task).
 ///
@@ -113,6 +119,9 @@ impl Interceptor for ServiceToken {
 pub fn channel(downstream: &str, addresses: &str, token: ServiceToken) -> Result<RpcChannel, ClientError> {
     if let Some(name) = addresses.trim().strip_prefix("dns://") {
         return dns_channel(downstream, name, token);
+    }
+    if addresses.trim().starts_with("etcd://") {
+        return etcd_channel(downstream, addresses.trim(), token);
     }
     let mut breakers = Vec::new();
     for address in addresses.split(',').map(str::trim).filter(|a| !a.is_empty()) {
@@ -172,76 +181,104 @@ where
 pub const DNS_REFRESH: Duration = Duration::from_secs(5);
 
 /// `dns://host:port`: every address the name resolves to (A and AAAA) is an
-/// endpoint, resolved again every [`DNS_REFRESH`]; addresses that appear are
-/// added to the balancer, those that disappear removed. A failed resolution
-/// keeps the set it had and is tried again.
+/// endpoint, resolved again every [`DNS_REFRESH`]. A failed resolution keeps
+/// the set it had and is tried again.
 fn dns_channel(downstream: &str, name: &str, token: ServiceToken) -> Result<RpcChannel, ClientError> {
     let (host, port) = name
         .rsplit_once(':')
         .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)))
         .ok_or_else(|| ClientError::NoAddress(format!("{downstream}: dns://{name} needs host:port")))?;
-    let (changes, discovered) = tokio::sync::mpsc::channel(64);
-    let guard = crate::breaker::Breakers::new::<()>(&[], ());
-    let registry = guard.clone();
-    let downstream = downstream.to_owned();
+    let (sets, found) = tokio::sync::mpsc::channel(1);
+    let name = downstream.to_owned();
     tokio::spawn(async move {
-        let mut known: std::collections::HashMap<std::net::SocketAddr, String> =
-            std::collections::HashMap::new();
         loop {
             match tokio::net::lookup_host((host.as_str(), port)).await {
-                Ok(found) => {
-                    let found: std::collections::HashSet<std::net::SocketAddr> = found.collect();
-                    for gone in known
-                        .keys()
-                        .copied()
-                        .filter(|a| !found.contains(a))
-                        .collect::<Vec<_>>()
-                    {
-                        if let Some(name) = known.remove(&gone) {
-                            registry.remove(&name);
-                        }
-                        tracing::info!(%downstream, address = %gone, "endpoint gone from DNS");
-                        if changes
-                            .send(Ok::<_, std::convert::Infallible>(
-                                tower::discover::Change::Remove(gone),
-                            ))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                    let new_ones: Vec<_> = found.into_iter().filter(|a| !known.contains_key(a)).collect();
-                    for new in new_ones {
-                        let address = format!("http://{new}");
-                        let Ok(stack) = endpoint(&downstream, &address, &token) else {
-                            continue;
-                        };
-                        registry.add(&stack);
-                        known.insert(new, format!("{downstream}@{address}"));
-                        tracing::info!(%downstream, address = %new, "endpoint found in DNS");
-                        if changes
-                            .send(Ok(tower::discover::Change::Insert(new, loaded(stack))))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
+                Ok(addresses) => {
+                    let set = addresses.map(|a| format!("http://{a}")).collect();
+                    if sets.send(set).await.is_err() {
+                        return;
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(%downstream, host, %error, "cannot resolve; keeping the endpoints known");
+                    tracing::warn!(downstream = name, host, %error, "cannot resolve; keeping the endpoints known");
                 }
             }
             tokio::select! {
                 () = tokio::time::sleep(DNS_REFRESH) => {}
                 // Nobody balances over them any more: stop resolving.
-                () = changes.closed() => return,
+                () = sets.closed() => return,
+            }
+        }
+    });
+    Ok(discovered(downstream, "DNS", found, token))
+}
+
+/// `etcd://host:port[,host:port…][/name]`: the instances registered in etcd
+/// for `name` (by default the downstream's own name, e.g. `inventory`),
+/// followed with a watch ([`crate::registry`]).
+fn etcd_channel(downstream: &str, url: &str, token: ServiceToken) -> Result<RpcChannel, ClientError> {
+    let (members, context) = match url.strip_prefix("etcd://").and_then(|rest| rest.split_once('/')) {
+        Some((members, context)) if !context.is_empty() => (format!("etcd://{members}"), context),
+        _ => (url.to_owned(), downstream),
+    };
+    let etcd = crate::registry::Etcd::new(&members).map_err(ClientError::Registry)?;
+    let found = crate::registry::discover(etcd, context);
+    Ok(discovered(downstream, "etcd", found, token))
+}
+
+/// A channel over the endpoints a discovery task finds: each set it sends is
+/// compared with the endpoints known, those that appear are added to the
+/// balancer (each with its breaker), those that disappear removed.
+fn discovered(
+    downstream: &str,
+    source: &'static str,
+    mut found: tokio::sync::mpsc::Receiver<std::collections::BTreeSet<String>>,
+    token: ServiceToken,
+) -> RpcChannel {
+    let (changes, discovered) = tokio::sync::mpsc::channel(64);
+    let guard = crate::breaker::Breakers::new::<()>(&[], ());
+    let registry = guard.clone();
+    let downstream = downstream.to_owned();
+    tokio::spawn(async move {
+        // Address → its breaker's name.
+        let mut known: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+        while let Some(set) = found.recv().await {
+            let gone: Vec<String> = known.keys().filter(|a| !set.contains(*a)).cloned().collect();
+            for address in gone {
+                if let Some(name) = known.remove(&address) {
+                    registry.remove(&name);
+                }
+                tracing::info!(%downstream, %address, source, "endpoint gone");
+                let removed = tower::discover::Change::Remove(address);
+                if changes
+                    .send(Ok::<_, std::convert::Infallible>(removed))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            let new: Vec<String> = set.into_iter().filter(|a| !known.contains_key(a)).collect();
+            for address in new {
+                let stack = match endpoint(&downstream, &address, &token) {
+                    Ok(stack) => stack,
+                    Err(error) => {
+                        tracing::warn!(%downstream, source, %error, "ignoring an endpoint that is not an address");
+                        continue;
+                    }
+                };
+                registry.add(&stack);
+                known.insert(address.clone(), format!("{downstream}@{address}"));
+                tracing::info!(%downstream, %address, source, "endpoint found");
+                let inserted = tower::discover::Change::Insert(address, loaded(stack));
+                if changes.send(Ok(inserted)).await.is_err() {
+                    return;
+                }
             }
         }
     });
     let balance = tower::balance::p2c::Balance::new(tokio_stream::wrappers::ReceiverStream::new(discovered));
-    Ok(crate::retry::Retrying::new(guard.around(buffered(balance))))
+    crate::retry::Retrying::new(guard.around(buffered(balance)))
 }
 
 /// Why a channel could not be made.
@@ -259,6 +296,9 @@ pub enum ClientError {
     /// No address was given.
     #[error("no address for {0}")]
     NoAddress(String),
+    /// The registry address is malformed.
+    #[error(transparent)]
+    Registry(crate::registry::RegistryError),
     /// The service token cannot be sent as a header.
     #[error("{SERVICE_TOKEN_VAR} must be printable ASCII")]
     Token,

@@ -8,8 +8,9 @@
 //! `google.rpc` error details ([`GOOGLE_RPC_FILE_DESCRIPTOR_SET`]).
 //! [`Server::serve`] takes the listener, so tests bind `127.0.0.1:0` and own the
 //! port, and a shutdown future: when it completes, health turns NOT_SERVING, the
-//! server stops accepting, ends open response streams (UNAVAILABLE) and drains
-//! in-flight calls for a bounded time.
+//! server deregisters from etcd (when registered, [`registry`]), keeps serving
+//! for the shutdown grace, then stops accepting, ends open response streams
+//! (UNAVAILABLE) and drains in-flight calls for a bounded time.
 //!
 //! Every call is logged once, when it ends (method, status code, latency and the
 //! request id a handler records with [`record_request_id`]); [`telemetry::init`]
@@ -19,7 +20,8 @@
 //! `shutdown.rs` the signal and the layer that ends open streams at shutdown;
 //! `client.rs` channels and per-call metadata and deadlines; `admission.rs`
 //! service-to-service authentication and load shedding; `metrics.rs` the
-//! Prometheus registry and `/metrics`;
+//! Prometheus registry and `/metrics`; `registry.rs` registration and discovery
+//! on etcd; `retry.rs` and `breaker.rs` the client's retries and breakers;
 //! `telemetry.rs` the log subscriber and format.
 
 pub mod admission;
@@ -27,6 +29,7 @@ pub mod breaker;
 mod call_log;
 pub mod client;
 pub mod metrics;
+pub mod registry;
 pub mod retry;
 mod shutdown;
 pub mod telemetry;
@@ -101,6 +104,7 @@ pub struct Server {
     drain_timeout: Duration,
     shutdown_grace: Duration,
     admission: Admission,
+    registrar: Option<registry::Registrar>,
 }
 
 impl Default for Server {
@@ -119,6 +123,7 @@ impl Server {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             shutdown_grace: Duration::ZERO,
             admission: Admission::default(),
+            registrar: None,
         }
     }
 
@@ -156,6 +161,14 @@ impl Server {
         self
     }
 
+    /// Registers the server in etcd once it serves, and deregisters it first
+    /// thing at shutdown ([`registry`]).
+    #[must_use]
+    pub fn registrar(mut self, registrar: Option<registry::Registrar>) -> Self {
+        self.registrar = registrar;
+        self
+    }
+
     /// Who may call and how many at once.
     #[must_use]
     pub fn admission(mut self, admission: Admission) -> Self {
@@ -169,8 +182,9 @@ impl Server {
         &self.names
     }
 
-    /// Serves on `listener` until `shutdown` completes, then reports NOT_SERVING,
-    /// stops accepting, ends the open response streams (a health `Watch`, any
+    /// Serves on `listener` (registered in etcd when a [`registry::Registrar`]
+    /// was given) until `shutdown` completes, then reports NOT_SERVING,
+    /// deregisters, keeps serving for the shutdown grace, stops accepting, ends the open response streams (a health `Watch`, any
     /// server-streaming call) with UNAVAILABLE once they have sent what they had
     /// ready, and lets in-flight unary calls finish, for at most the drain
     /// timeout.
@@ -243,13 +257,19 @@ impl Server {
             });
         tokio::pin!(server);
         tracing::info!(address = ?local, services = ?self.names, "serving");
+        let registration = self.registrar.map(registry::Registrar::start);
 
         tokio::select! {
             result = &mut server => return result.map_err(ServeError::Transport),
             () = shutdown => {}
         }
-        tracing::info!(grace = ?self.shutdown_grace, "shutting down: reporting NOT_SERVING, then draining");
+        tracing::info!(grace = ?self.shutdown_grace, "shutting down: reporting NOT_SERVING, deregistering, then draining");
         set_status(&health, &self.names, ServingStatus::NotServing).await;
+        // Out of the registry before anything else, so that callers stop
+        // picking this instance while it still serves what they send.
+        if let Some(registration) = registration {
+            registration.deregister().await;
+        }
         if !self.shutdown_grace.is_zero() {
             // Still accepting and serving, so that whoever watches health
             // stops sending here before connections are refused.

@@ -20,7 +20,7 @@ const ADMIN_PASSWORD: &str = "staff password 1";
 const JWT_SECRET: &str = "a test secret that is long enough for HS256";
 const PASSWORD: &str = "shopper password 1";
 /// Every process of the shop presents and demands it, as in production.
-const SERVICE_TOKEN: &str = "the-shops-service-token-42";
+pub(super) const SERVICE_TOKEN: &str = "the-shops-service-token-42";
 
 /// How to set the shop up.
 #[derive(Default)]
@@ -388,7 +388,7 @@ fn start_edge_with(name: &str, args: &[&str], env: &[(&'static str, String)]) ->
     (process, url)
 }
 
-fn start_data_service(
+pub(super) fn start_data_service(
     database_url: &str,
     contexts: &str,
     env: &[(&'static str, String)],
