@@ -17,6 +17,15 @@
 //! (`grpc-timeout`); at most [`MAX_ATTEMPTS`] attempts; and a retry budget
 //! (tower's `TpsBudget`: retries may add at most a fifth to the calls made, so
 //! a failing downstream is not buried under retries).
+//!
+//! Reads (`Get*`, `BatchGet*`, `List*`) are also **hedged**: when an attempt
+//! has not answered after the 95th percentile of that method's recent
+//! latencies (the last [`LATENCY_SAMPLES`] answers on this channel, once there
+//! are at least [`MIN_SAMPLES`]), a second one is sent, to whichever endpoint
+//! the balancer picks, and the first good answer wins; the other is cancelled.
+//! Hedges draw on the same budget as retries, so a slow downstream gets at
+//! most a fifth more calls, and they are counted in
+//! `strata_rpc_client_hedges_total`.
 
 use std::{
     future::Future,
@@ -52,6 +61,28 @@ static RETRIES: std::sync::LazyLock<
     retries
 });
 
+static HEDGES: std::sync::LazyLock<
+    prometheus_client::metrics::family::Family<
+        crate::metrics::MethodLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+> = std::sync::LazyLock::new(|| {
+    let hedges = prometheus_client::metrics::family::Family::default();
+    crate::metrics::register(
+        "rpc_client_hedges",
+        "Reads sent a second time because the first was slower than the method's 95th percentile",
+        hedges.clone(),
+    );
+    hedges
+});
+
+/// How many recent answers per method the hedging delay is taken from.
+pub const LATENCY_SAMPLES: usize = 128;
+/// How many answers a method needs before its reads are hedged.
+pub const MIN_SAMPLES: usize = 32;
+/// The shortest hedging delay.
+pub const MIN_HEDGE_DELAY: Duration = Duration::from_millis(1);
+
 /// The most attempts one call gets, the first included.
 pub const MAX_ATTEMPTS: u32 = 4;
 
@@ -79,6 +110,75 @@ pub fn policy(path: &str, headers: &http::HeaderMap) -> Policy {
         Policy::Retry
     } else {
         Policy::Once
+    }
+}
+
+/// Whether the call to `path` is a read that may be hedged: sending it twice
+/// costs a little load and no effect. (`VerifyCredentials` is not: a password
+/// hash is expensive by design.)
+fn hedgeable(path: &str) -> bool {
+    let method = path.rsplit('/').next().unwrap_or_default();
+    path.starts_with("/strata.") && ["Get", "BatchGet", "List"].iter().any(|p| method.starts_with(p))
+}
+
+/// Recent answer times of one method: a ring of samples, and the delay after
+/// which a read is hedged (their 95th percentile), worked out again every
+/// sixteenth sample rather than on every call.
+#[derive(Debug)]
+struct Recent {
+    samples: Vec<Duration>,
+    next: usize,
+    since_update: usize,
+    delay: Option<Duration>,
+}
+
+impl Recent {
+    fn new() -> Self {
+        Self {
+            samples: Vec::with_capacity(LATENCY_SAMPLES),
+            next: 0,
+            since_update: 0,
+            delay: None,
+        }
+    }
+
+    fn record(&mut self, latency: Duration) {
+        if self.samples.len() < LATENCY_SAMPLES {
+            self.samples.push(latency);
+        } else {
+            self.samples[self.next] = latency;
+        }
+        self.next = (self.next + 1) % LATENCY_SAMPLES;
+        self.since_update += 1;
+        if self.samples.len() >= MIN_SAMPLES && (self.since_update >= 16 || self.delay.is_none()) {
+            self.since_update = 0;
+            let mut sorted = self.samples.clone();
+            let at = (sorted.len() * 95).div_ceil(100) - 1;
+            let (_, p95, _) = sorted.select_nth_unstable(at);
+            self.delay = Some((*p95).max(MIN_HEDGE_DELAY));
+        }
+    }
+}
+
+/// The hedging delays of one channel, per method path.
+#[derive(Debug, Default)]
+struct Latencies(std::sync::Mutex<std::collections::HashMap<String, Recent>>);
+
+impl Latencies {
+    fn delay(&self, path: &str) -> Option<Duration> {
+        let recent = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        recent.get(path).and_then(|r| r.delay)
+    }
+
+    fn record(&self, path: &str, latency: Duration) {
+        let mut recent = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match recent.get_mut(path) {
+            Some(r) => r.record(latency),
+            None => recent
+                .entry(path.to_owned())
+                .or_insert_with(Recent::new)
+                .record(latency),
+        }
     }
 }
 
@@ -127,6 +227,7 @@ pub(crate) fn deadline(headers: &http::HeaderMap) -> Option<Instant> {
 pub struct Retrying<S> {
     inner: S,
     budget: Arc<TpsBudget>,
+    latencies: Arc<Latencies>,
 }
 
 impl<S> std::fmt::Debug for Retrying<S> {
@@ -143,6 +244,7 @@ impl<S> Retrying<S> {
             // Retries may add a fifth to the calls of the last ten seconds, and
             // ten a second in any case.
             budget: Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2)),
+            latencies: Arc::new(Latencies::default()),
         }
     }
 }
@@ -172,6 +274,7 @@ where
             return Box::pin(inner.call(request));
         }
         let budget = self.budget.clone();
+        let latencies = hedgeable(request.uri().path()).then(|| self.latencies.clone());
         Box::pin(async move {
             budget.deposit();
             let deadline = deadline(request.headers());
@@ -180,7 +283,21 @@ where
             let bytes = body.collect().await?.to_bytes();
             let mut attempt = 1;
             loop {
-                let outcome = inner.call(rebuild(&parts, bytes.clone())).await;
+                let outcome = match &latencies {
+                    None => inner.call(rebuild(&parts, bytes.clone())).await,
+                    Some(latencies) => {
+                        let started = Instant::now();
+                        let delay = latencies.delay(parts.uri.path());
+                        let outcome = match delay {
+                            Some(delay) => hedged(&mut inner, &parts, &bytes, delay, deadline, &budget).await,
+                            None => inner.call(rebuild(&parts, bytes.clone())).await,
+                        };
+                        if !retryable(&outcome) {
+                            latencies.record(parts.uri.path(), started.elapsed());
+                        }
+                        outcome
+                    }
+                };
                 if attempt >= MAX_ATTEMPTS || !retryable(&outcome) {
                     return outcome;
                 }
@@ -198,6 +315,47 @@ where
                 attempt += 1;
             }
         })
+    }
+}
+
+/// One attempt, hedged: sent to the (readied) `inner`, and when it has not
+/// answered after `delay`, sent again to a second pick of the balancer, budget
+/// and deadline allowing; the first answer that is not a retryable failure
+/// wins, and the other call is dropped (cancelled).
+async fn hedged<S, ResBody>(
+    inner: &mut S,
+    parts: &http::request::Parts,
+    bytes: &Bytes,
+    delay: Duration,
+    deadline: Option<Instant>,
+    budget: &TpsBudget,
+) -> Result<http::Response<ResBody>, tonic::Status>
+where
+    S: tower_service::Service<http::Request<Body>, Response = http::Response<ResBody>, Error = tonic::Status>
+        + Clone,
+{
+    let first = inner.call(rebuild(parts, bytes.clone()));
+    tokio::pin!(first);
+    tokio::select! {
+        outcome = &mut first => return outcome,
+        () = tokio::time::sleep(delay) => {}
+    }
+    if deadline.is_some_and(|d| Instant::now() >= d) || !budget.withdraw() {
+        return first.await;
+    }
+    HEDGES
+        .get_or_create(&crate::metrics::method_labels(parts.uri.path()))
+        .inc();
+    tracing::debug!(path = %parts.uri.path(), ?delay, "hedging a read");
+    let mut other = inner.clone();
+    let second = async move {
+        other.ready().await?;
+        other.call(rebuild(parts, bytes.clone())).await
+    };
+    tokio::pin!(second);
+    tokio::select! {
+        outcome = &mut first => if retryable(&outcome) { second.await } else { outcome },
+        outcome = &mut second => if retryable(&outcome) { first.await } else { outcome },
     }
 }
 
@@ -293,6 +451,38 @@ mod tests {
             !retryable(&Ok::<_, ()>(refused)),
             "the breakers' refusal is final"
         );
+    }
+
+    #[test]
+    fn reads_are_hedged_after_the_95th_percentile_of_recent_answers() {
+        assert!(hedgeable("/strata.catalog.v1.ProductService/GetProduct"));
+        assert!(hedgeable("/strata.catalog.v1.ProductService/BatchGetProducts"));
+        assert!(hedgeable("/strata.ordering.v1.OrderService/ListOrders"));
+        assert!(!hedgeable("/strata.identity.v1.AccountService/VerifyCredentials"));
+        assert!(!hedgeable("/strata.catalog.v1.ProductService/ChangePrice"));
+        assert!(!hedgeable("/strata.catalog.v1.ProductService/StreamEvents"));
+        assert!(!hedgeable("/grpc.health.v1.Health/Check"));
+
+        let latencies = Latencies::default();
+        let path = "/strata.catalog.v1.ProductService/GetProduct";
+        for ms in 1..MIN_SAMPLES as u64 {
+            latencies.record(path, Duration::from_millis(ms));
+        }
+        assert_eq!(latencies.delay(path), None, "too few answers to judge");
+        latencies.record(path, Duration::from_millis(MIN_SAMPLES as u64));
+        // 1..=32 ms: the 95th percentile is the 31st value.
+        assert_eq!(latencies.delay(path), Some(Duration::from_millis(31)));
+        // The ring keeps the latest LATENCY_SAMPLES: after as many fast
+        // answers, the slow past is forgotten.
+        for _ in 0..LATENCY_SAMPLES {
+            latencies.record(path, Duration::from_micros(100));
+        }
+        assert_eq!(
+            latencies.delay(path),
+            Some(MIN_HEDGE_DELAY),
+            "never below the floor"
+        );
+        assert_eq!(latencies.delay("/strata.x.v1.S/GetOther"), None, "per method");
     }
 
     #[test]

@@ -547,11 +547,13 @@ async fn past_the_limit_calls_are_refused_at_once_and_health_still_answers() {
 }
 
 /// `strata.test.Flaky`: every method answers UNAVAILABLE to its first
-/// `fail_first` calls, then OK; it counts the calls it gets.
-#[derive(Debug, Clone)]
+/// `fail_first` calls, then OK; it counts the calls it gets. When `hang_every`
+/// is N > 0, every Nth call (by its count) never answers.
+#[derive(Debug, Clone, Default)]
 struct Flaky {
     fail_first: usize,
     calls: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+    hang_every: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl tonic::server::NamedService for Flaky {
@@ -575,7 +577,11 @@ impl tower_service::Service<http::Request<Body>> for Flaky {
             *count
         };
         let fail = seen <= self.fail_first;
+        let hang_every = self.hang_every.load(std::sync::atomic::Ordering::SeqCst);
         Box::pin(async move {
+            if hang_every > 0 && seen % hang_every == 0 {
+                std::future::pending::<()>().await;
+            }
             let mut grpc = tonic::server::Grpc::new(ProstCodec::<(), ()>::default());
             Ok(grpc.unary(FlakyAnswer(fail), request).await)
         })
@@ -636,6 +642,7 @@ async fn queries_and_keyed_commands_are_retried_and_other_commands_are_not() {
     let running = serve(strata_rpc::Server::new().host(Flaky {
         fail_first: 2,
         calls: calls.clone(),
+        ..Flaky::default()
     }))
     .await;
     let count = |method: &str| calls.lock().unwrap().get(method).copied().unwrap_or(0);
@@ -691,6 +698,7 @@ async fn queries_and_keyed_commands_are_retried_and_other_commands_are_not() {
     let running = serve(strata_rpc::Server::new().host(Flaky {
         fail_first: usize::MAX,
         calls: calls.clone(),
+        ..Flaky::default()
     }))
     .await;
     let started = Instant::now();
@@ -703,6 +711,81 @@ async fn queries_and_keyed_commands_are_retried_and_other_commands_are_not() {
     assert!(started.elapsed() < Duration::from_secs(5));
     let _ = running.stop.send(());
     running.task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_slower_than_usual_is_hedged_and_a_command_never_is() {
+    let flaky = Flaky::default();
+    let running = serve(strata_rpc::Server::new().host(flaky.clone())).await;
+    let channel = strata_rpc::client::channel(
+        "flaky",
+        &format!("http://{}", running.address),
+        strata_rpc::client::ServiceToken::default(),
+    )
+    .unwrap();
+    let call = |path: &'static str, timeout: Duration| {
+        let channel = channel.clone();
+        async move {
+            let mut grpc = tonic::client::Grpc::new(channel);
+            grpc.ready().await?;
+            let mut request = tonic::Request::new(());
+            request.set_timeout(timeout);
+            grpc.unary(
+                request,
+                http::uri::PathAndQuery::from_static(path),
+                ProstCodec::<(), ()>::default(),
+            )
+            .await
+            .map(tonic::Response::into_inner)
+        }
+    };
+    // The method's usual latency, learned from its answers.
+    for _ in 0..strata_rpc::retry::MIN_SAMPLES {
+        call("/strata.test.Flaky/GetThing", Duration::from_secs(5))
+            .await
+            .unwrap();
+    }
+    // From now on every other call hangs: each read whose first attempt hangs
+    // is answered by its hedge, long before its deadline.
+    flaky.hang_every.store(2, std::sync::atomic::Ordering::SeqCst);
+    for i in 0..10 {
+        let started = Instant::now();
+        call("/strata.test.Flaky/GetThing", Duration::from_secs(2))
+            .await
+            .unwrap_or_else(|status| panic!("read {i}: {status:?}"));
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "read {i} took {:?}",
+            started.elapsed()
+        );
+    }
+    let text = strata_rpc::metrics::render();
+    let hedges: u64 = text
+        .lines()
+        .find(|l| {
+            l.starts_with("strata_rpc_client_hedges_total{service=\"strata.test.Flaky\",method=\"GetThing\"}")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0);
+    assert!((5..=10).contains(&hedges), "hedges counted: {hedges}\n{text}");
+    // A command is never sent twice: the one that hangs costs its deadline.
+    let mut outcomes = Vec::new();
+    for _ in 0..2 {
+        outcomes.push(call("/strata.test.Flaky/DoThing", Duration::from_millis(300)).await);
+    }
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| o.as_ref().is_err_and(|s| s.code() == Code::DeadlineExceeded)),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        flaky.calls.lock().unwrap()["/strata.test.Flaky/DoThing"],
+        2,
+        "each command sent once"
+    );
+    let _ = running.stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(15), running.task).await;
 }
 
 #[tokio::test]
@@ -791,11 +874,13 @@ async fn queries_spread_over_replicas_and_survive_one_dying() {
     let a = serve(strata_rpc::Server::new().host(Flaky {
         fail_first: 0,
         calls: counts[0].clone(),
+        ..Flaky::default()
     }))
     .await;
     let b = serve(strata_rpc::Server::new().host(Flaky {
         fail_first: 0,
         calls: counts[1].clone(),
+        ..Flaky::default()
     }))
     .await;
     let addresses = format!("http://{},http://{}", a.address, b.address);
@@ -851,7 +936,8 @@ async fn queries_spread_over_replicas_and_survive_one_dying() {
     };
     assert!(run(25).await.is_empty());
     let (on_a, on_b) = (served(0), served(1));
-    assert_eq!(on_a + on_b, 200);
+    // A read slower than the 95th percentile is hedged: a few more calls.
+    assert!((200..=240).contains(&(on_a + on_b)), "{on_a} + {on_b}");
     assert!(
         on_a >= 40 && on_b >= 40,
         "each replica takes a share: {on_a} and {on_b}"
@@ -909,6 +995,7 @@ async fn a_dns_name_is_resolved_into_endpoints() {
     let running = serve(strata_rpc::Server::new().host(Flaky {
         fail_first: 0,
         calls: calls.clone(),
+        ..Flaky::default()
     }))
     .await;
     let channel = strata_rpc::client::channel(

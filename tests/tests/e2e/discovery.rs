@@ -300,7 +300,8 @@ async fn replicas_found_in_etcd_survive_a_crash_a_rolling_restart_and_etcd_losin
         get(&mut client, &created.id).await.unwrap();
     }
     let (on_a, on_b) = (a.gets_served().await, b.gets_served().await);
-    assert_eq!(on_a + on_b, 200);
+    // A read slower than the 95th percentile is hedged: a few more calls.
+    assert!((200..=240).contains(&(on_a + on_b)), "{on_a} + {on_b}");
     assert!(
         on_a >= 40 && on_b >= 40,
         "each replica takes a share: {on_a} and {on_b}"
