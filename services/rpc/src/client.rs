@@ -325,6 +325,19 @@ impl Call {
         }
     }
 
+    /// The calls of one step of a sequence, when `steps` steps (this one
+    /// included) are still to run: each call may take the time left divided by
+    /// the steps left (and no more than the cap per call), so that a slow
+    /// early step leaves time for the later ones; the last step gets all that
+    /// remains. The request id and the overall deadline are the same.
+    #[must_use]
+    pub fn share(&self, steps: u32) -> Self {
+        Self {
+            per_call: self.per_call.min(self.remaining() / steps.max(1)),
+            ..self.clone()
+        }
+    }
+
     /// The time left of the budget.
     #[must_use]
     pub fn remaining(&self) -> Duration {
@@ -389,6 +402,33 @@ mod tests {
         assert!(timeout.ends_with('u') || timeout.ends_with('m'), "{timeout}");
         let short = Call::new("req-2", Duration::from_millis(10), Duration::from_secs(1));
         assert!(short.remaining() <= Duration::from_millis(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sequence_of_steps_shares_the_time_left() {
+        let call = Call::new("req", Duration::from_secs(6), Duration::from_secs(4));
+        assert_eq!(call.share(3).timeout(), Duration::from_secs(2), "a third of 6 s");
+        assert_eq!(
+            call.share(1).timeout(),
+            Duration::from_secs(4),
+            "the cap per call still holds"
+        );
+        assert_eq!(
+            call.share(0).timeout(),
+            Duration::from_secs(4),
+            "no steps is one step"
+        );
+        // The first step was slow: the next of two gets half of what is left.
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert_eq!(call.share(2).timeout(), Duration::from_secs(1));
+        assert_eq!(
+            call.share(1).timeout(),
+            Duration::from_secs(2),
+            "the last gets the rest"
+        );
+        let shared = call.share(2);
+        assert_eq!(shared.remaining(), call.remaining(), "the same overall deadline");
+        assert_eq!(shared.request(()).metadata().get(X_REQUEST_ID).unwrap(), "req");
     }
 
     #[test]

@@ -263,6 +263,20 @@ struct Saga<'a> {
     buyer_id: String,
 }
 
+/// The saga's steps, each numbered by how many steps are left from it on,
+/// itself included: each gets that share of the time the request has left
+/// ([`strata_rpc::client::Call::share`]), so that a slow early step cannot use
+/// up the time of the later ones.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Find = 6,
+    Snapshot = 5,
+    Place = 4,
+    Reserve = 3,
+    Firm = 2,
+    Confirm = 1,
+}
+
 /// A line the shop cannot serve.
 struct Unserved {
     product_id: String,
@@ -272,6 +286,11 @@ struct Unserved {
 }
 
 impl Saga<'_> {
+    /// The deadline and request id of `step`'s calls.
+    fn call(&self, step: Step) -> strata_rpc::client::Call {
+        self.ctx.call.share(step as u32)
+    }
+
     async fn run(&self, lines: &[(String, u32)]) -> Result<ordering::Order, Problem> {
         let order = match self.find().await? {
             Some(order) => self.same_checkout(order, lines)?,
@@ -294,12 +313,11 @@ impl Saga<'_> {
 
     /// The order an earlier attempt with this key placed, if any.
     async fn find(&self) -> Result<Option<ordering::Order>, Problem> {
-        let request = self.ctx.call.request(ordering::GetOrderRequest {
+        let call = self.call(Step::Find);
+        let request = call.request(ordering::GetOrderRequest {
             id: self.order_id.clone(),
         });
-        match self
-            .ctx
-            .call
+        match call
             .run(self.app.edge.downstream.ordering.clone().get_order(request))
             .await
         {
@@ -336,13 +354,12 @@ impl Saga<'_> {
 
     /// Takes the price snapshot and places the pending order.
     async fn place(&self, lines: &[(String, u32)]) -> Result<ordering::Order, Problem> {
-        let request = self.ctx.call.request(catalog::BatchGetProductsRequest {
+        let call = self.call(Step::Snapshot);
+        let request = call.request(catalog::BatchGetProductsRequest {
             ids: lines.iter().map(|(p, _)| p.clone()).collect(),
         });
-        let products = self
-            .ctx
+        let products = call
             .run(
-                "product",
                 self.app
                     .edge
                     .downstream
@@ -350,7 +367,8 @@ impl Saga<'_> {
                     .clone()
                     .batch_get_products(request),
             )
-            .await?
+            .await
+            .map_err(|status| Problem::from_status(&status, "product"))?
             .products;
         let mut place_lines = Vec::with_capacity(lines.len());
         let mut errors = Vec::new();
@@ -373,15 +391,14 @@ impl Saga<'_> {
         if !errors.is_empty() {
             return Err(Problem::invalid(errors));
         }
-        let request = self.ctx.call.request(ordering::PlaceOrderRequest {
+        let call = self.call(Step::Place);
+        let request = call.request(ordering::PlaceOrderRequest {
             request_id: format!("checkout/{}/place", self.order_id),
             buyer_id: self.buyer_id.clone(),
             lines: place_lines,
             id: self.order_id.clone(),
         });
-        match self
-            .ctx
-            .call
+        match call
             .run(self.app.edge.downstream.ordering.clone().place_order(request))
             .await
         {
@@ -415,7 +432,8 @@ impl Saga<'_> {
 
     async fn reserve(&self, line: &ordering::OrderLine) -> Result<(), Status> {
         let ttl = self.app.reservation_ttl;
-        let request = self.ctx.call.request(inventory::ReserveRequest {
+        let call = self.call(Step::Reserve);
+        let request = call.request(inventory::ReserveRequest {
             request_id: format!("checkout/{}/reserve/{}", self.order_id, line.product_id),
             expected_version: None,
             sku: line.sku.clone(),
@@ -426,32 +444,29 @@ impl Saga<'_> {
                 nanos: 0,
             }),
         });
-        self.ctx
-            .call
-            .run(self.app.edge.downstream.inventory.clone().reserve(request))
+        call.run(self.app.edge.downstream.inventory.clone().reserve(request))
             .await
             .map(|_| ())
     }
 
     async fn make_firm(&self, line: &ordering::OrderLine) -> Result<(), Status> {
-        let request = self.ctx.call.request(inventory::ConfirmReservationRequest {
+        let call = self.call(Step::Firm);
+        let request = call.request(inventory::ConfirmReservationRequest {
             request_id: format!("checkout/{}/firm/{}", self.order_id, line.product_id),
             expected_version: None,
             sku: line.sku.clone(),
             reservation_id: shop::reservation_id(&self.order_id, &line.product_id),
         });
-        self.ctx
-            .call
-            .run(
-                self.app
-                    .edge
-                    .downstream
-                    .inventory
-                    .clone()
-                    .confirm_reservation(request),
-            )
-            .await
-            .map(|_| ())
+        call.run(
+            self.app
+                .edge
+                .downstream
+                .inventory
+                .clone()
+                .confirm_reservation(request),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Decides after a step on every line: all done, carry on; the shop said
@@ -529,14 +544,13 @@ impl Saga<'_> {
     }
 
     async fn confirm(&self, order: &ordering::Order) -> Result<ordering::Order, Problem> {
-        let request = self.ctx.call.request(ordering::ConfirmOrderRequest {
+        let call = self.call(Step::Confirm);
+        let request = call.request(ordering::ConfirmOrderRequest {
             id: order.id.clone(),
             request_id: format!("checkout/{}/confirm", self.order_id),
             expected_version: None,
         });
-        match self
-            .ctx
-            .call
+        match call
             .run(self.app.edge.downstream.ordering.clone().confirm_order(request))
             .await
         {
