@@ -68,6 +68,15 @@ pub struct EdgeFlags {
     /// The burst a client may make above its rate.
     #[arg(long, env = "STRATA_RATE_LIMIT_BURST", default_value_t = NonZeroU32::new(100).unwrap_or(NonZeroU32::MIN), value_name = "N")]
     pub rate_limit_burst: NonZeroU32,
+    /// Calls a second this process may make to each data service (0: no
+    /// limit); past it a call is refused at once and the request gets 503.
+    #[arg(
+        long,
+        env = "STRATA_DOWNSTREAM_CALLS_PER_SEC",
+        default_value_t = 0,
+        value_name = "N"
+    )]
+    pub downstream_calls_per_sec: u32,
     /// The largest request body accepted (larger: 413).
     #[arg(long, env = "STRATA_MAX_BODY_BYTES", default_value_t = 64 * 1024, value_name = "BYTES")]
     pub max_body_bytes: usize,

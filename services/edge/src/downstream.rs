@@ -37,9 +37,15 @@ impl Downstream {
     /// When an address or the token is malformed (the message names its setting).
     pub fn new(flags: &EdgeFlags) -> anyhow::Result<Self> {
         let token = ServiceToken::from_env()?;
+        let limit = std::num::NonZeroU32::new(flags.downstream_calls_per_sec);
         let open = |flag: &str, address: &str| {
-            channel(flag.trim_end_matches("-addr"), address, token.clone()).map_err(|e| {
+            let downstream = flag.trim_end_matches("-addr");
+            let channel = channel(downstream, address, token.clone()).map_err(|e| {
                 anyhow::anyhow!("--{flag} (STRATA_{}): {e}", flag.to_uppercase().replace('-', "_"))
+            })?;
+            Ok::<_, anyhow::Error>(match limit {
+                Some(limit) => channel.rate_limited(downstream, limit),
+                None => channel,
             })
         };
         let catalog = open("catalog-addr", &flags.catalog_addr)?;

@@ -76,6 +76,33 @@ static HEDGES: std::sync::LazyLock<
     hedges
 });
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct DownstreamLabels {
+    downstream: String,
+}
+
+static RATE_LIMITED: std::sync::LazyLock<
+    prometheus_client::metrics::family::Family<
+        DownstreamLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+> = std::sync::LazyLock::new(|| {
+    let limited = prometheus_client::metrics::family::Family::default();
+    crate::metrics::register(
+        "rpc_client_rate_limited",
+        "Calls refused by the caller's own rate limit for a downstream, never sent",
+        limited.clone(),
+    );
+    limited
+});
+
+/// A caller's own limit on the calls it makes to one downstream.
+struct RateLimit {
+    limiter: governor::DefaultDirectRateLimiter,
+    refusal: String,
+    counted: prometheus_client::metrics::counter::Counter,
+}
+
 /// How many recent answers per method the hedging delay is taken from.
 pub const LATENCY_SAMPLES: usize = 128;
 /// How many answers a method needs before its reads are hedged.
@@ -228,6 +255,7 @@ pub struct Retrying<S> {
     inner: S,
     budget: Arc<TpsBudget>,
     latencies: Arc<Latencies>,
+    limit: Option<Arc<RateLimit>>,
 }
 
 impl<S> std::fmt::Debug for Retrying<S> {
@@ -245,7 +273,27 @@ impl<S> Retrying<S> {
             // ten a second in any case.
             budget: Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2)),
             latencies: Arc::new(Latencies::default()),
+            limit: None,
         }
+    }
+
+    /// At most `per_second` calls a second to `downstream` (bursts of as many
+    /// within a second): a call past it is refused at once, never sent, with
+    /// RESOURCE_EXHAUSTED ("client rate limit for inventory: 500 calls/s"),
+    /// and counted in `strata_rpc_client_rate_limited_total{downstream}`.
+    /// Retries and hedges are not counted against it (the retry budget bounds
+    /// them).
+    #[must_use]
+    pub fn rate_limited(mut self, downstream: &str, per_second: std::num::NonZeroU32) -> Self {
+        let labels = DownstreamLabels {
+            downstream: downstream.to_owned(),
+        };
+        self.limit = Some(Arc::new(RateLimit {
+            limiter: governor::RateLimiter::direct(governor::Quota::per_second(per_second)),
+            refusal: format!("client rate limit for {downstream}: {per_second} calls/s"),
+            counted: RATE_LIMITED.get_or_create(&labels).clone(),
+        }));
+        self
     }
 }
 
@@ -270,6 +318,13 @@ where
         // The readied service takes this call; a clone waits for the next.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        if let Some(limit) = &self.limit
+            && limit.limiter.check().is_err()
+        {
+            limit.counted.inc();
+            let refused = tonic::Status::resource_exhausted(limit.refusal.clone());
+            return Box::pin(async move { Err(refused) });
+        }
         if policy(request.uri().path(), request.headers()) == Policy::Once {
             return Box::pin(inner.call(request));
         }

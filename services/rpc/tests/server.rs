@@ -789,6 +789,52 @@ async fn a_read_slower_than_usual_is_hedged_and_a_command_never_is() {
 }
 
 #[tokio::test]
+async fn past_its_own_rate_limit_a_caller_refuses_calls_without_sending_them() {
+    let flaky = Flaky::default();
+    let running = serve(strata_rpc::Server::new().host(flaky.clone())).await;
+    let channel = strata_rpc::client::channel(
+        "limited",
+        &format!("http://{}", running.address),
+        strata_rpc::client::ServiceToken::default(),
+    )
+    .unwrap()
+    .rate_limited("limited", std::num::NonZeroU32::new(2).unwrap());
+    // Six calls at once: two fit in the limit (two a second), four are refused.
+    let calls = (0..6).map(|_| {
+        let channel = channel.clone();
+        async move {
+            let mut grpc = tonic::client::Grpc::new(channel);
+            grpc.ready().await?;
+            grpc.unary(
+                tonic::Request::new(()),
+                http::uri::PathAndQuery::from_static("/strata.test.Flaky/GetThing"),
+                ProstCodec::<(), ()>::default(),
+            )
+            .await
+        }
+    });
+    let outcomes = futures_util::future::join_all(calls).await;
+    let refused: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+    assert_eq!(refused.len(), 4, "{outcomes:?}");
+    for status in refused {
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert_eq!(status.message(), "client rate limit for limited: 2 calls/s");
+    }
+    assert_eq!(
+        flaky.calls.lock().unwrap()["/strata.test.Flaky/GetThing"],
+        2,
+        "the refused were never sent"
+    );
+    let text = strata_rpc::metrics::render();
+    assert!(
+        text.contains("strata_rpc_client_rate_limited_total{downstream=\"limited\"} 4\n"),
+        "{text}"
+    );
+    let _ = running.stop.send(());
+    running.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
 async fn a_hanging_downstream_costs_its_deadline_then_the_breaker_opens_and_closes_again() {
     let (gate, mut control) = Gate::new();
     let running = serve(strata_rpc::Server::new().host(gate)).await;
