@@ -224,6 +224,8 @@ pub struct Store {
 
 #[derive(Debug)]
 struct Inner {
+    /// Its entry in [`OPEN`].
+    id: u64,
     backend: Backend,
     context: &'static str,
     /// Bumped after every commit that wrote events, so followers read again.
@@ -236,6 +238,9 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        OPEN.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|open| open.id != self.id);
         self.purge.abort();
         if let Some(watcher) = self.watcher.get() {
             watcher.abort();
@@ -247,6 +252,55 @@ impl Drop for Inner {
 enum Backend {
     Postgres(postgres::Pg),
     Sqlite(sqlx::SqlitePool),
+}
+
+/// Every store open in this process, for [`pool_usage`]; an entry leaves
+/// with the last clone of its store.
+static OPEN: std::sync::LazyLock<std::sync::Mutex<Vec<Open>>> =
+    std::sync::LazyLock::new(|| std::sync::Mutex::new(Vec::new()));
+
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[derive(Debug)]
+struct Open {
+    id: u64,
+    context: &'static str,
+    backend: Backend,
+    max: u32,
+}
+
+/// How one open store's connection pool is used, now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// The context whose store it is.
+    pub context: &'static str,
+    /// Connections open.
+    pub open: u32,
+    /// Of those, how many are idle (the rest are in use).
+    pub idle: u32,
+    /// The most it may open.
+    pub max: u32,
+}
+
+/// The pool usage of every store open in this process (for `/metrics`).
+#[must_use]
+pub fn pool_usage() -> Vec<PoolUsage> {
+    OPEN.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .map(|open| {
+            let (size, idle) = match &open.backend {
+                Backend::Postgres(pg) => (pg.pool().size(), pg.pool().num_idle()),
+                Backend::Sqlite(pool) => (pool.size(), pool.num_idle()),
+            };
+            PoolUsage {
+                context: open.context,
+                open: size,
+                idle: u32::try_from(idle).unwrap_or(u32::MAX),
+                max: open.max,
+            }
+        })
+        .collect()
 }
 
 /// The SQLite URL of a context's embedded database file in `data_dir`.
@@ -276,8 +330,18 @@ impl Store {
             context.name,
             config.idempotency_retention,
         ));
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        OPEN.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Open {
+                id,
+                context: context.name,
+                backend: backend.clone(),
+                max: config.max_connections,
+            });
         Ok(Self {
             inner: Arc::new(Inner {
+                id,
                 recorded: Batched::new(backend.clone(), RECORDED_BY_REQUEST_ID),
                 backend,
                 context: context.name,

@@ -48,6 +48,13 @@ pub(crate) struct Pg {
     context: &'static str,
 }
 
+impl Pg {
+    /// Its pool (for usage figures).
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
 /// A transaction-level advisory lock key for the aggregate `params` identify
 /// in `context` (FNV-1a of both).
 fn aggregate_lock_key(context: &str, params: &[Param]) -> i64 {

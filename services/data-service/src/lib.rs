@@ -108,6 +108,8 @@ pub fn registrar(
 /// When a store cannot be opened or migrated; the message names the context and
 /// its setting (never its password).
 pub async fn mount(settings: &Settings) -> anyhow::Result<strata_rpc::Server> {
+    static POOL_METRICS: std::sync::Once = std::sync::Once::new();
+    POOL_METRICS.call_once(|| strata_rpc::metrics::register_collector(PoolMetrics));
     if settings.hosted.iter().any(|h| h.store.url.is_sqlite()) {
         std::fs::create_dir_all(&settings.data_dir).with_context(|| {
             format!(
@@ -138,4 +140,59 @@ pub async fn mount(settings: &Settings) -> anyhow::Result<strata_rpc::Server> {
             })?;
     }
     Ok(server)
+}
+
+/// `/metrics` figures of the stores' connection pools, read at each scrape:
+/// `strata_store_pool_connections{context, state="idle"|"in_use"}` and
+/// `strata_store_pool_max_connections{context}`.
+#[derive(Debug)]
+struct PoolMetrics;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct PoolLabels {
+    context: &'static str,
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct ContextLabels {
+    context: &'static str,
+}
+
+impl prometheus_client::collector::Collector for PoolMetrics {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>) -> std::fmt::Result {
+        use prometheus_client::{
+            encoding::EncodeMetric as _,
+            metrics::{family::Family, gauge::Gauge},
+        };
+        let connections = Family::<PoolLabels, Gauge>::default();
+        let max = Family::<ContextLabels, Gauge>::default();
+        for usage in strata_store::pool_usage() {
+            let in_use = usage.open.saturating_sub(usage.idle);
+            for (state, n) in [("idle", usage.idle), ("in_use", in_use)] {
+                connections
+                    .get_or_create(&PoolLabels {
+                        context: usage.context,
+                        state,
+                    })
+                    .inc_by(i64::from(n));
+            }
+            max.get_or_create(&ContextLabels {
+                context: usage.context,
+            })
+            .inc_by(i64::from(usage.max));
+        }
+        connections.encode(encoder.encode_descriptor(
+            "store_pool_connections",
+            "Connections of each context's pool, idle or in use",
+            None,
+            connections.metric_type(),
+        )?)?;
+        max.encode(encoder.encode_descriptor(
+            "store_pool_max_connections",
+            "The most connections each context's pool may open",
+            None,
+            max.metric_type(),
+        )?)
+    }
 }

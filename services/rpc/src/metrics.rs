@@ -34,6 +34,15 @@ pub fn register(name: &str, help: &str, metric: impl Metric) {
         .register(name, help, metric);
 }
 
+/// Adds `collector`, asked for its figures at every scrape (for figures that
+/// are read, not counted: a pool's connections), to the process's registry.
+pub fn register_collector(collector: impl prometheus_client::collector::Collector) {
+    REGISTRY
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .register_collector(Box::new(collector));
+}
+
 /// Every registered metric, in Prometheus' text format.
 #[must_use]
 pub fn render() -> String {

@@ -137,10 +137,15 @@ fn replica(database_url: &str, etcd: &EtcdServer) -> Replica {
 }
 
 impl Replica {
+    async fn metrics_text(&self) -> String {
+        reqwest::get(&self.metrics).await.unwrap().text().await.unwrap()
+    }
+
     /// GetProduct calls it answered OK, from its own `/metrics`.
     async fn gets_served(&self) -> u64 {
-        let text = reqwest::get(&self.metrics).await.unwrap().text().await.unwrap();
-        text.lines()
+        self.metrics_text()
+            .await
+            .lines()
             .filter(|l| {
                 l.starts_with("strata_rpc_server_calls_total{")
                     && l.contains("method=\"GetProduct\"")
