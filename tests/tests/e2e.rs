@@ -8,6 +8,8 @@
 
 #[path = "e2e/shop.rs"]
 mod shop;
+#[path = "e2e/trace.rs"]
+mod trace;
 
 use std::{net::SocketAddr, time::Duration};
 
