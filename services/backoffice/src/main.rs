@@ -11,7 +11,7 @@ async fn main() -> ExitCode {
     let telemetry = match strata_rpc::telemetry::init("backoffice", flags.edge.log_format) {
         Ok(telemetry) => telemetry,
         Err(error) => {
-            eprintln!("backoffice: cannot set up logging: {error}");
+            eprintln!("backoffice: cannot set up logs and traces: {error}");
             return ExitCode::FAILURE;
         }
     };

@@ -19,7 +19,7 @@ async fn main() -> ExitCode {
     let telemetry = match telemetry::init("data-service", settings.log_format) {
         Ok(telemetry) => telemetry,
         Err(error) => {
-            eprintln!("data-service: cannot set up logging: {error}");
+            eprintln!("data-service: cannot set up logs and traces: {error}");
             return ExitCode::FAILURE;
         }
     };

@@ -19,6 +19,9 @@
 //!  "request_id":"0199…","name":"grpc"}}
 //! ```
 //!
+//! When traces are exported, these spans also carry `otel.name` and
+//! `otel.kind` (what names them in a trace; see [`crate::trace`]).
+//!
 //! To keep the call lines out of the log: `RUST_LOG=info,strata_rpc::call_log=warn`
 //! (server-side faults, `INTERNAL`, `UNKNOWN` and `DATA_LOSS`, are logged at WARN).
 
@@ -110,8 +113,9 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Sends the spans not yet exported and stops the exporter (bounded by
-    /// the exporter's timeout); nothing to do when traces are off.
+    /// Sends the spans not yet exported and stops the exporter, waiting at
+    /// most 5 s (OpenTelemetry's bound: an unreachable collector does not
+    /// hold the exit longer); nothing to do when traces are off.
     pub async fn shutdown(self) {
         let Some(provider) = self.provider else {
             return;
@@ -119,7 +123,7 @@ impl Telemetry {
         // Blocks until the batch is sent, which the runtime's tasks carry.
         let flushed = tokio::task::spawn_blocking(move || provider.shutdown()).await;
         if let Ok(Err(error)) = flushed {
-            eprintln!("cannot flush the last spans: {error}");
+            tracing::warn!(%error, "cannot send the last spans");
         }
     }
 }

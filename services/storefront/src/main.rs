@@ -11,7 +11,7 @@ async fn main() -> ExitCode {
     let telemetry = match strata_rpc::telemetry::init("storefront", flags.edge.log_format) {
         Ok(telemetry) => telemetry,
         Err(error) => {
-            eprintln!("storefront: cannot set up logging: {error}");
+            eprintln!("storefront: cannot set up logs and traces: {error}");
             return ExitCode::FAILURE;
         }
     };
