@@ -33,6 +33,8 @@ pub(super) struct Setup {
     pub(super) storefront_args: Vec<&'static str>,
     /// Extra environment of storefront.
     pub(super) storefront_env: Vec<(&'static str, String)>,
+    /// Extra environment of backoffice.
+    pub(super) backoffice_env: Vec<(&'static str, String)>,
 }
 
 /// The data service(s), storefront and backoffice, on one fresh database.
@@ -83,6 +85,7 @@ impl Shop {
             let mut env = env.clone();
             env.push(("STRATA_ADMIN_EMAIL", ADMIN_EMAIL.to_owned()));
             env.push(("STRATA_ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()));
+            env.extend(setup.backoffice_env.iter().cloned());
             start_edge("backoffice", &[], &env)
         });
         let (storefront, sf) = block(|| {

@@ -82,22 +82,22 @@ impl Collector {
         format!("http://{address}")
     }
 
-    /// The spans received so far of the trace `trace_id`.
-    fn trace(&self, trace_id: &[u8]) -> Vec<Received> {
+    /// The spans received so far of the trace `trace_id` (`None`: of every trace).
+    fn received(&self, trace_id: Option<&[u8]>) -> Vec<Received> {
         self.spans
             .lock()
             .unwrap()
             .iter()
-            .filter(|r| r.span.trace_id == trace_id)
+            .filter(|r| trace_id.is_none_or(|id| r.span.trace_id == id))
             .cloned()
             .collect()
     }
 
-    /// Waits until the spans of `trace_id` satisfy `done` (bounded by
-    /// [`ARRIVAL`]), woken by each export rather than polling.
+    /// Waits until the spans of `trace_id` (`None`: of every trace) satisfy
+    /// `done` (bounded by [`ARRIVAL`]), woken by each export rather than polling.
     async fn wait_for(
         &self,
-        trace_id: &[u8],
+        trace_id: Option<&[u8]>,
         what: &str,
         done: impl Fn(&[Received]) -> bool,
     ) -> Vec<Received> {
@@ -105,13 +105,13 @@ impl Collector {
         loop {
             // Made before looking, so that an export in between still wakes it.
             let arrived = self.arrived.notified();
-            let spans = self.trace(trace_id);
+            let spans = self.received(trace_id);
             if done(&spans) {
                 return spans;
             }
             if tokio::time::timeout_at(deadline, arrived).await.is_err() {
                 panic!(
-                    "{what}: not within {ARRIVAL:?}; the trace has {:#?}",
+                    "{what}: not within {ARRIVAL:?}; received {:#?}",
                     spans
                         .iter()
                         .map(|r| (&r.service, &r.span.name))
@@ -213,11 +213,15 @@ async fn one_checkout_is_one_trace_across_storefront_and_the_data_services() {
         ("ordering", "strata.ordering.v1.OrderService/ConfirmOrder", 0),
     ];
     let served = collector
-        .wait_for(&trace_id, "the data services' spans of the checkout", |spans| {
-            calls
-                .iter()
-                .all(|(_, name, _)| spans.iter().any(|r| r.span.name == *name))
-        })
+        .wait_for(
+            Some(&trace_id),
+            "the data services' spans of the checkout",
+            |spans| {
+                calls
+                    .iter()
+                    .all(|(_, name, _)| spans.iter().any(|r| r.span.name == *name))
+            },
+        )
         .await;
     assert!(
         served.iter().all(|r| r.service == "data-service"),
@@ -226,9 +230,11 @@ async fn one_checkout_is_one_trace_across_storefront_and_the_data_services() {
 
     shop.stop_storefront();
     let trace = collector
-        .wait_for(&trace_id, "storefront's span, sent as it stopped", |spans| {
-            spans.iter().any(|r| r.service == "storefront")
-        })
+        .wait_for(
+            Some(&trace_id),
+            "storefront's span, sent as it stopped",
+            |spans| spans.iter().any(|r| r.service == "storefront"),
+        )
         .await;
 
     let request: Vec<_> = trace.iter().filter(|r| r.service == "storefront").collect();
@@ -280,4 +286,53 @@ async fn one_checkout_is_one_trace_across_storefront_and_the_data_services() {
             .all(|r| r.span.parent_span_id == request.span_id || r.span.span_id == request.span_id),
         "nothing else in the trace: {trace:#?}"
     );
+}
+
+/// A request that comes without a `traceparent` starts a trace at the edge:
+/// backoffice's span of a product's creation is a root, and catalog's span of
+/// `CreateProduct`, in the data service, is its child in the same trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_without_a_traceparent_starts_a_trace_at_the_edge() {
+    const CREATE: &str = "strata.catalog.v1.ProductService/CreateProduct";
+    let collector = Collector::default();
+    let endpoint = collector.start().await;
+    let shop = Shop::start(Setup {
+        data_env: otel_env(&endpoint, 100),
+        backoffice_env: otel_env(&endpoint, 100),
+        ..Setup::default()
+    })
+    .await;
+    let staff = shop.staff_token().await;
+    shop.product(&staff, 990, 0).await;
+
+    let created_under = |spans: &[Received], parent: &Span| {
+        spans
+            .iter()
+            .find(|r| r.span.name == CREATE && r.span.parent_span_id == parent.span_id)
+            .cloned()
+    };
+    let is_creation = |r: &Received| r.service == "backoffice" && r.span.name == "POST /v1/products";
+    let spans = collector
+        .wait_for(
+            None,
+            "backoffice's span of the creation, and catalog's under it",
+            |spans| {
+                spans
+                    .iter()
+                    .filter(|r| is_creation(r))
+                    .any(|r| created_under(spans, &r.span).is_some())
+            },
+        )
+        .await;
+    let request = spans.iter().find(|r| is_creation(r)).unwrap();
+    assert!(request.span.parent_span_id.is_empty(), "a root: {request:#?}");
+    assert_eq!(request.span.kind, SpanKind::Server as i32);
+    assert_eq!(
+        int(&request.span.attributes, "http.response.status_code"),
+        Some(201)
+    );
+    let create = created_under(&spans, &request.span).unwrap();
+    assert_eq!(create.service, "data-service");
+    assert_eq!(create.span.trace_id, request.span.trace_id);
+    assert_ne!(create.pid, request.pid, "two processes");
 }
