@@ -30,7 +30,8 @@ pub struct Process {
 
 impl Process {
     /// Starts `bin` with `args` and `env`, and nothing of the caller's
-    /// `STRATA_*` environment.
+    /// `STRATA_*` or `OTEL_*` environment (a developer's collector gets no
+    /// test's spans).
     ///
     /// # Panics
     /// When it cannot be started.
@@ -38,7 +39,8 @@ impl Process {
     pub fn start(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(bin);
         for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("STRATA_") {
+            let name_text = name.to_string_lossy();
+            if name_text.starts_with("STRATA_") || name_text.starts_with("OTEL_") {
                 command.env_remove(name);
             }
         }

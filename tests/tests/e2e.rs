@@ -1,7 +1,8 @@
 //! End to end: the data service started on `127.0.0.1:0`, its catalog on
 //! PostgreSQL in a container (or SQLite), driven through the generated client as
-//! any gRPC caller would; and (`shop`) the whole shop as real processes, driven
-//! over HTTP.
+//! any gRPC caller would; (`shop`) the whole shop as real processes, driven
+//! over HTTP; and (`trace`) the same shop's traces, exported to a collector
+//! the test serves.
 
 // Test code: a failed step should stop the test with its message.
 #![allow(clippy::unwrap_used)]
@@ -10,6 +11,8 @@
 mod discovery;
 #[path = "e2e/shop.rs"]
 mod shop;
+#[path = "e2e/trace.rs"]
+mod trace;
 
 use std::{net::SocketAddr, time::Duration};
 

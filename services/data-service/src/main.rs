@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use strata_data_service::{Flags, mount, registrar};
+use strata_data_service::{Flags, Settings, mount, registrar};
 use strata_rpc::telemetry::{self, LogFormat};
 
 #[tokio::main]
@@ -16,10 +16,21 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(error) = telemetry::init(settings.log_format) {
-        eprintln!("data-service: cannot set up logging: {error}");
-        return ExitCode::FAILURE;
-    }
+    let telemetry = match telemetry::init("data-service", settings.log_format) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("data-service: cannot set up logs and traces: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = serve(settings).await;
+    // The last spans, those of the calls drained at shutdown included.
+    telemetry.shutdown().await;
+    code
+}
+
+/// Serves until SIGTERM or SIGINT, or until something fails.
+async fn serve(settings: Settings) -> ExitCode {
     let format = settings.log_format;
     // Installed before anything is served, so SIGTERM always shuts down cleanly;
     // the gRPC server and the metrics listener both stop on it.

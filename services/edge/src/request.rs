@@ -143,7 +143,25 @@ pub async fn layer(State(budget): State<Budget>, mut request: Request, next: Nex
         .map(|p| p.as_str().to_owned());
     let route = matched.clone().unwrap_or_else(|| request.uri().path().to_owned());
     let method = request.method().as_str().to_owned();
-    let span = tracing::info_span!("http", method = %request.method(), route = %route, request_id = %id);
+    let span = tracing::info_span!(
+        "http",
+        method = %request.method(),
+        route = %route,
+        request_id = %id,
+        // Filled only when traces are exported (strata_rpc::trace).
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty
+    );
+    // A client's `traceparent` makes this request part of its trace; every
+    // call the handler makes downstream is then a child of this span.
+    // Named by its route template, never by a raw path (whose ids would make
+    // every name unique).
+    match matched.as_deref() {
+        Some(template) => {
+            strata_rpc::trace::continue_trace(&span, format_args!("{method} {template}"), request.headers())
+        }
+        None => strata_rpc::trace::continue_trace(&span, &method, request.headers()),
+    }
     request.extensions_mut().insert(Ctx {
         id: id.clone(),
         call: Call::new(&id, budget.request, budget.call),
@@ -151,6 +169,7 @@ pub async fn layer(State(budget): State<Budget>, mut request: Request, next: Nex
     async move {
         let mut response = next.run(request).await;
         let status = response.status();
+        strata_rpc::trace::record_http_status(&tracing::Span::current(), status);
         let took = started.elapsed();
         let latency_ms = took.as_micros() as f64 / 1000.0;
         let route = matched.unwrap_or_else(|| "unmatched".to_owned());

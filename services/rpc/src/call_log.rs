@@ -78,6 +78,12 @@ where
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
         let mut call = Call::start(request.uri().path());
+        // Before the span is first entered: its trace is fixed from then on.
+        crate::trace::continue_trace(
+            &call.span,
+            request.uri().path().trim_start_matches('/'),
+            request.headers(),
+        );
         // The edge request this call serves, when the caller passed it on.
         if let Some(edge) = request.headers().get(X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
             call.span
@@ -185,7 +191,10 @@ impl Call {
                 "grpc",
                 grpc.method = %method,
                 request_id = tracing::field::Empty,
-                x_request_id = tracing::field::Empty
+                x_request_id = tracing::field::Empty,
+                // Filled only when traces are exported (crate::trace).
+                otel.name = tracing::field::Empty,
+                otel.kind = tracing::field::Empty
             ),
             labels: Some(crate::metrics::method_labels(method)),
             start: Instant::now(),
@@ -208,6 +217,7 @@ impl Drop for Call {
         let took = self.start.elapsed();
         let latency_ms = took.as_micros() as f64 / 1000.0;
         let name = code_name(code);
+        crate::trace::record_grpc_status(&self.span, code);
         if let Some(labels) = self.labels.take() {
             crate::metrics::record_call(labels, name, took);
         }

@@ -360,6 +360,7 @@ impl Call {
             request.metadata_mut().insert(IDEMPOTENCY_KEY, key);
         }
         request.set_timeout(self.timeout());
+        crate::trace::inject(request.metadata_mut());
         request
     }
 

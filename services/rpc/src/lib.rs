@@ -33,6 +33,7 @@ pub mod registry;
 pub mod retry;
 mod shutdown;
 pub mod telemetry;
+pub mod trace;
 
 pub use call_log::{X_REQUEST_ID, record_request_id};
 pub use shutdown::shutdown_signal;

@@ -8,13 +8,19 @@ use strata_storefront::Flags;
 #[tokio::main]
 async fn main() -> ExitCode {
     let flags = Flags::parse();
-    if let Err(error) = strata_rpc::telemetry::init(flags.edge.log_format) {
-        eprintln!("storefront: cannot set up logging: {error}");
-        return ExitCode::FAILURE;
-    }
+    let telemetry = match strata_rpc::telemetry::init("storefront", flags.edge.log_format) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("storefront: cannot set up logs and traces: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Installed before anything is served, so SIGTERM always shuts down cleanly.
     let shutdown = strata_rpc::shutdown_signal();
-    match strata_storefront::run(flags, shutdown).await {
+    let served = strata_storefront::run(flags, shutdown).await;
+    // The last spans, those of the requests drained at shutdown included.
+    telemetry.shutdown().await;
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("storefront: {error:#}");

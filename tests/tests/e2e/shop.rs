@@ -24,17 +24,21 @@ pub(super) const SERVICE_TOKEN: &str = "the-shops-service-token-42";
 
 /// How to set the shop up.
 #[derive(Default)]
-struct Setup {
+pub(super) struct Setup {
     /// Inventory in a data service of its own, so that it can be stopped alone.
-    split_inventory: bool,
+    pub(super) split_inventory: bool,
     /// Extra environment of the data services.
-    data_env: Vec<(&'static str, String)>,
+    pub(super) data_env: Vec<(&'static str, String)>,
     /// Extra arguments of storefront.
-    storefront_args: Vec<&'static str>,
+    pub(super) storefront_args: Vec<&'static str>,
+    /// Extra environment of storefront.
+    pub(super) storefront_env: Vec<(&'static str, String)>,
+    /// Extra environment of backoffice.
+    pub(super) backoffice_env: Vec<(&'static str, String)>,
 }
 
 /// The data service(s), storefront and backoffice, on one fresh database.
-struct Shop {
+pub(super) struct Shop {
     setup: Setup,
     database_url: String,
     dir: TempDir,
@@ -46,7 +50,8 @@ struct Shop {
     inventory_address: String,
     storefront: Option<Process>,
     _backoffice: Process,
-    sf: String,
+    /// Storefront's base URL.
+    pub(super) sf: String,
     bo: String,
     http: Client,
     // Last: the container outlives the processes that use it.
@@ -59,7 +64,7 @@ fn block<T>(f: impl FnOnce() -> T) -> T {
 }
 
 impl Shop {
-    async fn start(setup: Setup) -> Self {
+    pub(super) async fn start(setup: Setup) -> Self {
         let postgres = TestPostgres::start().await.unwrap();
         let database_url = postgres.fresh_database().await.unwrap();
         let dir = TempDir::new("shop");
@@ -80,9 +85,14 @@ impl Shop {
             let mut env = env.clone();
             env.push(("STRATA_ADMIN_EMAIL", ADMIN_EMAIL.to_owned()));
             env.push(("STRATA_ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()));
+            env.extend(setup.backoffice_env.iter().cloned());
             start_edge("backoffice", &[], &env)
         });
-        let (storefront, sf) = block(|| start_edge("storefront", &setup.storefront_args, &env));
+        let (storefront, sf) = block(|| {
+            let mut env = env.clone();
+            env.extend(setup.storefront_env.iter().cloned());
+            start_edge("storefront", &setup.storefront_args, &env)
+        });
         let shop = Self {
             setup,
             database_url,
@@ -139,10 +149,20 @@ impl Shop {
         block(|| storefront.kill());
     }
 
+    /// Stops storefront as an orchestrator does (SIGTERM) and waits until it
+    /// has exited.
+    pub(super) fn stop_storefront(&mut self) {
+        let mut storefront = self.storefront.take().expect("storefront runs");
+        storefront.terminate();
+        let (status, stderr) = block(|| storefront.exit());
+        assert!(status.success(), "storefront: {status}: {stderr:#?}");
+    }
+
     /// Starts storefront again, on the same port and data dir.
     async fn restart_storefront(&mut self) {
         let listen = self.sf.trim_start_matches("http://").to_owned();
-        let env = edge_env(&self.data_address, &self.inventory_address, &self.dir);
+        let mut env = edge_env(&self.data_address, &self.inventory_address, &self.dir);
+        env.extend(self.setup.storefront_env.iter().cloned());
         let mut args = self.setup.storefront_args.clone();
         args.extend(["--listen", &listen]);
         let (storefront, _) = block(|| start_edge_with("storefront", &args, &env));
@@ -150,7 +170,7 @@ impl Shop {
         self.wait_ready(&self.sf.clone()).await;
     }
 
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: Method,
         url: String,
@@ -171,7 +191,7 @@ impl Shop {
         Answer::of(request.send().await.unwrap()).await
     }
 
-    async fn staff_token(&self) -> String {
+    pub(super) async fn staff_token(&self) -> String {
         let answer = self
             .call(
                 Method::POST,
@@ -193,7 +213,7 @@ impl Shop {
     }
 
     /// A new shopper, signed in: (account id, token).
-    async fn shopper(&self) -> (String, String) {
+    pub(super) async fn shopper(&self) -> (String, String) {
         let email = format!("{}@shop.test", uuid::Uuid::now_v7().simple());
         let account = self
             .call(
@@ -222,7 +242,7 @@ impl Shop {
     }
 
     /// A published product at EUR `price` with `stock` units: (id, sku).
-    async fn product(&self, staff: &str, price: i64, stock: u64) -> (String, String) {
+    pub(super) async fn product(&self, staff: &str, price: i64, stock: u64) -> (String, String) {
         let sku = format!("SKU-{}", uuid::Uuid::now_v7().simple());
         let product = self
             .call(
@@ -311,7 +331,7 @@ impl Shop {
 }
 
 /// An HTTP answer: status, headers, JSON body (`Null` when empty).
-struct Answer {
+pub(super) struct Answer {
     status: StatusCode,
     headers: HeaderMap,
     body: Value,
@@ -337,7 +357,7 @@ impl Answer {
 
     /// The body, when the status is `want`.
     #[track_caller]
-    fn expect(self, want: StatusCode) -> Value {
+    pub(super) fn expect(self, want: StatusCode) -> Value {
         assert_eq!(self.status, want, "body: {}", self.body);
         self.body
     }
