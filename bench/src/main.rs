@@ -4,8 +4,9 @@
 //! plain Go grpc-go + pgx service), side by side in one run on one PostgreSQL.
 //!
 //! Every point (workload × concurrency × contender) is measured in interleaved
-//! rounds — pgbench, strata, python, go, then again — and reported as the median
-//! of its rounds, so a noisy neighbour hurts all contenders alike. Results go to
+//! rounds — pgbench, strata, python, go, then strata, python, go, pgbench, and
+//! so on — and reported as the median of its rounds, so a noisy neighbour hurts
+//! all contenders alike. Results go to
 //! `target/bench/`: `report.md`, `report.json` and `chart.svg`.
 //!
 //! Adding a workload: a variant of [`model::Workload`], its call in
@@ -149,6 +150,10 @@ async fn main() -> anyhow::Result<()> {
             let mut samples: Vec<(Contender, Vec<Measured>)> =
                 settings.contenders.iter().map(|c| (*c, Vec::new())).collect();
             for r in 0..settings.rounds {
+                // Each round starts one contender later, so that no contender
+                // always follows the same one (whose after-effects, such as
+                // the autovacuum of a write-heavy round, would land on it).
+                samples.rotate_left(usize::from(r > 0));
                 for (contender, rounds) in &mut samples {
                     let load = load::Load {
                         workload,
@@ -191,6 +196,7 @@ async fn main() -> anyhow::Result<()> {
                     rounds.push(measured);
                 }
             }
+            samples.sort_by_key(|(contender, _)| *contender);
             for (contender, rounds) in samples {
                 points.push(median(workload, concurrency, contender, rounds));
             }
