@@ -39,9 +39,12 @@ test-image: ## make sure the PostgreSQL test image exists
 # sets the measuring time per point (default 10); see README.md, "Benchmarks".
 # The Go peer builds from Debian's packages alone (GOPATH mode, see
 # bench/go/build.sh), installed here unless BENCH_CONTENDERS leaves go out.
-# Not golang-goprotobuf-dev: it conflicts with protoc-gen-go.
+# Not golang-goprotobuf-dev: it conflicts with protoc-gen-go. libprotobuf-dev
+# holds google/protobuf/timestamp.proto (protobuf-compiler only recommends it,
+# and recommends are not installed); the build needs no C compiler (cgo off).
 BENCH_GO_PACKAGES := golang-go golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev \
-	golang-google-protobuf-dev golang-github-jackc-pgx-v4-dev protobuf-compiler protoc-gen-go protoc-gen-go-grpc
+	golang-google-protobuf-dev golang-github-jackc-pgx-v4-dev protobuf-compiler libprotobuf-dev \
+	protoc-gen-go protoc-gen-go-grpc
 
 bench: ## benchmarks: Strata vs pgbench vs plain Python vs plain Go, side by side
 	@command -v pgbench >/dev/null || { apt-get update -qq && apt-get install -y -qq postgresql-client >/dev/null; }

@@ -23,7 +23,8 @@ repo="$(cd "$here/../.." && pwd)"
 mkdir -p "$1"
 dir="$(cd "$1" && pwd)"
 
-export GO111MODULE=off GOPATH="$dir:/usr/share/gocode" GOCACHE="$dir/cache" GOFLAGS=
+# Pure Go (CGO_ENABLED=0): no C toolchain needed, a static binary.
+export GO111MODULE=off GOPATH="$dir:/usr/share/gocode" GOCACHE="$dir/cache" GOFLAGS= CGO_ENABLED=0
 
 # The protos carry no go_package option (they are the product's, not this
 # peer's): the M options say which Go package each file becomes.
@@ -34,6 +35,7 @@ tmp="$(mktemp -d "$dir/gen.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 # protoc writes into existing folders only.
 mkdir -p "$tmp/src"
+# /usr/include: google/protobuf/timestamp.proto, from libprotobuf-dev.
 protoc -I "$repo/proto" -I /usr/include \
     --go_out="$tmp/src" --go_opt="$packages" \
     --go-grpc_out="$tmp/src" --go-grpc_opt="$packages" \
