@@ -40,11 +40,25 @@ test-etcd: ## make sure an etcd binary is installed
 	@command -v etcd >/dev/null || { echo "installing Debian's etcd-server"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null; }
 
-# Strata against pgbench (the limit) and a plain Python stack, in one run; writes
-# target/bench/report.md, report.json and chart.svg. BENCH_SECONDS sets the
-# measuring time per point (default 10); see README.md, "Benchmarks".
-bench: ## benchmarks: Strata vs pgbench vs plain Python, side by side
+# Strata against pgbench (the limit), a plain Python stack and a plain Go one, in
+# one run; writes target/bench/report.md, report.json and chart.svg. BENCH_SECONDS
+# sets the measuring time per point (default 10); see README.md, "Benchmarks".
+# The Go peer builds from Debian's packages alone (GOPATH mode, see
+# bench/go/build.sh), installed here unless BENCH_CONTENDERS leaves go out.
+# Not golang-goprotobuf-dev: it conflicts with protoc-gen-go. libprotobuf-dev
+# holds google/protobuf/timestamp.proto (protobuf-compiler only recommends it,
+# and recommends are not installed); the build needs no C compiler (cgo off).
+BENCH_GO_PACKAGES := golang-go golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev \
+	golang-google-protobuf-dev golang-github-jackc-pgx-v4-dev protobuf-compiler libprotobuf-dev \
+	protoc-gen-go protoc-gen-go-grpc
+
+bench: ## benchmarks: Strata vs pgbench vs plain Python vs plain Go, side by side
 	@command -v pgbench >/dev/null || { apt-get update -qq && apt-get install -y -qq postgresql-client >/dev/null; }
+	@case ",$${BENCH_CONTENDERS:-go}," in *,go,*) \
+		test "$$(dpkg-query -W -f='$${Status}\n' $(BENCH_GO_PACKAGES) 2>/dev/null | grep -c ' installed$$')" = $(words $(BENCH_GO_PACKAGES)) || \
+		{ echo "installing the Go peer's Debian packages"; \
+			apt-get update -qq && apt-get install -y -qq --no-install-recommends $(BENCH_GO_PACKAGES) >/dev/null; } ;; \
+	esac
 	$(CARGO) build --locked --release -p strata-data-service -p strata-bench
 	$(CARGO) run --locked --release -q -p strata-bench
 

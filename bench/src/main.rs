@@ -1,15 +1,17 @@
 //! `make bench`: Strata's catalog against the physical limit (pgbench running the
-//! repository's own SQL) and against the stack it replaces (a plain Python
-//! grpcio + asyncpg service), side by side in one run on one PostgreSQL.
+//! repository's own SQL), against the stack it replaces (a plain Python grpcio +
+//! asyncpg service) and against the peer its users would otherwise pick (a
+//! plain Go grpc-go + pgx service), side by side in one run on one PostgreSQL.
 //!
 //! Every point (workload × concurrency × contender) is measured in interleaved
-//! rounds — pgbench, strata, python, then again — and reported as the median of
-//! its rounds, so a noisy neighbour hurts all contenders alike. Results go to
+//! rounds — pgbench, strata, python, go, then strata, python, go, pgbench, and
+//! so on — and reported as the median of its rounds, so a noisy neighbour hurts
+//! all contenders alike. Results go to
 //! `target/bench/`: `report.md`, `report.json` and `chart.svg`.
 //!
 //! Adding a workload: a variant of [`model::Workload`], its call in
 //! [`load::work`], its statements in [`pgbench::script`] and its method in the
-//! Python server.
+//! Python and Go servers.
 
 mod load;
 mod model;
@@ -39,7 +41,7 @@ struct Settings {
     concurrency: Vec<u32>,
     /// Workloads (`BENCH_WORKLOADS`, comma list of get, update).
     workloads: Vec<Workload>,
-    /// Contenders (`BENCH_CONTENDERS`, comma list of pgbench, strata, python).
+    /// Contenders (`BENCH_CONTENDERS`, comma list of pgbench, strata, python, go).
     contenders: Vec<Contender>,
     /// Preloaded products (`BENCH_PRODUCTS`).
     products: u32,
@@ -77,7 +79,7 @@ fn settings() -> anyhow::Result<Settings> {
             "update" => Some(Workload::Update),
             _ => None,
         })?,
-        contenders: list("BENCH_CONTENDERS", "pgbench,strata,python", |s| {
+        contenders: list("BENCH_CONTENDERS", "pgbench,strata,python,go", |s| {
             Contender::ALL.into_iter().find(|c| c.name() == s)
         })?,
         products: var("BENCH_PRODUCTS", "10000")
@@ -125,23 +127,18 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("bench: preloading {} products", settings.products);
     preload(&url, settings.products).await?;
 
-    let python = if settings.contenders.contains(&Contender::Python) {
-        eprintln!("bench: preparing the Python service");
-        Some(start_python(&url)?)
-    } else {
-        None
-    };
-
-    let mut targets = Vec::new();
+    let (mut targets, mut peers) = (Vec::new(), Vec::new());
     for contender in &settings.contenders {
         match contender {
             Contender::Pgbench => {}
             Contender::Strata => {
                 targets.push((*contender, strata.pid(), load::connect(&strata_address).await?))
             }
-            Contender::Python => {
-                let (server, address) = python.as_ref().context("python not started")?;
-                targets.push((*contender, server.pid(), load::connect(address).await?));
+            Contender::Python | Contender::Go => {
+                eprintln!("bench: preparing the {} service", contender.name());
+                let (server, address) = start_peer(*contender, &url)?;
+                targets.push((*contender, server.pid(), load::connect(&address).await?));
+                peers.push(server);
             }
         }
     }
@@ -153,6 +150,10 @@ async fn main() -> anyhow::Result<()> {
             let mut samples: Vec<(Contender, Vec<Measured>)> =
                 settings.contenders.iter().map(|c| (*c, Vec::new())).collect();
             for r in 0..settings.rounds {
+                // Each round starts one contender later, so that no contender
+                // always follows the same one (whose after-effects, such as
+                // the autovacuum of a write-heavy round, would land on it).
+                samples.rotate_left(usize::from(r > 0));
                 for (contender, rounds) in &mut samples {
                     let load = load::Load {
                         workload,
@@ -195,6 +196,7 @@ async fn main() -> anyhow::Result<()> {
                     rounds.push(measured);
                 }
             }
+            samples.sort_by_key(|(contender, _)| *contender);
             for (contender, rounds) in samples {
                 points.push(median(workload, concurrency, contender, rounds));
             }
@@ -221,7 +223,7 @@ async fn main() -> anyhow::Result<()> {
         settings.out.join("report.md").display()
     );
     drop(targets);
-    drop(python);
+    drop(peers);
     drop(strata);
     drop(db);
     Ok(())
@@ -369,23 +371,33 @@ async fn versions(url: &str, products: u32) -> anyhow::Result<Vec<u64>> {
         .collect()
 }
 
-/// Sets up the Python reference (a venv under target/bench) and starts it.
-fn start_python(url: &str) -> anyhow::Result<(sys::Server, String)> {
+/// Prepares a service the bench compares Strata with (python: a venv under
+/// target/bench; go: a GOPATH and a build under target/bench) and starts it on a
+/// free port; returns it and its address.
+fn start_peer(peer: Contender, url: &str) -> anyhow::Result<(sys::Server, String)> {
     let root = sys::repo_root();
-    let venv = root.join("target/bench/venv");
-    sys::run(
-        "bash",
-        &[
-            &root.join("bench/python/setup.sh").to_string_lossy(),
-            &venv.to_string_lossy(),
-        ],
-    )?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let mut command = Command::new(venv.join("bin/python"));
-    command
-        .arg(root.join("bench/python/server.py"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--dsn", url, "--gen"])
-        .arg(venv.join("gen"));
-    let (server, _) = sys::start_server(command, "listening on ")?;
-    Ok((server, format!("127.0.0.1:{port}")))
+    let mut command = match peer {
+        Contender::Python => {
+            let venv = root.join("target/bench/venv");
+            let setup = root.join("bench/python/setup.sh");
+            sys::run("bash", &[&setup.to_string_lossy(), &venv.to_string_lossy()])?;
+            let mut command = Command::new(venv.join("bin/python"));
+            command
+                .arg(root.join("bench/python/server.py"))
+                .arg("--gen")
+                .arg(venv.join("gen"));
+            command
+        }
+        Contender::Go => {
+            let gopath = root.join("target/bench/go");
+            let build = root.join("bench/go/build.sh");
+            sys::run("bash", &[&build.to_string_lossy(), &gopath.to_string_lossy()])?;
+            Command::new(gopath.join("bin/catalog-server"))
+        }
+        Contender::Pgbench | Contender::Strata => bail!("{} is not a peer service", peer.name()),
+    };
+    command.args(["--listen", "127.0.0.1:0", "--dsn", url]);
+    let (server, line) = sys::start_server(command, "listening on ")?;
+    let address = line.split_whitespace().next().context("no address")?.to_owned();
+    Ok((server, address))
 }

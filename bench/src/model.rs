@@ -13,11 +13,14 @@ pub(crate) enum Contender {
     Strata,
     /// The plain Python implementation (grpcio asyncio + asyncpg) Strata replaces.
     Python,
+    /// The plain Go implementation (grpc-go + pgx's pool): the peer that
+    /// go-zero and Kratos users run.
+    Go,
 }
 
 impl Contender {
     /// Every contender, in report order.
-    pub(crate) const ALL: [Self; 3] = [Self::Pgbench, Self::Strata, Self::Python];
+    pub(crate) const ALL: [Self; 4] = [Self::Pgbench, Self::Strata, Self::Python, Self::Go];
 
     /// Its name in the report.
     pub(crate) fn name(self) -> &'static str {
@@ -25,6 +28,7 @@ impl Contender {
             Self::Pgbench => "pgbench",
             Self::Strata => "strata",
             Self::Python => "python",
+            Self::Go => "go",
         }
     }
 }

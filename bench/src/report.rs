@@ -78,8 +78,8 @@ fn times(v: Option<f64>) -> String {
 }
 
 const HEAD: &str = "| concurrency | contender | req/s | p50 ms | p99 ms | p99.9 ms | CPU ms/1k | DB CPU ms/1k \
-                    | peak RSS MiB | errors | vs pgbench | vs python |\n\
-                    |---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
+                    | peak RSS MiB | errors | vs pgbench | vs python | vs go |\n\
+                    |---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
 
 fn markdown(info: &RunInfo, points: &[Point]) -> String {
     let (started, machine) = (info.started.trim(), info.machine.trim());
@@ -95,11 +95,12 @@ fn markdown(info: &RunInfo, points: &[Point]) -> String {
             for p in Contender::ALL.iter().filter_map(|who| find(points, w, c, *who)) {
                 let (name, cpu, rss) = (p.contender.name(), opt(p.cpu_ms_per_1k), opt(p.peak_rss_mib));
                 let (rps, db, errors) = (p.rps, p.db_cpu_ms_per_1k, p.errors);
-                let (vs_pg, vs_py) = (vs(rps, Contender::Pgbench), vs(rps, Contender::Python));
+                let vs_all = [Contender::Pgbench, Contender::Python, Contender::Go].map(|who| vs(rps, who));
                 let lat = format!("{:.2} | {:.2} | {:.2}", p.p50_ms, p.p99_ms, p.p999_ms);
+                let vs_all = vs_all.join(" | ");
                 let _ = writeln!(
                     o,
-                    "| {c} | {name} | {rps:.0} | {lat} | {cpu} | {db:.1} | {rss} | {errors} | {vs_pg} | {vs_py} |"
+                    "| {c} | {name} | {rps:.0} | {lat} | {cpu} | {db:.1} | {rss} | {errors} | {vs_all} |"
                 );
             }
         }
@@ -127,8 +128,9 @@ fn markdown(info: &RunInfo, points: &[Point]) -> String {
         o,
         "\n## How to read this\n\n\
          Every ratio compares figures measured in this same run: pgbench (the limit: the same SQL \
-         with no service in between) and the Python implementation are references, not numbers \
-         from elsewhere. The contenders ran in interleaved rounds and each figure is the median \
+         with no service in between), the Python implementation (the stack Strata replaces) and \
+         the Go one (grpc-go and pgx, the peer its users would otherwise pick) are references, not \
+         numbers from elsewhere. The contenders ran in interleaved rounds and each figure is the median \
          over the rounds, so slow drift of the machine affects all of them alike. CPU ms/1k is \
          the CPU time spent per 1 000 requests by the serving process and by the database. \
          The whole machine ({machine}) is shared by the database, the service and the load \
@@ -145,7 +147,7 @@ struct Target {
 }
 
 fn targets(points: &[Point]) -> Vec<Target> {
-    use Contender::{Pgbench, Python, Strata};
+    use Contender::{Go, Pgbench, Python, Strata};
     use Workload::{Get, Update};
     // A point with errors measured something else than the workload (a failing
     // reference is fast at failing): no target is judged on it.
@@ -153,50 +155,64 @@ fn targets(points: &[Point]) -> Vec<Target> {
     let target = |label: String, measured| Target { label, measured };
     let rps_vs = |w: Workload, c, k: f64, other: Contender| {
         let (wn, on) = (w.name(), other.name());
-        let label = format!("{wn}: strata req/s ≥ {k} × {on} at concurrency {c}");
+        let label = format!("{wn}: strata req/s ≥ {k:?} × {on} at concurrency {c}");
         let measured = at(w, c, Strata).zip(at(w, c, other)).map(|(s, r)| {
             let (sr, rr, x) = (s.rps, r.rps, times(ratio(s.rps, r.rps)));
             (sr >= k * rr, format!("{sr:.0} vs {rr:.0} req/s ({x})"))
         });
         target(label, measured)
     };
-    let cpu_vs = |label: String, mine: Option<f64>, other: Option<f64>, k: f64| {
+    // Strata's figure `mine` at most `k` times the reference's `other`.
+    let at_most = |label: String, mine: Option<f64>, other: Option<f64>, k: f64, unit: &str| {
         let measured = mine.zip(other).map(|(m, r)| {
             let x = times(ratio(m, r));
-            (m <= k * r, format!("{m:.1} vs {r:.1} ms/1k ({x})"))
+            (m <= k * r, format!("{m:.1} vs {r:.1} {unit} ({x})"))
         });
         target(label, measured)
+    };
+    let db_per_get = |c, other: Contender| {
+        let db = |who| at(Get, c, who).map(|p: &Point| p.db_cpu_ms_per_1k);
+        let on = other.name();
+        let label = format!("get: database CPU ms/1k under strata ≤ 1.0 × under {on} at concurrency {c}");
+        at_most(label, db(Strata), db(other), 1.0, "ms/1k")
+    };
+    let cpu_vs = |w: Workload, c, k: f64, other: Contender| {
+        let cpu = |who| at(w, c, who).and_then(|p: &Point| p.cpu_ms_per_1k);
+        let (wn, on) = (w.name(), other.name());
+        let label = format!("{wn}: strata CPU ms/1k ≤ {k:?} × {on}'s at concurrency {c}");
+        at_most(label, cpu(Strata), cpu(other), k, "ms/1k")
     };
     // Issue 10's targets: get ≥ 0.5× pgbench; the database works no more per
     // get under Strata than under pgbench; the service's CPU per get no more
     // than the database's under pgbench; update ≥ 0.8× pgbench.
     let mut out = Vec::from([16, 64].map(|c| rps_vs(Get, c, 0.5, Pgbench)));
-    for c in [16, 64] {
-        let db = |who| at(Get, c, who).map(|p: &Point| p.db_cpu_ms_per_1k);
-        let label = format!("get: database CPU ms/1k under strata ≤ 1.0 × under pgbench at concurrency {c}");
-        out.push(cpu_vs(label, db(Strata), db(Pgbench), 1.0));
-    }
+    out.extend([16, 64].map(|c| db_per_get(c, Pgbench)));
     for c in [16, 64] {
         let cpu = at(Get, c, Strata).and_then(|s| s.cpu_ms_per_1k);
         let db = at(Get, c, Pgbench).map(|p| p.db_cpu_ms_per_1k);
         let label = format!("get: strata CPU ms/1k ≤ 1.0 × the database's under pgbench at concurrency {c}");
-        out.push(cpu_vs(label, cpu, db, 1.0));
+        out.push(at_most(label, cpu, db, 1.0, "ms/1k"));
     }
     out.extend([16, 64].map(|c| rps_vs(Update, c, 0.8, Pgbench)));
-    for w in [Get, Update] {
-        let cpu = |who| at(w, 64, who).and_then(|p: &Point| p.cpu_ms_per_1k);
-        let label = format!(
-            "{}: strata CPU ms/1k ≤ 0.1 × python's at concurrency 64",
-            w.name()
-        );
-        out.push(cpu_vs(label, cpu(Strata), cpu(Python), 0.1));
-    }
+    // Against the stack Strata replaces.
+    out.extend([Get, Update].map(|w| cpu_vs(w, 64, 0.1, Python)));
     out.extend([Get, Update].map(|w| rps_vs(w, 64, 3.0, Python)));
     for w in [Get, Update] {
         let label = format!("{}: strata peak RSS ≤ 40 MiB at concurrency 64", w.name());
         let rss = at(w, 64, Strata).and_then(|s| s.peak_rss_mib);
         out.push(target(label, rss.map(|m| (m <= 40.0, format!("{m:.1} MiB")))));
     }
+    // Issue 11's targets, against the Go peer: at least its throughput, at
+    // most its CPU per request, its peak memory and its database's CPU per get.
+    let levels = [(Get, 16), (Get, 64), (Update, 16), (Update, 64)];
+    out.extend(levels.map(|(w, c)| rps_vs(w, c, 1.0, Go)));
+    out.extend(levels.map(|(w, c)| cpu_vs(w, c, 1.0, Go)));
+    for w in [Get, Update] {
+        let rss = |who| at(w, 64, who).and_then(|p: &Point| p.peak_rss_mib);
+        let label = format!("{}: strata peak RSS ≤ 1.0 × go's at concurrency 64", w.name());
+        out.push(at_most(label, rss(Strata), rss(Go), 1.0, "MiB"));
+    }
+    out.extend([16, 64].map(|c| db_per_get(c, Go)));
     out
 }
 
@@ -215,6 +231,7 @@ fn colour(who: Contender) -> &'static str {
         Contender::Pgbench => "#8a8a8a",
         Contender::Strata => "#0b6e99",
         Contender::Python => "#e07b00",
+        Contender::Go => "#3a9d23",
     }
 }
 
@@ -361,7 +378,7 @@ fn panel(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use Contender::{Pgbench, Python, Strata};
+    use Contender::{Go, Pgbench, Python, Strata};
     use Workload::{Get, Update};
 
     fn point(workload: Workload, concurrency: u32, contender: Contender, rps: f64) -> Point {
@@ -388,7 +405,8 @@ mod tests {
             .into_iter()
             .flat_map(|w| [1, 16, 64].map(|c| (w, c)));
         let rows = levels.flat_map(|(w, c)| {
-            [(Pgbench, 1000.0), (Strata, 500.0), (Python, 100.0)].map(|(who, rps)| point(w, c, who, rps))
+            [(Pgbench, 1000.0), (Strata, 500.0), (Python, 100.0), (Go, 400.0)]
+                .map(|(who, rps)| point(w, c, who, rps))
         });
         rows.collect()
     }
@@ -416,7 +434,7 @@ mod tests {
         assert!(svg_text.starts_with("<svg"));
         let json: serde_json::Value = serde_json::from_str(&json).unwrap();
         let array = json.as_array().unwrap();
-        assert_eq!(array.len(), 18);
+        assert_eq!(array.len(), 24);
         let mut want: Vec<&str> = "workload concurrency contender rps p50_ms p99_ms p999_ms cpu_ms_per_1k \
                                    db_cpu_ms_per_1k peak_rss_mib errors"
             .split_whitespace()
@@ -427,7 +445,7 @@ mod tests {
             keys.sort_unstable();
             assert_eq!(keys, want);
         }
-        let (first, second, last) = (&array[0], &array[1], &array[17]);
+        let (first, second, last) = (&array[0], &array[1], &array[23]);
         assert!(first["workload"] == "get" && first["contender"] == "pgbench");
         assert!(first["cpu_ms_per_1k"].is_null() && first["peak_rss_mib"].is_null());
         assert!(second["contender"] == "strata" && last["workload"] == "update");
@@ -436,17 +454,48 @@ mod tests {
     #[test]
     fn ratio_columns_are_against_same_run_references() {
         let md = markdown(&info(), &full());
-        let strata = "| 16 | strata | 500 | 1.00 | 4.00 | 9.00 | 20.0 | 30.0 | 25.0 | 0 | 0.50× | 5.00× |";
+        let strata =
+            "| 16 | strata | 500 | 1.00 | 4.00 | 9.00 | 20.0 | 30.0 | 25.0 | 0 | 0.50× | 5.00× | 1.25× |";
         assert!(md.contains(strata));
-        let pgbench = "| 64 | pgbench | 1000 | 1.00 | 4.00 | 9.00 | — | 30.0 | — | 0 | 1.00× | 10.00× |";
+        let pgbench =
+            "| 64 | pgbench | 1000 | 1.00 | 4.00 | 9.00 | — | 30.0 | — | 0 | 1.00× | 10.00× | 2.50× |";
         assert!(md.contains(pgbench));
+        let go = "| 1 | go | 400 | 1.00 | 4.00 | 9.00 | 20.0 | 30.0 | 25.0 | 0 | 0.40× | 4.00× | 1.00× |";
+        assert!(md.contains(go), "{md}");
         // Without python points the python ratio is blank.
         let ps: Vec<Point> = full().into_iter().filter(|p| p.contender != Python).collect();
-        assert!(markdown(&info(), &ps).contains("| 25.0 | 0 | 0.50× |  |"));
+        assert!(markdown(&info(), &ps).contains("| 25.0 | 0 | 0.50× |  | 1.25× |"));
         // Targets: 0.5 ≥ 0.5 met, 0.5 < 0.8 not met.
         let met = "- ✅ get: strata req/s ≥ 0.5 × pgbench at concurrency 16: 500 vs 1000 req/s (0.50×)";
         assert!(md.contains(met), "{md}");
         assert!(md.contains("- ❌ update: strata req/s ≥ 0.8 × pgbench at concurrency 64"));
+    }
+
+    #[test]
+    fn targets_against_the_go_peer() {
+        let mut ps = full();
+        for p in ps.iter_mut().filter(|p| p.contender == Go) {
+            p.rps = 600.0;
+            p.db_cpu_ms_per_1k = 25.0;
+            p.peak_rss_mib = Some(30.0);
+        }
+        let md = markdown(&info(), &ps);
+        let rps = "- ❌ update: strata req/s ≥ 1.0 × go at concurrency 16: 500 vs 600 req/s (0.83×)";
+        assert!(md.contains(rps), "{md}");
+        assert!(md.contains(
+            "- ✅ get: strata CPU ms/1k ≤ 1.0 × go's at concurrency 64: 20.0 vs 20.0 ms/1k (1.00×)"
+        ));
+        assert!(md.contains(
+            "- ✅ update: strata peak RSS ≤ 1.0 × go's at concurrency 64: 25.0 vs 30.0 MiB (0.83×)"
+        ));
+        let db = "- ❌ get: database CPU ms/1k under strata ≤ 1.0 × under go at concurrency 16: 30.0 vs 25.0 ms/1k (1.20×)";
+        assert!(md.contains(db), "{md}");
+        // A failing peer is not a reference.
+        for p in ps.iter_mut().filter(|p| p.contender == Go) {
+            p.errors = 1;
+        }
+        let md = markdown(&info(), &ps);
+        assert!(md.contains("- ➖ get: strata req/s ≥ 1.0 × go at concurrency 64: not measured"));
     }
 
     #[test]
@@ -457,7 +506,7 @@ mod tests {
         let cpu =
             "- ➖ get: strata CPU ms/1k ≤ 1.0 × the database's under pgbench at concurrency 16: not measured";
         assert!(md.contains(cpu), "{md}");
-        assert!(md.contains("0 of 0 measured targets met (14 in all)"), "{md}");
+        assert!(md.contains("0 of 0 measured targets met (26 in all)"), "{md}");
     }
 
     /// Well-formed enough: balanced tags, only `name="value"` attributes, no stray `<`, `>` or `&`.
