@@ -29,8 +29,17 @@ pub(crate) fn product_id(n: u32) -> String {
     format!("00000000-0000-7000-8000-{n:012}")
 }
 
+/// How the load generator reaches a server.
+pub(crate) enum Channels {
+    /// `CHANNELS` bare tonic channels: what a plain gRPC client sends.
+    Bare(Vec<Channel>),
+    /// `CHANNELS` channels of Strata's client stack, each call made as the
+    /// application services make theirs (`Call::request`, `Call::run`).
+    Stack(Vec<strata_rpc::client::RpcChannel>),
+}
+
 /// Connects `CHANNELS` HTTP/2 channels to a gRPC server.
-pub(crate) async fn connect(address: &str) -> anyhow::Result<Vec<Channel>> {
+pub(crate) async fn connect(address: &str) -> anyhow::Result<Channels> {
     let mut channels = Vec::with_capacity(CHANNELS);
     for _ in 0..CHANNELS {
         let channel = Endpoint::from_shared(format!("http://{address}"))?
@@ -39,7 +48,17 @@ pub(crate) async fn connect(address: &str) -> anyhow::Result<Vec<Channel>> {
             .await?;
         channels.push(channel);
     }
-    Ok(channels)
+    Ok(Channels::Bare(channels))
+}
+
+/// `CHANNELS` channels of Strata's client stack to a gRPC server (each
+/// connects on its first call, during the warm-up).
+pub(crate) fn connect_stack(address: &str) -> anyhow::Result<Channels> {
+    let token = strata_rpc::client::ServiceToken::default();
+    let channels = (0..CHANNELS)
+        .map(|_| strata_rpc::client::channel("catalog", &format!("http://{address}"), token.clone()))
+        .collect::<Result<_, _>>()?;
+    Ok(Channels::Stack(channels))
 }
 
 /// One point of load.
@@ -58,7 +77,7 @@ pub(crate) struct Load {
 /// Runs `load` against `channels`: `warmup`, then the measuring window, calling
 /// `mark` at its start and its end (to read CPU counters at the same instants).
 pub(crate) async fn run(
-    channels: &[Channel],
+    channels: &Channels,
     load: &Load,
     warmup: Duration,
     window: Duration,
@@ -68,8 +87,17 @@ pub(crate) async fn run(
     let end = start + window;
     let mut workers = Vec::new();
     for worker in 0..load.concurrency {
-        let client = ProductServiceClient::new(channels[worker as usize % channels.len()].clone());
-        workers.push(tokio::spawn(work(client, load.clone(), worker, start, end)));
+        let i = worker as usize % CHANNELS;
+        workers.push(match channels {
+            Channels::Bare(channels) => {
+                let client = ProductServiceClient::new(channels[i % channels.len()].clone());
+                tokio::spawn(work(client, Plain, load.clone(), worker, start, end))
+            }
+            Channels::Stack(channels) => {
+                let client = ProductServiceClient::new(channels[i % channels.len()].clone());
+                tokio::spawn(work(client, Stacked, load.clone(), worker, start, end))
+            }
+        });
     }
     tokio::time::sleep_until(start).await;
     mark();
@@ -90,16 +118,50 @@ pub(crate) async fn run(
     Ok(sample)
 }
 
+/// How a worker makes a request of a message.
+trait Requests: Send + 'static {
+    fn request<T: Send + 'static>(&self, message: T) -> tonic::Request<T>;
+}
+
+/// A bare request, as a plain gRPC client sends it.
+struct Plain;
+
+impl Requests for Plain {
+    fn request<T: Send + 'static>(&self, message: T) -> tonic::Request<T> {
+        tonic::Request::new(message)
+    }
+}
+
+/// A request as the application services make theirs: a request id, a
+/// deadline, and a command's idempotency key (which makes it retryable).
+struct Stacked;
+
+impl Requests for Stacked {
+    fn request<T: Send + 'static>(&self, message: T) -> tonic::Request<T> {
+        let call = strata_rpc::client::Call::new("bench", Duration::from_secs(10), Duration::from_secs(3));
+        call.request(message)
+    }
+}
+
 /// One closed-loop worker: the next call as soon as the last one returns.
 /// For updates, worker `w` owns the products n with (n - 1) % concurrency == w,
 /// so no two workers race on a version and `expected_version` is always current.
-async fn work(
-    mut client: ProductServiceClient<Channel>,
+async fn work<C, R>(
+    mut client: ProductServiceClient<C>,
+    requests: R,
     load: Load,
     worker: u32,
     start: Instant,
     end: Instant,
-) -> anyhow::Result<(u64, u64, Histogram<u64>)> {
+) -> anyhow::Result<(u64, u64, Histogram<u64>)>
+where
+    C: tonic::client::GrpcService<tonic::body::Body> + Send + 'static,
+    C::Future: Send,
+    C::Error: Into<tonic::codegen::StdError>,
+    C::ResponseBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    <C::ResponseBody as http_body::Body>::Error: Into<tonic::codegen::StdError> + Send,
+    R: Requests,
+{
     let mut histogram = Histogram::<u64>::new(3)?;
     let (mut completed, mut errors) = (0, 0);
     let mut rng = fastrand::Rng::with_seed(u64::from(worker) * 7919 + 1);
@@ -119,7 +181,10 @@ async fn work(
         let ok = match load.workload {
             Workload::Get => {
                 let id = product_id(rng.u32(1..=load.products));
-                client.get_product(pb::GetProductRequest { id }).await.is_ok()
+                client
+                    .get_product(requests.request(pb::GetProductRequest { id }))
+                    .await
+                    .is_ok()
             }
             Workload::Update => {
                 if owned.is_empty() {
@@ -136,7 +201,7 @@ async fn work(
                         amount_minor: rng.i64(100..100_000),
                     }),
                 };
-                match client.change_price(request).await {
+                match client.change_price(requests.request(request)).await {
                     Ok(response) => {
                         versions[k] = response
                             .into_inner()
@@ -147,7 +212,10 @@ async fn work(
                     Err(_) => {
                         // Re-read the version so one failure does not become many.
                         let id = product_id(owned[k]);
-                        if let Ok(r) = client.get_product(pb::GetProductRequest { id }).await {
+                        if let Ok(r) = client
+                            .get_product(requests.request(pb::GetProductRequest { id }))
+                            .await
+                        {
                             versions[k] = r.into_inner().product.map_or(versions[k], |p| p.version);
                         }
                         false

@@ -79,7 +79,7 @@ fn settings() -> anyhow::Result<Settings> {
             "update" => Some(Workload::Update),
             _ => None,
         })?,
-        contenders: list("BENCH_CONTENDERS", "pgbench,strata,python,go", |s| {
+        contenders: list("BENCH_CONTENDERS", "pgbench,strata,python,go,stack", |s| {
             Contender::ALL.into_iter().find(|c| c.name() == s)
         })?,
         products: var("BENCH_PRODUCTS", "10000")
@@ -133,6 +133,9 @@ async fn main() -> anyhow::Result<()> {
             Contender::Pgbench => {}
             Contender::Strata => {
                 targets.push((*contender, strata.pid(), load::connect(&strata_address).await?))
+            }
+            Contender::Stack => {
+                targets.push((*contender, strata.pid(), load::connect_stack(&strata_address)?))
             }
             Contender::Python | Contender::Go => {
                 eprintln!("bench: preparing the {} service", contender.name());
@@ -394,7 +397,9 @@ fn start_peer(peer: Contender, url: &str) -> anyhow::Result<(sys::Server, String
             sys::run("bash", &[&build.to_string_lossy(), &gopath.to_string_lossy()])?;
             Command::new(gopath.join("bin/catalog-server"))
         }
-        Contender::Pgbench | Contender::Strata => bail!("{} is not a peer service", peer.name()),
+        Contender::Pgbench | Contender::Strata | Contender::Stack => {
+            bail!("{} is not a peer service", peer.name())
+        }
     };
     command.args(["--listen", "127.0.0.1:0", "--dsn", url]);
     let (server, line) = sys::start_server(command, "listening on ")?;

@@ -16,11 +16,16 @@ pub(crate) enum Contender {
     /// The plain Go implementation (grpc-go + pgx's pool): the peer that
     /// go-zero and Kratos users run.
     Go,
+    /// The same Strata data service, called through Strata's own client stack
+    /// (`strata_rpc::client`: deadline and request id per call, retry policy,
+    /// hedging, breakers, p2c balancing) instead of a bare tonic channel: what
+    /// the stack adds to a caller's latency.
+    Stack,
 }
 
 impl Contender {
     /// Every contender, in report order.
-    pub(crate) const ALL: [Self; 4] = [Self::Pgbench, Self::Strata, Self::Python, Self::Go];
+    pub(crate) const ALL: [Self; 5] = [Self::Pgbench, Self::Strata, Self::Python, Self::Go, Self::Stack];
 
     /// Its name in the report.
     pub(crate) fn name(self) -> &'static str {
@@ -29,6 +34,7 @@ impl Contender {
             Self::Strata => "strata",
             Self::Python => "python",
             Self::Go => "go",
+            Self::Stack => "stack",
         }
     }
 }

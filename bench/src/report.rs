@@ -106,6 +106,7 @@ fn markdown(info: &RunInfo, points: &[Point]) -> String {
         }
         o.push('\n');
     }
+    o.push_str(&stack_section(points));
     let ts = targets(points);
     let met = ts
         .iter()
@@ -137,6 +138,48 @@ fn markdown(info: &RunInfo, points: &[Point]) -> String {
          generator, so absolute figures are low; the ratios are what carries over."
     );
     o
+}
+
+/// What Strata's client stack adds to a caller's latency: the same data
+/// service called through it (`stack`) and through a bare tonic channel
+/// (`strata`), at each point where both were measured.
+fn stack_section(points: &[Point]) -> String {
+    let mut rows = String::new();
+    for w in workloads(points) {
+        for c in levels(points, w) {
+            let (Some(bare), Some(stack)) = (
+                find(points, w, c, Contender::Strata),
+                find(points, w, c, Contender::Stack),
+            ) else {
+                continue;
+            };
+            let _ = writeln!(
+                rows,
+                "| {} | {c} | {:.2} | {:.2} | {:+.2} | {:.2} | {:.2} | {:+.2} | {} |",
+                w.name(),
+                bare.p50_ms,
+                stack.p50_ms,
+                stack.p50_ms - bare.p50_ms,
+                bare.p99_ms,
+                stack.p99_ms,
+                stack.p99_ms - bare.p99_ms,
+                times(ratio(stack.rps, bare.rps)),
+            );
+        }
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    format!(
+        "## The client stack
+
+The same data service called through Strata's client stack          (`stack`: request id and deadline per call, retry policy, hedged reads, breakers,          power-of-two-choices balancing) and through a bare tonic channel (`strata`).
+
+         | workload | concurrency | p50 bare ms | p50 stack ms | p50 added | p99 bare ms |          p99 stack ms | p99 added | req/s stack vs bare |
+         |---|---|---|---|---|---|---|---|---|
+{rows}
+"
+    )
 }
 
 /// One of the issue's targets; `measured` is `None` when its points are missing.
@@ -232,6 +275,7 @@ fn colour(who: Contender) -> &'static str {
         Contender::Strata => "#0b6e99",
         Contender::Python => "#e07b00",
         Contender::Go => "#3a9d23",
+        Contender::Stack => "#7b3fa0",
     }
 }
 
@@ -378,7 +422,7 @@ fn panel(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use Contender::{Go, Pgbench, Python, Strata};
+    use Contender::{Go, Pgbench, Python, Stack, Strata};
     use Workload::{Get, Update};
 
     fn point(workload: Workload, concurrency: u32, contender: Contender, rps: f64) -> Point {
@@ -405,8 +449,14 @@ mod tests {
             .into_iter()
             .flat_map(|w| [1, 16, 64].map(|c| (w, c)));
         let rows = levels.flat_map(|(w, c)| {
-            [(Pgbench, 1000.0), (Strata, 500.0), (Python, 100.0), (Go, 400.0)]
-                .map(|(who, rps)| point(w, c, who, rps))
+            [
+                (Pgbench, 1000.0),
+                (Strata, 500.0),
+                (Python, 100.0),
+                (Go, 400.0),
+                (Stack, 450.0),
+            ]
+            .map(|(who, rps)| point(w, c, who, rps))
         });
         rows.collect()
     }
@@ -434,7 +484,7 @@ mod tests {
         assert!(svg_text.starts_with("<svg"));
         let json: serde_json::Value = serde_json::from_str(&json).unwrap();
         let array = json.as_array().unwrap();
-        assert_eq!(array.len(), 24);
+        assert_eq!(array.len(), 30, "2 workloads × 3 levels × 5 contenders");
         let mut want: Vec<&str> = "workload concurrency contender rps p50_ms p99_ms p999_ms cpu_ms_per_1k \
                                    db_cpu_ms_per_1k peak_rss_mib errors"
             .split_whitespace()
@@ -548,6 +598,25 @@ mod tests {
             rest = &rest[end + 1..];
         }
         assert!(open.is_empty() && rest.trim().is_empty(), "{open:?}");
+    }
+
+    #[test]
+    fn the_client_stack_section_shows_what_the_stack_adds() {
+        let mut points = full();
+        for p in points.iter_mut().filter(|p| p.contender == Stack) {
+            p.p99_ms += 1.25;
+        }
+        let section = stack_section(&points);
+        assert!(
+            section.contains("| get | 16 | 1.00 | 1.00 | +0.00 | 4.00 | 5.25 | +1.25 | 0.90× |"),
+            "{section}"
+        );
+        assert_eq!(section.matches("| update |").count(), 3, "{section}");
+        let without: Vec<Point> = points.into_iter().filter(|p| p.contender != Stack).collect();
+        assert!(
+            stack_section(&without).is_empty(),
+            "nothing to compare, no section"
+        );
     }
 
     #[test]
