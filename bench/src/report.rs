@@ -171,14 +171,12 @@ fn stack_section(points: &[Point]) -> String {
         return String::new();
     }
     format!(
-        "## The client stack
-
-The same data service called through Strata's client stack          (`stack`: request id and deadline per call, retry policy, hedged reads, breakers,          power-of-two-choices balancing) and through a bare tonic channel (`strata`).
-
-         | workload | concurrency | p50 bare ms | p50 stack ms | p50 added | p99 bare ms |          p99 stack ms | p99 added | req/s stack vs bare |
-         |---|---|---|---|---|---|---|---|---|
-{rows}
-"
+        "## The client stack\n\nThe same data service called through Strata's client stack \
+         (`stack`: request id and deadline per call, retry policy, hedged reads, breakers, \
+         power-of-two-choices balancing) and through a bare tonic channel (`strata`).\n\n\
+         | workload | concurrency | p50 bare ms | p50 stack ms | p50 added | p99 bare ms | \
+         p99 stack ms | p99 added | req/s stack vs bare |\n\
+         |---|---|---|---|---|---|---|---|---|\n{rows}\n"
     )
 }
 

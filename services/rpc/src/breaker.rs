@@ -109,9 +109,41 @@ enum State {
 struct Shared {
     endpoint: String,
     state: Mutex<State>,
+    /// The `strata_rpc_client_calls_total` counters of this endpoint, by
+    /// method path and code, so that counting a call allocates no labels.
+    /// (A few methods times a few codes: a short list, searched without
+    /// allocating.)
+    counters: std::sync::RwLock<Vec<(Box<str>, &'static str, Counter)>>,
 }
 
 impl Shared {
+    /// Counts a call to `path` that ended with `code`.
+    fn count(&self, path: &str, code: &'static str) {
+        let known = self
+            .counters
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(p, c, _)| &**p == path && *c == code)
+            .map(|(_, _, counter)| counter.clone());
+        let counter = known.unwrap_or_else(|| {
+            let counter = METRICS
+                .calls
+                .get_or_create(&CallLabels {
+                    endpoint: self.endpoint.clone(),
+                    method: crate::metrics::method_labels(path).method,
+                    code,
+                })
+                .clone();
+            self.counters
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((path.into(), code, counter.clone()));
+            counter
+        });
+        counter.inc();
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -388,23 +420,30 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let (refusals, endpoints) = {
+        // Every endpoint open: the first one's refusal (no allocation unless so).
+        let every_refusal = {
             let all = self.all.lock().unwrap_or_else(PoisonError::into_inner);
-            let refusals: Vec<Status> = all.iter().filter_map(|b| b.refusal()).collect();
-            (refusals, all.len())
-        };
-        if !refusals.is_empty() && refusals.len() == endpoints {
-            let refused = refusals.into_iter().next().map(|refusal| {
-                let mut refused = refusal.into_http::<tonic::body::Body>();
-                // Sending it again would meet the same open breakers.
-                refused
-                    .headers_mut()
-                    .insert(BREAKER_OPEN, http::HeaderValue::from_static("1"));
-                refused
-            });
-            if let Some(refused) = refused {
-                return Box::pin(async move { Ok(refused) });
+            let mut first = None;
+            for breaker in all.iter() {
+                match breaker.refusal() {
+                    Some(refusal) => {
+                        first.get_or_insert(refusal);
+                    }
+                    None => {
+                        first = None;
+                        break;
+                    }
+                }
             }
+            first
+        };
+        if let Some(refusal) = every_refusal {
+            let mut refused = refusal.into_http::<tonic::body::Body>();
+            // Sending it again would meet the same open breakers.
+            refused
+                .headers_mut()
+                .insert(BREAKER_OPEN, http::HeaderValue::from_static("1"));
+            return Box::pin(async move { Ok(refused) });
         }
         Box::pin(self.inner.call(request))
     }
@@ -424,6 +463,7 @@ impl<S> Breaker<S> {
         let shared = Arc::new(Shared {
             endpoint: endpoint.to_owned(),
             state: Mutex::new(State::Closed { failures: 0 }),
+            counters: std::sync::RwLock::default(),
         });
         shared.show(State::Closed { failures: 0 });
         Self {
@@ -478,7 +518,7 @@ where
             }
         };
         let deadline = crate::retry::deadline(request.headers());
-        let method = crate::metrics::method_labels(request.uri().path()).method;
+        let path = request.uri().clone();
         let call = inner.call(request);
         Box::pin(async move {
             let answered = |outcome: Result<http::Response<ResBody>, S::Error>| {
@@ -498,14 +538,7 @@ where
                 },
             };
             shared.record(verdict(&outcome), probe);
-            METRICS
-                .calls
-                .get_or_create(&CallLabels {
-                    endpoint: shared.endpoint.clone(),
-                    method,
-                    code: code_of(&outcome),
-                })
-                .inc();
+            shared.count(path.path(), code_of(&outcome));
             outcome
         })
     }
@@ -519,6 +552,7 @@ mod tests {
         Shared {
             endpoint: "http://test:1".into(),
             state: Mutex::new(State::Closed { failures: 0 }),
+            counters: std::sync::RwLock::default(),
         }
     }
 
