@@ -7,11 +7,18 @@
 //! The status code is read where gRPC puts it: in the response headers of a
 //! Trailers-Only response (how tonic returns an error), else in the trailers at
 //! the end of the body. A call whose response never ends (the client went away,
-//! or the server dropped it) is logged as `CANCELLED` when it is dropped.
+//! or the server dropped it) is logged as `CANCELLED` when it is dropped, and so
+//! is one whose client reset the stream while its request was being read (a
+//! hedged read whose twin answered first): tonic answers those INTERNAL, to
+//! nobody, which is not a fault of the server.
 
 use std::{
     future::Future,
     pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll},
     time::Instant,
 };
@@ -63,9 +70,10 @@ pub(crate) struct CallLog<S> {
 
 impl<S, ReqBody, ResBody> tower_service::Service<http::Request<ReqBody>> for CallLog<S>
 where
-    S: tower_service::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S: tower_service::Service<http::Request<WatchedBody<ReqBody>>, Response = http::Response<ResBody>>,
+    ReqBody: Body<Data = Bytes> + Unpin,
     S::Future: Send + 'static,
-    S::Error: Send + 'static,
+    S::Error: std::fmt::Display + Send + 'static,
     ResBody: Body<Data = Bytes> + Unpin + Send + 'static,
 {
     type Response = http::Response<LoggedBody<ResBody>>;
@@ -90,6 +98,10 @@ where
                 .record(X_REQUEST_ID_FIELD, tracing::field::display(edge));
         }
         let span = call.span.clone();
+        let request = request.map(|inner| WatchedBody {
+            inner,
+            reset: Arc::clone(&call.reset),
+        });
         // Entered for `call` too: a service may do its work there, not only in
         // the future it returns.
         let response = span.in_scope(|| self.inner.call(request));
@@ -106,6 +118,7 @@ where
                     Err(error) => {
                         // The transport resets the stream; clients see INTERNAL.
                         call.code = Some(Code::Internal);
+                        tracing::warn!(parent: &call.span, %error, "the service failed");
                         drop(call);
                         Err(error)
                     }
@@ -113,6 +126,42 @@ where
             }
             .instrument(span),
         )
+    }
+}
+
+/// A request body that notes when reading it failed: the client reset the
+/// stream (or the connection broke) before sending all of it.
+#[derive(Debug)]
+pub(crate) struct WatchedBody<B> {
+    inner: B,
+    reset: Arc<AtomicBool>,
+}
+
+impl<B> Body for WatchedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(_))) = &polled {
+            this.reset.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -181,6 +230,8 @@ struct Call {
     code: Option<Code>,
     /// Whether the response reached its end (with or without a status).
     ended: bool,
+    /// Set when reading the request failed: the client went away.
+    reset: Arc<AtomicBool>,
 }
 
 impl Call {
@@ -200,6 +251,7 @@ impl Call {
             start: Instant::now(),
             code: None,
             ended: false,
+            reset: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -207,6 +259,9 @@ impl Call {
 impl Drop for Call {
     fn drop(&mut self) {
         let code = match (self.code, self.ended) {
+            // The client reset the stream before its request was read: tonic's
+            // INTERNAL then goes to nobody; the call was cancelled.
+            (Some(Code::Internal), _) if self.reset.load(Ordering::Relaxed) => Code::Cancelled,
             (Some(code), _) => code,
             // A response that ended without a status is an error for the client.
             (None, true) => Code::Unknown,
