@@ -25,8 +25,10 @@ use tokio::sync::{Mutex, mpsc};
 
 use super::shop::{SERVICE_TOKEN, start_data_service};
 
-/// The lease TTL the data services register with.
-const TTL: Duration = Duration::from_secs(2);
+/// The lease TTL the data services register with: the default. (With 2 s,
+/// a machine loaded by the rest of the suite delayed keep-alives enough for
+/// leases to expire and registrations to flap.)
+const TTL: Duration = Duration::from_secs(5);
 
 /// An etcd server of its own on loopback, with its data in a temporary
 /// directory; killed when dropped.
@@ -318,18 +320,31 @@ async fn replicas_found_in_etcd_survive_a_crash_a_rolling_restart_and_etcd_losin
     stream.more(100).await;
     let killed = Instant::now();
     block(|| a.process.kill());
-    let gone = watcher.until(&[&b.address], TTL * 3).await;
+    let gone = watcher.until(&[&b.address], TTL * 2).await;
     let vanished = killed.elapsed();
     stream.more(200).await;
     let failed = stream.failures().await;
+    if !failed.is_empty() {
+        let text = strata_rpc::metrics::render();
+        eprintln!("A={} B={}", a.address, b.address);
+        for line in text
+            .lines()
+            .filter(|l| l.contains("breaker") || l.contains("client_calls"))
+        {
+            eprintln!("{line}");
+        }
+    }
     assert!(
         failed.is_empty(),
         "{} queries failed at the crash: {:?}",
         failed.len(),
-        failed.first()
+        failed
+            .iter()
+            .map(|s| s.message().to_owned())
+            .collect::<std::collections::BTreeSet<_>>(),
     );
     assert!(
-        vanished <= TTL + Duration::from_millis(1500),
+        vanished <= TTL + Duration::from_secs(2),
         "the crashed replica's keys vanished after {vanished:?} (TTL {TTL:?}; seen after {gone:?})"
     );
     eprintln!("crash: registration gone after {vanished:?}");
