@@ -51,9 +51,9 @@ mod pb {
 }
 
 use pb::{
-    LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRequest, PutRequest, RangeRequest,
-    WatchCreateRequest, WatchRequest, event::EventType, kv_client::KvClient, lease_client::LeaseClient,
-    watch_client::WatchClient, watch_request::RequestUnion,
+    DeleteRangeRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRequest, PutRequest,
+    RangeRequest, WatchCreateRequest, WatchRequest, event::EventType, kv_client::KvClient,
+    lease_client::LeaseClient, watch_client::WatchClient, watch_request::RequestUnion,
 };
 
 /// Where every registration lives: `<PREFIX><context>/<host:port>`.
@@ -280,9 +280,35 @@ async fn keep_registered(registrar: Registrar, mut stop: watch::Receiver<bool>) 
                 );
                 tokio::select! {
                     () = tokio::time::sleep(pause) => {}
-                    () = stopped(&mut stop) => return,
+                    () = stopped(&mut stop) => {
+                        // Between leases: the keys may still be there under
+                        // the last one; remove them rather than wait for it
+                        // to expire.
+                        forget(&registrar).await;
+                        return;
+                    }
                 }
             }
+        }
+    }
+}
+
+/// Deletes the registrar's keys (when stopping without a lease to revoke).
+async fn forget(registrar: &Registrar) {
+    let (_, channel) = registrar.etcd.channel();
+    let mut kv = KvClient::new(channel);
+    for key in &registrar.keys {
+        let delete = DeleteRangeRequest {
+            key: key.clone().into_bytes(),
+            range_end: Vec::new(),
+        };
+        match timed("deleting the key", kv.delete_range(delete)).await {
+            Ok(_) => tracing::info!(key, "deregistered from etcd"),
+            Err(reason) => tracing::warn!(
+                key,
+                reason,
+                "could not deregister; the key expires with its lease"
+            ),
         }
     }
 }

@@ -358,7 +358,8 @@ async fn replicas_found_in_etcd_survive_a_crash_a_rolling_restart_and_etcd_losin
     stream.more(100).await;
     let served_by_c = c.gets_served().await;
     b.process.terminate();
-    watcher.until(&[&c.address], Duration::from_secs(5)).await;
+    let deregistered = watcher.until(&[&c.address], TTL + Duration::from_secs(2)).await;
+    eprintln!("rolling restart: B out of the registry {deregistered:?} after SIGTERM");
     let (status, _) = block(|| {
         let mut process = b.process;
         process.exit()
