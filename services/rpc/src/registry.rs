@@ -541,28 +541,6 @@ async fn follow(
     }
 }
 
-/// The addresses registered for `context` now: one read, no watch (for
-/// operators and tests; callers use [`discover`]).
-///
-/// # Errors
-/// When etcd cannot be read.
-pub async fn registered(etcd: &Etcd, context: &str) -> Result<BTreeSet<String>, String> {
-    let (_, channel) = etcd.channel();
-    let (key, range_end) = range(context);
-    let read = RangeRequest {
-        key,
-        range_end,
-        limit: 0,
-        revision: 0,
-    };
-    let read = timed("reading the registrations", KvClient::new(channel).range(read)).await?;
-    Ok(read
-        .kvs
-        .into_iter()
-        .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
-        .collect())
-}
-
 /// Sends the set of addresses when it differs from the last one sent.
 async fn publish(
     registered: &BTreeMap<Vec<u8>, String>,

@@ -46,54 +46,43 @@ use tower::{
 
 use crate::client::IDEMPOTENCY_KEY;
 
-static RETRIES: std::sync::LazyLock<
-    prometheus_client::metrics::family::Family<
-        crate::metrics::MethodLabels,
-        prometheus_client::metrics::counter::Counter,
-    >,
-> = std::sync::LazyLock::new(|| {
-    let retries = prometheus_client::metrics::family::Family::default();
-    crate::metrics::register(
-        "rpc_client_retries",
-        "Calls sent again, by service and method",
-        retries.clone(),
-    );
-    retries
-});
-
-static HEDGES: std::sync::LazyLock<
-    prometheus_client::metrics::family::Family<
-        crate::metrics::MethodLabels,
-        prometheus_client::metrics::counter::Counter,
-    >,
-> = std::sync::LazyLock::new(|| {
-    let hedges = prometheus_client::metrics::family::Family::default();
-    crate::metrics::register(
-        "rpc_client_hedges",
-        "Reads sent a second time because the first was slower than the method's 95th percentile",
-        hedges.clone(),
-    );
-    hedges
-});
-
 #[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 struct DownstreamLabels {
     downstream: String,
 }
 
-static RATE_LIMITED: std::sync::LazyLock<
-    prometheus_client::metrics::family::Family<
-        DownstreamLabels,
-        prometheus_client::metrics::counter::Counter,
-    >,
-> = std::sync::LazyLock::new(|| {
-    let limited = prometheus_client::metrics::family::Family::default();
+type Counters<L> =
+    prometheus_client::metrics::family::Family<L, prometheus_client::metrics::counter::Counter>;
+
+/// What this module counts.
+struct Metrics {
+    retries: Counters<crate::metrics::MethodLabels>,
+    hedges: Counters<crate::metrics::MethodLabels>,
+    rate_limited: Counters<DownstreamLabels>,
+}
+
+static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(|| {
+    let metrics = Metrics {
+        retries: Counters::default(),
+        hedges: Counters::default(),
+        rate_limited: Counters::default(),
+    };
+    crate::metrics::register(
+        "rpc_client_retries",
+        "Calls sent again, by service and method",
+        metrics.retries.clone(),
+    );
+    crate::metrics::register(
+        "rpc_client_hedges",
+        "Reads sent a second time because the first was slower than the method's 95th percentile",
+        metrics.hedges.clone(),
+    );
     crate::metrics::register(
         "rpc_client_rate_limited",
         "Calls refused by the caller's own rate limit for a downstream, never sent",
-        limited.clone(),
+        metrics.rate_limited.clone(),
     );
-    limited
+    metrics
 });
 
 /// A caller's own limit on the calls it makes to one downstream.
@@ -125,12 +114,17 @@ pub enum Policy {
     Once,
 }
 
+/// Whether `method` (a method's name, `GetProduct`) reads by the naming rule
+/// every context's proto follows: `Get*`, `BatchGet*`, `List*`.
+fn reads(method: &str) -> bool {
+    ["Get", "BatchGet", "List"].iter().any(|p| method.starts_with(p))
+}
+
 /// The policy of the call to `path` (`/pkg.Service/Method`) with `headers`.
 #[must_use]
 pub fn policy(path: &str, headers: &http::HeaderMap) -> Policy {
     let method = path.rsplit('/').next().unwrap_or_default();
-    let query = ["Get", "BatchGet", "List"].iter().any(|p| method.starts_with(p))
-        || matches!(method, "VerifyCredentials" | "StreamEvents" | "Check");
+    let query = reads(method) || matches!(method, "VerifyCredentials" | "StreamEvents" | "Check");
     let idempotent = headers.get(IDEMPOTENCY_KEY).is_some_and(|k| !k.is_empty());
     let strata = path.starts_with("/strata.") || path.starts_with("/grpc.health.");
     if strata && (query || idempotent) {
@@ -144,8 +138,7 @@ pub fn policy(path: &str, headers: &http::HeaderMap) -> Policy {
 /// costs a little load and no effect. (`VerifyCredentials` is not: a password
 /// hash is expensive by design.)
 fn hedgeable(path: &str) -> bool {
-    let method = path.rsplit('/').next().unwrap_or_default();
-    path.starts_with("/strata.") && ["Get", "BatchGet", "List"].iter().any(|p| method.starts_with(p))
+    path.starts_with("/strata.") && reads(path.rsplit('/').next().unwrap_or_default())
 }
 
 /// Recent answer times of one method: a ring of samples, and the delay after
@@ -291,7 +284,7 @@ impl<S> Retrying<S> {
         self.limit = Some(Arc::new(RateLimit {
             limiter: governor::RateLimiter::direct(governor::Quota::per_second(per_second)),
             refusal: format!("client rate limit for {downstream}: {per_second} calls/s"),
-            counted: RATE_LIMITED.get_or_create(&labels).clone(),
+            counted: METRICS.rate_limited.get_or_create(&labels).clone(),
         }));
         self
     }
@@ -362,7 +355,8 @@ where
                 }
                 drop(outcome);
                 tracing::debug!(path = %parts.uri.path(), attempt, ?wait, "retrying a call");
-                RETRIES
+                METRICS
+                    .retries
                     .get_or_create(&crate::metrics::method_labels(parts.uri.path()))
                     .inc();
                 tokio::time::sleep(wait).await;
@@ -398,7 +392,8 @@ where
     if deadline.is_some_and(|d| Instant::now() >= d) || !budget.withdraw() {
         return first.await;
     }
-    HEDGES
+    METRICS
+        .hedges
         .get_or_create(&crate::metrics::method_labels(parts.uri.path()))
         .inc();
     tracing::debug!(path = %parts.uri.path(), ?delay, "hedging a read");
