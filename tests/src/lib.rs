@@ -10,8 +10,10 @@
 //! fails with one line saying so: PostgreSQL tests never skip silently.
 //!
 //! [`process`]: Strata binaries run for real, as operators run them.
+//! [`tls`]: a CA and certificates for TLS tests.
 
 pub mod process;
+pub mod tls;
 
 use std::{path::Path, process::Command, str::FromStr};
 

@@ -66,6 +66,7 @@ impl Service {
             metrics_listen: None,
             shutdown_grace: Duration::ZERO,
             registry: None,
+            tls: None,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(strata_data_service::run(settings, listener, async {

@@ -93,6 +93,31 @@ pub struct Flags {
     /// Seconds a registration outlives a crashed process (its lease's TTL).
     #[arg(long, env = "STRATA_REGISTRY_TTL_SECS", default_value = "5")]
     registry_ttl_secs: String,
+
+    /// Serve TLS only, with this certificate chain (PEM); with --tls-key.
+    #[arg(long, env = "STRATA_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+
+    /// The key of --tls-cert (PEM).
+    #[arg(long, env = "STRATA_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+
+    /// Mutual TLS: callers must present a certificate this CA (PEM) signed;
+    /// a call without one is refused with UNAUTHENTICATED (health and
+    /// reflection stay open unless --protect-health). Needs --tls-cert.
+    #[arg(long, env = "STRATA_TLS_CLIENT_CA", value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
+}
+
+/// The files TLS is served with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Its key (PEM).
+    pub key: PathBuf,
+    /// The CA that signs callers' certificates, for mutual TLS.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// Where and how to register, when registering.
@@ -139,6 +164,8 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Where to register, if anywhere.
     pub registry: Option<Registry>,
+    /// Serve TLS with these, if given.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Settings {
@@ -163,6 +190,7 @@ impl Settings {
             metrics_listen: None,
             shutdown_grace: Duration::ZERO,
             registry: None,
+            tls: None,
         }
     }
 }
@@ -371,7 +399,8 @@ impl Flags {
                 )
             })?),
         };
-        let registry = self.registry(listen)?;
+        let tls = self.tls()?;
+        let registry = self.registry(listen, tls.is_some())?;
         let service_token = env(strata_rpc::client::SERVICE_TOKEN_VAR);
         if service_token
             .as_ref()
@@ -396,12 +425,40 @@ impl Flags {
             metrics_listen,
             shutdown_grace,
             registry,
+            tls,
         })
     }
 
+    /// The TLS files, checked together (read when the server is mounted).
+    fn tls(&self) -> Result<Option<TlsFiles>, ConfigError> {
+        let path = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+        match (
+            path(&self.tls_cert),
+            path(&self.tls_key),
+            path(&self.tls_client_ca),
+        ) {
+            (None, None, None) => Ok(None),
+            (Some(cert), Some(key), client_ca) => Ok(Some(TlsFiles { cert, key, client_ca })),
+            (None, None, Some(_)) => Err(config_error(
+                "--tls-client-ca (STRATA_TLS_CLIENT_CA)",
+                "needs --tls-cert and --tls-key: mutual TLS is TLS first",
+            )),
+            (Some(_), None, _) => Err(config_error(
+                "--tls-key (STRATA_TLS_KEY)",
+                "is needed with --tls-cert",
+            )),
+            (None, Some(_), _) => Err(config_error(
+                "--tls-cert (STRATA_TLS_CERT)",
+                "is needed with --tls-key",
+            )),
+        }
+    }
+
     /// The registry settings, checked together: an advertised address is
-    /// needed when listening on a wildcard address.
-    fn registry(&self, listen: SocketAddr) -> Result<Option<Registry>, ConfigError> {
+    /// needed when listening on a wildcard address, and says `https://` when
+    /// serving TLS (the scheme is optional).
+    fn registry(&self, listen: SocketAddr, tls: bool) -> Result<Option<Registry>, ConfigError> {
+        let scheme = if tls { "https" } else { "http" };
         let advertise_setting = "--advertise (STRATA_ADVERTISE)";
         let advertise = match self.advertise.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
             None => None,
@@ -409,7 +466,7 @@ impl Flags {
                 let url = if raw.contains("://") {
                     raw.to_owned()
                 } else {
-                    format!("http://{raw}")
+                    format!("{scheme}://{raw}")
                 };
                 let uri: Result<http::Uri, _> = url.parse();
                 let usable = uri.as_ref().is_ok_and(|uri| {
@@ -421,7 +478,17 @@ impl Flags {
                 if !usable {
                     return Err(config_error(
                         advertise_setting,
-                        format!("{raw:?} is not an address such as http://10.0.0.3:50051"),
+                        format!("{raw:?} is not an address such as {scheme}://10.0.0.3:50051"),
+                    ));
+                }
+                if url.starts_with("https://") != tls {
+                    return Err(config_error(
+                        advertise_setting,
+                        if tls {
+                            format!("{raw:?} must be https:// when serving TLS (--tls-cert)")
+                        } else {
+                            format!("{raw:?} is https:// but TLS is not served (no --tls-cert)")
+                        },
                     ));
                 }
                 Some(url.trim_end_matches('/').to_owned())
@@ -599,6 +666,66 @@ mod tests {
             "a wildcard cannot be advertised"
         );
         assert!(err.problem.contains("0.0.0.0:50051"), "{err}");
+    }
+
+    #[test]
+    fn tls_settings() {
+        assert_eq!(resolve(&[], &[]).unwrap().tls, None, "plain text by default");
+        let set = resolve(
+            &[
+                "--tls-cert",
+                "c.pem",
+                "--tls-key",
+                "k.pem",
+                "--tls-client-ca",
+                "ca.pem",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            set.tls,
+            Some(TlsFiles {
+                cert: "c.pem".into(),
+                key: "k.pem".into(),
+                client_ca: Some("ca.pem".into()),
+            })
+        );
+        let tls = ["--tls-cert", "c.pem", "--tls-key", "k.pem"];
+        assert_eq!(resolve(&tls, &[]).unwrap().tls.unwrap().client_ca, None);
+        let err = resolve(&["--tls-cert", "c.pem"], &[]).unwrap_err();
+        assert_eq!(err.setting, "--tls-key (STRATA_TLS_KEY)");
+        let err = resolve(&["--tls-key", "k.pem"], &[]).unwrap_err();
+        assert_eq!(err.setting, "--tls-cert (STRATA_TLS_CERT)");
+        let err = resolve(&["--tls-client-ca", "ca.pem"], &[]).unwrap_err();
+        assert_eq!(err.setting, "--tls-client-ca (STRATA_TLS_CLIENT_CA)");
+
+        // Registered as https://, with or without the scheme given.
+        let registered = |extra: &[&str]| {
+            let mut args = vec!["--registry", "etcd://e:2379"];
+            args.extend_from_slice(extra);
+            resolve(&args, &[])
+        };
+        let with_tls = |advertise: &'static str| {
+            let mut args = tls.to_vec();
+            args.extend(["--advertise", advertise]);
+            registered(&args)
+        };
+        assert_eq!(
+            with_tls("10.0.0.3:50051")
+                .unwrap()
+                .registry
+                .unwrap()
+                .advertise
+                .as_deref(),
+            Some("https://10.0.0.3:50051")
+        );
+        assert!(with_tls("https://10.0.0.3:50051").is_ok());
+        let err = with_tls("http://10.0.0.3:50051").unwrap_err();
+        assert_eq!(err.setting, "--advertise (STRATA_ADVERTISE)");
+        assert!(err.problem.contains("https"), "{err}");
+        let err = registered(&["--advertise", "https://10.0.0.3:50051"]).unwrap_err();
+        assert_eq!(err.setting, "--advertise (STRATA_ADVERTISE)");
     }
 
     #[test]

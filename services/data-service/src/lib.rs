@@ -88,10 +88,11 @@ pub fn registrar(
         return Ok(None);
     };
     let etcd = strata_rpc::registry::Etcd::new(&registry.url).context("--registry (STRATA_REGISTRY)")?;
+    let scheme = if settings.tls.is_some() { "https" } else { "http" };
     let address = registry
         .advertise
         .clone()
-        .unwrap_or_else(|| format!("http://{bound}"));
+        .unwrap_or_else(|| format!("{scheme}://{bound}"));
     let contexts: Vec<&str> = settings.hosted.iter().map(|h| h.context).collect();
     Ok(Some(strata_rpc::registry::Registrar::new(
         etcd,
@@ -118,10 +119,18 @@ pub async fn mount(settings: &Settings) -> anyhow::Result<strata_rpc::Server> {
             )
         })?;
     }
+    let tls = match &settings.tls {
+        None => None,
+        Some(files) => Some(
+            strata_rpc::tls::ServerTls::from_files(&files.cert, &files.key, files.client_ca.as_deref())
+                .context("--tls-cert / --tls-key / --tls-client-ca (STRATA_TLS_*)")?,
+        ),
+    };
     let mut server = strata_rpc::Server::new()
         .drain_timeout(settings.drain_timeout)
         .shutdown_grace(settings.shutdown_grace)
-        .admission(settings.admission.clone());
+        .admission(settings.admission.clone())
+        .tls(tls);
     for hosted in &settings.hosted {
         let registered = CONTEXTS
             .iter()

@@ -80,6 +80,22 @@ pub struct EdgeFlags {
     /// The largest request body accepted (larger: 413).
     #[arg(long, env = "STRATA_MAX_BODY_BYTES", default_value_t = 64 * 1024, value_name = "BYTES")]
     pub max_body_bytes: usize,
+    /// The CA (PEM) that signed the data services' certificates: with it,
+    /// `https://` addresses are called over TLS (and `dns://` names too).
+    #[arg(long, env = "STRATA_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// This service's certificate (PEM), for data services that ask callers
+    /// for one (mutual TLS); with --tls-client-key and --tls-ca.
+    #[arg(long, env = "STRATA_TLS_CLIENT_CERT", value_name = "FILE", requires_all = ["tls_client_key", "tls_ca"])]
+    pub tls_client_cert: Option<PathBuf>,
+    /// The key of --tls-client-cert (PEM).
+    #[arg(
+        long,
+        env = "STRATA_TLS_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "tls_client_cert"
+    )]
+    pub tls_client_key: Option<PathBuf>,
     /// How logs are written: text for people, json for a collector.
     #[arg(
         long,
@@ -98,6 +114,23 @@ impl EdgeFlags {
             request: Duration::from_millis(self.request_timeout_ms),
             call: Duration::from_millis(self.call_timeout_ms),
         }
+    }
+
+    /// The TLS settings for calls to the data services, if any.
+    ///
+    /// # Errors
+    /// When a file cannot be read or does not hold a certificate (or key).
+    pub fn client_tls(&self) -> anyhow::Result<Option<strata_rpc::tls::ClientTls>> {
+        let Some(ca) = &self.tls_ca else {
+            return Ok(None);
+        };
+        strata_rpc::tls::ClientTls::from_files(
+            ca,
+            self.tls_client_cert.as_deref(),
+            self.tls_client_key.as_deref(),
+        )
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("--tls-ca / --tls-client-cert / --tls-client-key (STRATA_TLS_*): {e}"))
     }
 
     /// How long tokens live.

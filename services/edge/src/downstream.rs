@@ -8,7 +8,7 @@ use strata_proto::{
     inventory::v1::{stock_item_service_client::StockItemServiceClient, stock_item_service_server},
     ordering::v1::{order_service_client::OrderServiceClient, order_service_server},
 };
-use strata_rpc::client::{Call, RpcChannel, ServiceToken, channel};
+use strata_rpc::client::{Call, Credentials, RpcChannel, ServiceToken, channel};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -31,12 +31,17 @@ pub struct Downstream {
 
 impl Downstream {
     /// Clients of the data services `flags` name, presenting the service
-    /// credential of `STRATA_SERVICE_TOKEN`; they connect on first use.
+    /// credential of `STRATA_SERVICE_TOKEN` (and over TLS when `flags` say
+    /// so); they connect on first use.
     ///
     /// # Errors
-    /// When an address or the token is malformed (the message names its setting).
+    /// When an address, the token or a TLS file is malformed (the message
+    /// names its setting).
     pub fn new(flags: &EdgeFlags) -> anyhow::Result<Self> {
-        let token = ServiceToken::from_env()?;
+        let token = Credentials {
+            token: ServiceToken::from_env()?,
+            tls: flags.client_tls()?,
+        };
         let limit = std::num::NonZeroU32::new(flags.downstream_calls_per_sec);
         let open = |flag: &str, address: &str| {
             let downstream = flag.trim_end_matches("-addr");

@@ -4,8 +4,10 @@
 //! - [`ServiceAuthLayer`]: service-to-service authentication. With a service
 //!   token configured (`STRATA_SERVICE_TOKEN`), a call must carry
 //!   `authorization: Bearer <token>` (compared in constant time), else it is
-//!   refused with UNAUTHENTICATED before any handler runs. Health and
-//!   reflection stay open to orchestrators unless told otherwise.
+//!   refused with UNAUTHENTICATED before any handler runs. When the server
+//!   verifies client certificates ([`crate::tls`]), a call must also have come
+//!   on a connection that presented one. Health and reflection stay open to
+//!   orchestrators unless told otherwise.
 //! - [`ShedLayer`]: a concurrency limit that sheds load. Past the configured
 //!   number of calls in flight, a new call is refused at once with
 //!   RESOURCE_EXHAUSTED instead of queueing without bound. A call holds its
@@ -40,6 +42,7 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 #[derive(Debug, Clone)]
 pub struct ServiceAuthLayer {
     expected: Option<Arc<[u8]>>,
+    client_certificate: bool,
     protect_infrastructure: bool,
 }
 
@@ -50,8 +53,41 @@ impl ServiceAuthLayer {
     pub fn new(token: Option<&str>, protect_infrastructure: bool) -> Self {
         Self {
             expected: token.map(|t| Arc::from(format!("Bearer {t}").into_bytes())),
+            client_certificate: false,
             protect_infrastructure,
         }
+    }
+
+    /// Why `request` is refused, if it is: no client certificate when one is
+    /// required, or a token missing or wrong.
+    fn refusal<B>(&self, request: &http::Request<B>) -> Option<&'static str> {
+        if self.client_certificate && !crate::tls::has_client_certificate(request) {
+            return Some(
+                "this service needs a client certificate signed by its client CA (STRATA_TLS_CLIENT_CERT)",
+            );
+        }
+        let expected = self.expected.as_ref()?;
+        let presented = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .map_or(&[][..], http::HeaderValue::as_bytes);
+        // Constant time in the length of the expected value: a wrong token
+        // says nothing about how much of it was right.
+        if bool::from(presented.ct_eq(expected)) {
+            None
+        } else if presented.is_empty() {
+            Some("this service needs a service credential (authorization: Bearer <STRATA_SERVICE_TOKEN>)")
+        } else {
+            Some("the service credential is not valid")
+        }
+    }
+
+    /// Calls must also come on a connection that presented a client
+    /// certificate (the TLS handshake verified it against the client CA).
+    #[must_use]
+    pub fn client_certificate(mut self, required: bool) -> Self {
+        self.client_certificate = required;
+        self
     }
 }
 
@@ -89,25 +125,10 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        if let Some(expected) = &self.layer.expected {
-            let exempt = !self.layer.protect_infrastructure && is_infrastructure(request.uri().path());
-            if !exempt {
-                let presented = request
-                    .headers()
-                    .get(http::header::AUTHORIZATION)
-                    .map_or(&[][..], http::HeaderValue::as_bytes);
-                // Constant time in the length of the expected value: a wrong
-                // token says nothing about how much of it was right.
-                if !bool::from(presented.ct_eq(expected)) {
-                    let message = if presented.is_empty() {
-                        "this service needs a service credential (authorization: Bearer <STRATA_SERVICE_TOKEN>)"
-                    } else {
-                        "the service credential is not valid"
-                    };
-                    let refused = Status::unauthenticated(message).into_http();
-                    return Box::pin(async move { Ok(refused) });
-                }
-            }
+        let exempt = !self.layer.protect_infrastructure && is_infrastructure(request.uri().path());
+        if let Some(refusal) = (!exempt).then(|| self.layer.refusal(&request)).flatten() {
+            let refused = Status::unauthenticated(refusal).into_http();
+            return Box::pin(async move { Ok(refused) });
         }
         Box::pin(self.inner.call(request))
     }

@@ -93,6 +93,22 @@ impl std::fmt::Debug for ServiceToken {
     }
 }
 
+/// What a caller presents and trusts: the service token, and TLS settings for
+/// `https://` addresses ([`crate::tls`]).
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// Sent on every call.
+    pub token: ServiceToken,
+    /// For `https://` addresses; without it such an address is refused.
+    pub tls: Option<crate::tls::ClientTls>,
+}
+
+impl From<ServiceToken> for Credentials {
+    fn from(token: ServiceToken) -> Self {
+        Self { token, tls: None }
+    }
+}
+
 impl Interceptor for ServiceToken {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
         if let Some(token) = &self.0 {
@@ -103,9 +119,10 @@ impl Interceptor for ServiceToken {
 }
 
 /// A channel to `downstream` (what it is called in logs, errors and metrics:
-/// `inventory`) at `addresses`, presenting `token`; it connects on first use.
-/// The addresses are one of:
-/// - `http://host:port`, or several separated by commas (replicas, balanced);
+/// `inventory`) at `addresses`, presenting `credentials` (a [`ServiceToken`]
+/// will do); it connects on first use. The addresses are one of:
+/// - `http://host:port` (`https://` for TLS), or several separated by commas
+///   (replicas, balanced);
 /// - `dns://host:port`: every address the name resolves to, resolved again
 ///   every [`DNS_REFRESH`];
 /// - `etcd://host:port[,host:port…][/name]`: the instances registered in etcd
@@ -115,8 +132,14 @@ impl Interceptor for ServiceToken {
 /// within a Tokio runtime (the balancer's buffer runs as a task).
 ///
 /// # Errors
-/// When an address is not a URI, or there is none.
-pub fn channel(downstream: &str, addresses: &str, token: ServiceToken) -> Result<RpcChannel, ClientError> {
+/// When an address is not a URI, or there is none, or an `https://` address
+/// comes without TLS settings.
+pub fn channel(
+    downstream: &str,
+    addresses: &str,
+    credentials: impl Into<Credentials>,
+) -> Result<RpcChannel, ClientError> {
+    let token = credentials.into();
     if let Some(name) = addresses.trim().strip_prefix("dns://") {
         return dns_channel(downstream, name, token);
     }
@@ -140,11 +163,23 @@ pub fn channel(downstream: &str, addresses: &str, token: ServiceToken) -> Result
 /// One endpoint's stack: its breaker, the service credential, its channel.
 type EndpointStack = crate::breaker::Breaker<InterceptedService<tonic::transport::Channel, ServiceToken>>;
 
-fn endpoint(downstream: &str, address: &str, token: &ServiceToken) -> Result<EndpointStack, ClientError> {
-    let endpoint = Endpoint::from_shared(address.to_owned()).map_err(|source| ClientError::Address {
+fn endpoint(
+    downstream: &str,
+    address: &str,
+    credentials: &Credentials,
+) -> Result<EndpointStack, ClientError> {
+    let malformed = |source| ClientError::Address {
         address: address.to_owned(),
         source,
-    })?;
+    };
+    let mut endpoint = Endpoint::from_shared(address.to_owned()).map_err(malformed)?;
+    if endpoint.uri().scheme_str() == Some("https") {
+        let tls = credentials
+            .tls
+            .as_ref()
+            .ok_or_else(|| ClientError::NoTls(address.to_owned()))?;
+        endpoint = endpoint.tls_config(tls.config()).map_err(malformed)?;
+    }
     let channel = endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
@@ -153,7 +188,7 @@ fn endpoint(downstream: &str, address: &str, token: &ServiceToken) -> Result<End
         .connect_lazy();
     Ok(crate::breaker::Breaker::new(
         &format!("{downstream}@{address}"),
-        InterceptedService::new(channel, token.clone()),
+        InterceptedService::new(channel, credentials.token.clone()),
     ))
 }
 
@@ -173,8 +208,22 @@ where
 {
     Balanced::new(tower::util::MapErr::new(
         tower::buffer::Buffer::new(balance, 1024),
-        |error: BoxError| Status::from_error(error),
+        transport_failure,
     ))
+}
+
+/// What a caller is told when a call failed below gRPC (connecting, TLS,
+/// HTTP/2) and no service answered: UNAVAILABLE, as gRPC's status codes say
+/// of transport failures (tonic says UNKNOWN "transport error"), with the
+/// cause in the message.
+fn transport_failure(error: BoxError) -> Status {
+    let status = Status::from_error(error);
+    if status.code() != tonic::Code::Unknown {
+        return status;
+    }
+    let cause =
+        std::error::Error::source(&status).map_or_else(|| status.message().to_owned(), crate::error_chain);
+    Status::unavailable(cause)
 }
 
 /// How often a DNS name is resolved again.
@@ -182,19 +231,31 @@ pub const DNS_REFRESH: Duration = Duration::from_secs(5);
 
 /// `dns://host:port`: every address the name resolves to (A and AAAA) is an
 /// endpoint, resolved again every [`DNS_REFRESH`]. A failed resolution keeps
-/// the set it had and is tried again.
-fn dns_channel(downstream: &str, name: &str, token: ServiceToken) -> Result<RpcChannel, ClientError> {
+/// the set it had and is tried again. With TLS settings, the endpoints are
+/// called over TLS and their certificate must name `host`.
+fn dns_channel(
+    downstream: &str,
+    name: &str,
+    mut credentials: Credentials,
+) -> Result<RpcChannel, ClientError> {
     let (host, port) = name
         .rsplit_once(':')
         .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)))
         .ok_or_else(|| ClientError::NoAddress(format!("{downstream}: dns://{name} needs host:port")))?;
+    let scheme = match credentials.tls.take() {
+        Some(tls) => {
+            credentials.tls = Some(tls.for_name(&host));
+            "https"
+        }
+        None => "http",
+    };
     let (sets, found) = tokio::sync::mpsc::channel(1);
     let name = downstream.to_owned();
     tokio::spawn(async move {
         loop {
             match tokio::net::lookup_host((host.as_str(), port)).await {
                 Ok(addresses) => {
-                    let set = addresses.map(|a| format!("http://{a}")).collect();
+                    let set = addresses.map(|a| format!("{scheme}://{a}")).collect();
                     if sets.send(set).await.is_err() {
                         return;
                     }
@@ -210,13 +271,13 @@ fn dns_channel(downstream: &str, name: &str, token: ServiceToken) -> Result<RpcC
             }
         }
     });
-    Ok(discovered(downstream, "DNS", found, token))
+    Ok(discovered(downstream, "DNS", found, credentials))
 }
 
 /// `etcd://host:port[,host:port…][/name]`: the instances registered in etcd
 /// for `name` (by default the downstream's own name, e.g. `inventory`),
 /// followed with a watch ([`crate::registry`]).
-fn etcd_channel(downstream: &str, url: &str, token: ServiceToken) -> Result<RpcChannel, ClientError> {
+fn etcd_channel(downstream: &str, url: &str, token: Credentials) -> Result<RpcChannel, ClientError> {
     let (members, context) = match url.strip_prefix("etcd://").and_then(|rest| rest.split_once('/')) {
         Some((members, context)) if !context.is_empty() => (format!("etcd://{members}"), context),
         _ => (url.to_owned(), downstream),
@@ -233,7 +294,7 @@ fn discovered(
     downstream: &str,
     source: &'static str,
     mut found: tokio::sync::mpsc::Receiver<std::collections::BTreeSet<String>>,
-    token: ServiceToken,
+    token: Credentials,
 ) -> RpcChannel {
     let (changes, discovered) = tokio::sync::mpsc::channel(64);
     let guard = crate::breaker::Breakers::new::<()>(&[], ());
@@ -296,6 +357,12 @@ pub enum ClientError {
     /// No address was given.
     #[error("no address for {0}")]
     NoAddress(String),
+    /// An `https://` address, and no CA to trust.
+    #[error("{0} is https:// and no CA is configured to verify it ({ca})", ca = crate::tls::CA_VAR)]
+    NoTls(String),
+    /// The TLS settings cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[source] crate::tls::TlsError),
     /// The registry address is malformed.
     #[error(transparent)]
     Registry(crate::registry::RegistryError),

@@ -22,7 +22,8 @@
 //! service-to-service authentication and load shedding; `metrics.rs` the
 //! Prometheus registry and `/metrics`; `registry.rs` registration and discovery
 //! on etcd; `retry.rs` and `breaker.rs` the client's retries and breakers;
-//! `telemetry.rs` the log subscriber and format.
+//! `telemetry.rs` the log subscriber and format; `trace.rs` trace context
+//! across processes; `tls.rs` TLS and client certificates.
 
 pub mod admission;
 pub mod breaker;
@@ -33,6 +34,7 @@ pub mod registry;
 pub mod retry;
 mod shutdown;
 pub mod telemetry;
+pub mod tls;
 pub mod trace;
 
 pub use call_log::{X_REQUEST_ID, record_request_id};
@@ -106,6 +108,7 @@ pub struct Server {
     shutdown_grace: Duration,
     admission: Admission,
     registrar: Option<registry::Registrar>,
+    tls: Option<tls::ServerTls>,
 }
 
 impl Default for Server {
@@ -125,6 +128,7 @@ impl Server {
             shutdown_grace: Duration::ZERO,
             admission: Admission::default(),
             registrar: None,
+            tls: None,
         }
     }
 
@@ -167,6 +171,14 @@ impl Server {
     #[must_use]
     pub fn registrar(mut self, registrar: Option<registry::Registrar>) -> Self {
         self.registrar = registrar;
+        self
+    }
+
+    /// Serves TLS only, when given ([`tls`]); with a client CA, callers need a
+    /// certificate it signed (health and reflection as [`Admission`] says).
+    #[must_use]
+    pub fn tls(mut self, tls: Option<tls::ServerTls>) -> Self {
+        self.tls = tls;
         self
     }
 
@@ -236,7 +248,12 @@ impl Server {
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
         let (stop_streams, end_streams) = shutdown::end_streams();
-        let server = tonic::transport::Server::builder()
+        let builder = tonic::transport::Server::builder();
+        let builder = match &self.tls {
+            Some(tls) => builder.tls_config(tls.config()).map_err(ServeError::Transport)?,
+            None => builder,
+        };
+        let server = builder
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             // Outermost: the call log sees the status the stream ended with,
@@ -244,10 +261,13 @@ impl Server {
             .layer(call_log::CallLogLayer)
             .layer(end_streams)
             // Authentication before the limit: a refused caller takes no place.
-            .layer(admission::ServiceAuthLayer::new(
-                self.admission.service_token.as_deref(),
-                self.admission.protect_health,
-            ))
+            .layer(
+                admission::ServiceAuthLayer::new(
+                    self.admission.service_token.as_deref(),
+                    self.admission.protect_health,
+                )
+                .client_certificate(self.tls.as_ref().is_some_and(tls::ServerTls::verifies_clients)),
+            )
             .layer(admission::ShedLayer::new(self.admission.max_concurrent_calls))
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, async move {
@@ -257,7 +277,7 @@ impl Server {
                 stop_streams.stop();
             });
         tokio::pin!(server);
-        tracing::info!(address = ?local, services = ?self.names, "serving");
+        tracing::info!(address = ?local, services = ?self.names, tls = self.tls.is_some(), "serving");
         let registration = self.registrar.map(registry::Registrar::start);
 
         tokio::select! {
@@ -288,6 +308,19 @@ impl Server {
             }
         }
     }
+}
+
+/// An error with its sources, one after the other: tonic's own message for a
+/// transport failure is only "transport error".
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 async fn set_status(health: &HealthReporter, names: &[&'static str], status: ServingStatus) {

@@ -17,6 +17,7 @@ use std::{
 
 use prost::Message as _;
 use strata_rpc::telemetry::{self, LogFormat};
+use strata_testkit::tls::TestCa;
 use tokio::{
     sync::{mpsc, oneshot, watch},
     task::JoinHandle,
@@ -1076,4 +1077,131 @@ async fn a_dns_name_is_resolved_into_endpoints() {
     );
     let _ = running.stop.send(());
     running.task.await.unwrap().unwrap();
+}
+
+/// `Pass`, then health, through the client stack at `address` with `tls`.
+async fn pass_and_health(
+    address: &str,
+    tls: Option<strata_rpc::tls::ClientTls>,
+) -> (Result<(), tonic::Status>, Result<i32, tonic::Status>) {
+    let credentials = strata_rpc::client::Credentials {
+        token: strata_rpc::client::ServiceToken::default(),
+        tls,
+    };
+    let channel = strata_rpc::client::channel("gate", address, credentials).unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.unwrap();
+    let passed = grpc
+        .unary(
+            tonic::Request::new(()),
+            http::uri::PathAndQuery::from_static(GATE_PASS),
+            ProstCodec::<(), ()>::default(),
+        )
+        .await
+        .map(tonic::Response::into_inner);
+    let health = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner().status);
+    (passed, health)
+}
+
+#[tokio::test]
+async fn with_mutual_tls_only_callers_with_a_certificate_from_the_client_ca_get_in() {
+    let ca = TestCa::new("strata test CA");
+    let other = TestCa::new("someone else's CA");
+    let (server_cert, server_key) = ca.sign(&["localhost"]);
+    let (client_cert, client_key) = ca.sign(&["storefront"]);
+    let (rogue_cert, rogue_key) = other.sign(&["storefront"]);
+    let (gate, control) = Gate::new();
+    let _ = control.open.send(true);
+    let tls = strata_rpc::tls::ServerTls::from_pem(
+        server_cert.as_bytes(),
+        server_key.as_bytes(),
+        Some(ca.pem.as_bytes()),
+    )
+    .unwrap();
+    assert!(tls.verifies_clients());
+    let running = serve(strata_rpc::Server::new().host(gate).tls(Some(tls))).await;
+    let https = format!("https://localhost:{}", running.address.port());
+    let client = |ca: &str, identity: Option<(&str, &str)>| {
+        strata_rpc::tls::ClientTls::from_pem(
+            ca.as_bytes(),
+            identity.map(|(c, k)| (c.as_bytes(), k.as_bytes())),
+        )
+        .unwrap()
+    };
+
+    // With a certificate the client CA signed: served.
+    let (passed, health) =
+        pass_and_health(&https, Some(client(&ca.pem, Some((&client_cert, &client_key))))).await;
+    passed.unwrap();
+    assert_eq!(health.unwrap(), ServingStatus::Serving as i32);
+
+    // Without one: refused with UNAUTHENTICATED, saying why; health still answers.
+    let (passed, health) = pass_and_health(&https, Some(client(&ca.pem, None))).await;
+    let refused = passed.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    assert!(refused.message().contains("client certificate"), "{refused:?}");
+    assert_eq!(health.unwrap(), ServingStatus::Serving as i32);
+
+    // With one another CA signed: the handshake fails, nothing is served.
+    let (passed, health) =
+        pass_and_health(&https, Some(client(&ca.pem, Some((&rogue_cert, &rogue_key))))).await;
+    let refused = passed.unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    // The cause reaches the caller, not just "transport error".
+    assert!(refused.message().contains("UnknownCA"), "{refused:?}");
+    assert_eq!(health.unwrap_err().code(), Code::Unavailable);
+
+    // A caller that does not trust the server's CA does not talk to it.
+    let (passed, _) = pass_and_health(
+        &https,
+        Some(client(&other.pem, Some((&client_cert, &client_key)))),
+    )
+    .await;
+    let refused = passed.unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(
+        refused.message().contains("invalid peer certificate"),
+        "{refused:?}"
+    );
+
+    // Plain text to a TLS server: nothing is served.
+    let (passed, health) = pass_and_health(&format!("http://{}", running.address), None).await;
+    assert_eq!(passed.unwrap_err().code(), Code::Unavailable);
+    assert_eq!(health.unwrap_err().code(), Code::Unavailable);
+
+    let _ = running.stop.send(());
+    running.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn tls_settings_that_cannot_work_are_refused_before_any_call() {
+    let ca = TestCa::new("strata test CA");
+    let (cert, key) = ca.sign(&["localhost"]);
+    // An https:// address needs a CA to verify it with.
+    let error = strata_rpc::client::channel(
+        "gate",
+        "https://localhost:1",
+        strata_rpc::client::ServiceToken::default(),
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("STRATA_TLS_CA"), "{error}");
+    // Malformed PEM, a key that is not the certificate's, a missing file.
+    assert!(strata_rpc::tls::ServerTls::from_pem(b"not pem", key.as_bytes(), None).is_err());
+    let (_, other_key) = ca.sign(&["localhost"]);
+    assert!(strata_rpc::tls::ServerTls::from_pem(cert.as_bytes(), other_key.as_bytes(), None).is_err());
+    strata_rpc::tls::ServerTls::from_pem(cert.as_bytes(), key.as_bytes(), None).unwrap();
+    assert!(strata_rpc::tls::ClientTls::from_pem(b"not pem", None).is_err());
+    let missing = std::path::Path::new("/nonexistent/strata-ca.pem");
+    let error = strata_rpc::tls::ClientTls::from_files(missing, None, None).unwrap_err();
+    assert!(
+        error.to_string().contains("/nonexistent/strata-ca.pem"),
+        "{error}"
+    );
+    let error = strata_rpc::tls::ClientTls::from_files(missing, Some(missing), None).unwrap_err();
+    assert!(matches!(error, strata_rpc::tls::TlsError::Unpaired), "{error}");
 }
