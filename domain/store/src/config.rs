@@ -156,6 +156,35 @@ mod tests {
             assert_eq!(wrapped.to_string(), shown);
             assert!(!format!("{wrapped:?}").contains("s3cret"));
             assert!(!format!("{:?}", StoreConfig::new(url)).contains("p@ss@"));
+            // What connects keeps the password.
+            assert_eq!(wrapped.expose(), url);
         }
+    }
+
+    #[test]
+    fn the_url_names_its_backend() {
+        for (url, postgres, sqlite) in [
+            ("postgres://app@db/shop", true, false),
+            ("postgresql://app@db/shop", true, false),
+            ("sqlite://var/catalog.db", false, true),
+            ("sqlite:var/catalog.db", false, true),
+            ("mysql://app@db/shop", false, false),
+            ("var/catalog.db", false, false),
+        ] {
+            let url = StoreUrl::new(url);
+            assert_eq!(url.is_postgres(), postgres, "{url}");
+            assert_eq!(url.is_sqlite(), sqlite, "{url}");
+        }
+    }
+
+    #[test]
+    fn the_defaults_are_the_documented_ones() {
+        let config = StoreConfig::new("sqlite://var/catalog.db");
+        assert_eq!(config.url.expose(), "sqlite://var/catalog.db");
+        // README: a retry within 24 h returns the first result; a statement
+        // may run for 30 s; a process opens at most 8 connections per context.
+        assert_eq!(config.idempotency_retention, Duration::from_secs(86_400));
+        assert_eq!(config.max_connections, 8);
+        assert_eq!(config.statement_timeout, Duration::from_secs(30));
     }
 }

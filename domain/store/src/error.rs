@@ -166,11 +166,210 @@ impl From<StoreError> for SaveError {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use std::{borrow::Cow, sync::Arc};
 
-    use strata_kernel::Error;
+    use sqlx::error::{DatabaseError, ErrorKind};
+    use strata_kernel::{Error, execute::SaveError};
 
-    use super::StoreError;
+    use super::{StoreError, classify};
+
+    /// A driver's database error as PostgreSQL or SQLite report it: a code, a
+    /// kind, a message and, on PostgreSQL, the constraint's name.
+    #[derive(Debug)]
+    struct Db {
+        code: &'static str,
+        unique: bool,
+        message: &'static str,
+        constraint: Option<&'static str>,
+    }
+
+    impl std::fmt::Display for Db {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.message)
+        }
+    }
+
+    impl std::error::Error for Db {}
+
+    impl DatabaseError for Db {
+        fn message(&self) -> &str {
+            self.message
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.code))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn constraint(&self) -> Option<&str> {
+            self.constraint
+        }
+        fn kind(&self) -> ErrorKind {
+            if self.unique {
+                ErrorKind::UniqueViolation
+            } else {
+                ErrorKind::Other
+            }
+        }
+    }
+
+    /// A database error with `code` and nothing else.
+    fn code(code: &'static str) -> sqlx::Error {
+        sqlx::Error::Database(Box::new(Db {
+            code,
+            unique: false,
+            message: "failed",
+            constraint: None,
+        }))
+    }
+
+    /// A unique violation, of the PostgreSQL constraint `constraint` or, with
+    /// `None`, as SQLite reports it (`message` names the columns).
+    fn unique(code: &'static str, constraint: Option<&'static str>, message: &'static str) -> sqlx::Error {
+        sqlx::Error::Database(Box::new(Db {
+            code,
+            unique: true,
+            message,
+            constraint,
+        }))
+    }
+
+    fn kind(error: &StoreError) -> &'static str {
+        match error {
+            StoreError::UniqueViolation { .. } => "unique",
+            StoreError::RequestAlreadyRecorded => "recorded",
+            StoreError::Contention(_) => "contention",
+            StoreError::Timeout(_) => "timeout",
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Corrupt(_) => "corrupt",
+            StoreError::Other(_) => "other",
+            StoreError::Shared(_) => "shared",
+        }
+    }
+
+    #[test]
+    fn driver_errors_are_sorted_by_what_a_context_does_about_them() {
+        for (error, expected) in [
+            // Retried at once: serialization failure, deadlock, SQLite busy
+            // (also its extended codes, whose low byte is 5).
+            (code("40001"), "contention"),
+            (code("40P01"), "contention"),
+            (code("5"), "contention"),
+            (code("261"), "contention"),
+            (code("517"), "contention"),
+            // PostgreSQL cancelled the statement at its time limit.
+            (code("57014"), "timeout"),
+            // Connection exceptions, insufficient resources, the server
+            // shutting down, a locked SQLite file: retrying later may help.
+            (code("08006"), "unavailable"),
+            (code("53300"), "unavailable"),
+            (code("57P01"), "unavailable"),
+            (code("6"), "unavailable"),
+            (code("262"), "unavailable"),
+            (sqlx::Error::PoolTimedOut, "unavailable"),
+            (sqlx::Error::PoolClosed, "unavailable"),
+            (sqlx::Error::WorkerCrashed, "unavailable"),
+            (
+                sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()),
+                "unavailable",
+            ),
+            // Anything else is a failure: a foreign key, a permission refused
+            // (42501: five digits whose low byte is SQLite's busy code, 5), a
+            // syntax error, a class merely starting like another (0800 is not
+            // a PostgreSQL code), a row that is not there.
+            (code("23503"), "other"),
+            (code("42501"), "other"),
+            (code("42601"), "other"),
+            (code("0800"), "other"),
+            (code("1"), "other"),
+            (sqlx::Error::RowNotFound, "other"),
+        ] {
+            let shown = format!("{error:?}");
+            assert_eq!(kind(&classify(error)), expected, "{shown}");
+        }
+    }
+
+    #[test]
+    fn a_unique_violation_names_its_constraint_or_its_columns() {
+        let postgres = classify(unique(
+            "23505",
+            Some("product_sku_key"),
+            "duplicate key value violates unique constraint \"product_sku_key\"",
+        ));
+        assert_eq!(kind(&postgres), "unique");
+        assert!(postgres.is_unique("product_sku_key", "product.sku"));
+        assert!(!postgres.is_unique("account_email_key", "account.email"));
+
+        let sqlite = classify(unique("2067", None, "UNIQUE constraint failed: product.sku"));
+        assert_eq!(kind(&sqlite), "unique");
+        assert!(sqlite.is_unique("product_sku_key", "product.sku"));
+        assert!(!sqlite.is_unique("account_email_key", "account.email"));
+        // SQLite lists the columns of a composite key with ", ".
+        let composite = classify(unique(
+            "2067",
+            None,
+            "UNIQUE constraint failed: stock.sku, stock.warehouse",
+        ));
+        assert!(composite.is_unique("stock_key", "stock.sku,stock.warehouse"));
+
+        // A unique violation of the shared idempotency table: a concurrent
+        // retry recorded the command first.
+        for recorded in [
+            unique("23505", Some("idempotency_pkey"), "duplicate key value"),
+            unique("1555", None, "UNIQUE constraint failed: idempotency.request_id"),
+        ] {
+            assert_eq!(kind(&classify(recorded)), "recorded");
+        }
+
+        // Nothing else is a unique violation.
+        assert!(!StoreError::Other(sqlx::Error::RowNotFound).is_unique("product_sku_key", "product.sku"));
+        assert!(!classify(code("23505")).is_unique("product_sku_key", "product.sku"));
+    }
+
+    #[test]
+    fn only_contention_is_retried_at_once() {
+        for contention in ["40001", "40P01", "5", "261"] {
+            assert!(StoreError::is_contention(&code(contention)), "{contention}");
+        }
+        for other in ["57014", "08006", "6", "42501", "23505"] {
+            assert!(!StoreError::is_contention(&code(other)), "{other}");
+        }
+        assert!(!StoreError::is_contention(&sqlx::Error::PoolTimedOut));
+    }
+
+    #[test]
+    fn a_callers_error_keeps_the_kind_a_client_acts_on() {
+        assert!(matches!(
+            Error::from(StoreError::Unavailable(sqlx::Error::PoolTimedOut)),
+            Error::Unavailable(_)
+        ));
+        assert!(matches!(
+            Error::from(StoreError::Timeout(code("57014"))),
+            Error::DeadlineExceeded(_)
+        ));
+        assert!(matches!(
+            Error::from(StoreError::Contention(code("40001"))),
+            Error::Contention(_)
+        ));
+        assert!(matches!(
+            Error::from(StoreError::Other(code("42601"))),
+            Error::Internal(_)
+        ));
+        assert!(matches!(
+            SaveError::from(StoreError::RequestAlreadyRecorded),
+            SaveError::RequestAlreadyRecorded
+        ));
+        assert!(matches!(
+            SaveError::from(StoreError::Timeout(code("57014"))),
+            SaveError::Failed(Error::DeadlineExceeded(_))
+        ));
+    }
 
     #[test]
     fn a_shared_failure_keeps_its_kind() {

@@ -6,7 +6,9 @@
 //!   statement timeout) and [`StoreUrl`], which never prints its password.
 //! - [`value`]: [`Param`] and [`Row`]: a context writes its statements once and
 //!   binds and reads values the same way on both backends.
-//! - [`error`]: [`StoreError`] and the one classification of driver errors.
+//! - [`error`]: [`StoreError`] and the one classification of driver errors;
+//!   `retry`: a statement that failed on contention runs again, a bounded
+//!   number of times.
 //! - [`Store`] (here): open a context's store from its URL (its own PostgreSQL
 //!   schema or its own SQLite file) and run its migrations, then the command
 //!   path (a consistent read of the aggregate with its idempotency record; an
@@ -30,6 +32,7 @@ pub mod batch;
 pub mod config;
 pub mod error;
 mod postgres;
+mod retry;
 mod sqlite;
 pub mod table;
 pub mod value;
@@ -46,6 +49,7 @@ use uuid::Uuid;
 pub use batch::{Batched, ReadByKey};
 pub use config::{StoreConfig, StoreUrl};
 pub use error::StoreError;
+use retry::retrying;
 pub use value::{Param, Row};
 
 /// How often a statement that failed on contention (serialization failure,
@@ -726,26 +730,6 @@ async fn fetch_all(backend: &Backend, sql: Sql, params: Vec<Param>) -> Result<Ve
         }
     })
     .await
-}
-
-/// Runs `attempt` again, a bounded number of times with a short growing pause,
-/// while it fails on contention; then [`StoreError::Contention`].
-async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T, StoreError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, StoreError>>,
-{
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        match attempt().await {
-            Err(StoreError::Contention(error)) if tries < CONTENTION_RETRIES => {
-                tracing::debug!(%error, tries, "contention; running the statement again");
-                tokio::time::sleep(Duration::from_millis(2 << tries)).await;
-            }
-            other => return other,
-        }
-    }
 }
 
 /// What both backends do once `decide` has chosen inside the transaction.

@@ -188,17 +188,11 @@ impl Row {
 
     /// How many columns it has.
     #[must_use]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             Self::Postgres(row) => row.len(),
             Self::Sqlite(row) => row.len(),
         }
-    }
-
-    /// Whether it has no column.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// A version column read back as a [`strata_kernel::Version`].
@@ -229,4 +223,129 @@ pub fn version_from(value: i64) -> Result<strata_kernel::Version, StoreError> {
 pub fn version_to(version: strata_kernel::Version) -> Result<i64, StoreError> {
     i64::try_from(version.get())
         .map_err(|_| StoreError::Corrupt(format!("version {version} does not fit a store").into()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use sqlx::Connection as _;
+    use time::macros::datetime;
+
+    use super::*;
+
+    /// The one row `sql` selects from an in-memory SQLite database, with
+    /// `params` bound as every statement of a context binds them.
+    async fn select(sql: &str, params: Vec<Param>) -> Row {
+        let mut connection = sqlx::SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        let query = params
+            .into_iter()
+            .fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |q, p| p.bind_sqlite(q));
+        Row::Sqlite(query.fetch_one(&mut connection).await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn every_value_reads_back_as_it_was_bound() {
+        let id = Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        let at = datetime!(2026-11-25 15:01:23.5 UTC);
+        let json = serde_json::json!({"v": 1, "name": "Lamp"});
+        let row = select(
+            "select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13",
+            vec![
+                Param::Uuid(id),
+                Param::Text("Lamp".to_owned()),
+                Param::OptText(None),
+                Param::Int(-42),
+                Param::OptInt(Some(7)),
+                Param::OptInt(None),
+                Param::Time(at),
+                Param::Bytes(vec![1, 2, 3]),
+                Param::Json(json.clone()),
+                Param::Uuid(id),
+                Param::Int(3),
+                Param::Int(0),
+                Param::OptText(Some("x".to_owned())),
+            ],
+        )
+        .await;
+        assert_eq!(row.len(), 13);
+        assert_eq!(row.uuid(0).unwrap(), id);
+        assert_eq!(row.opt_uuid(0).unwrap(), Some(id));
+        assert_eq!(row.opt_uuid(2).unwrap(), None);
+        assert_eq!(row.text(1).unwrap(), "Lamp");
+        assert_eq!(row.get::<Option<String>>(2).unwrap(), None);
+        assert_eq!(row.get::<Option<String>>(12).unwrap().as_deref(), Some("x"));
+        assert_eq!(row.int(3).unwrap(), -42);
+        assert_eq!(row.opt_int(4).unwrap(), Some(7));
+        assert_eq!(row.opt_int(5).unwrap(), None);
+        assert_eq!(row.time(6).unwrap(), at);
+        assert_eq!(row.opt_bytes(7).unwrap(), Some(vec![1, 2, 3]));
+        assert_eq!(row.opt_bytes(2).unwrap(), None);
+        assert_eq!(row.opt_json(8).unwrap(), Some(json));
+        assert_eq!(row.opt_json(2).unwrap(), None);
+        assert_eq!(row.version(10).unwrap(), strata_kernel::Version::new(3));
+        assert!(row.is_null(2).unwrap());
+        assert!(!row.is_null(1).unwrap());
+        assert!(!row.is_null(11).unwrap(), "0 is not NULL");
+    }
+
+    #[tokio::test]
+    async fn a_column_that_is_missing_or_of_another_type_is_corrupt() {
+        let row = select(
+            "select $1, $2",
+            vec![Param::Text("Lamp".to_owned()), Param::OptText(None)],
+        )
+        .await;
+        assert!(matches!(row.int(0), Err(StoreError::Corrupt(_))));
+        assert!(
+            matches!(row.text(2), Err(StoreError::Corrupt(_))),
+            "no such column"
+        );
+        assert!(
+            matches!(row.uuid(1), Err(StoreError::Corrupt(_))),
+            "NULL is not a UUID"
+        );
+        assert!(matches!(row.is_null(2), Err(StoreError::Corrupt(_))));
+    }
+
+    #[tokio::test]
+    async fn lists_bind_as_one_parameter_each_element_read_back() {
+        let ids = [Uuid::from_u128(1), Uuid::from_u128(u128::MAX)];
+        let row = select(
+            "select (select group_concat(hex(unhex(value)), ',') from json_each($1)), \
+                    (select group_concat(value, ',') from json_each($2))",
+            vec![
+                Param::Uuids(ids.to_vec()),
+                Param::Texts(vec!["a b".to_owned(), "\"c\"".to_owned()]),
+            ],
+        )
+        .await;
+        let hex: Vec<String> = ids
+            .iter()
+            .map(|id| id.simple().to_string().to_uppercase())
+            .collect();
+        assert_eq!(row.text(0).unwrap(), hex.join(","));
+        assert_eq!(row.text(1).unwrap(), "a b,\"c\"");
+    }
+
+    #[test]
+    fn a_stored_version_is_positive() {
+        assert_eq!(version_from(1).unwrap(), strata_kernel::Version::new(1));
+        assert_eq!(version_from(42).unwrap(), strata_kernel::Version::new(42));
+        for corrupt in [0, -1, i64::MIN] {
+            assert!(
+                matches!(version_from(corrupt), Err(StoreError::Corrupt(_))),
+                "{corrupt}"
+            );
+        }
+        assert_eq!(version_to(strata_kernel::Version::new(42)).unwrap(), 42);
+        assert_eq!(
+            version_to(strata_kernel::Version::new(i64::MAX as u64)).unwrap(),
+            i64::MAX
+        );
+        assert!(matches!(
+            version_to(strata_kernel::Version::new(u64::MAX)),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
 }

@@ -301,5 +301,178 @@ mod tests {
     #[test]
     fn a_short_secret_is_refused() {
         assert!(Keys::new(b"short", Duration::from_secs(1)).is_err());
+        assert!(Keys::new(&[7; MIN_SECRET_LEN - 1], Duration::from_secs(1)).is_err());
+        assert!(Keys::new(&[7; MIN_SECRET_LEN], Duration::from_secs(1)).is_ok());
+    }
+
+    #[test]
+    fn staff_and_admins_are_staff_customers_are_not() {
+        let principal = |roles: &[&str]| Principal {
+            account_id: Uuid::now_v7(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        };
+        assert!(principal(&[role::STAFF]).is_staff());
+        assert!(principal(&[role::ADMIN]).is_staff());
+        assert!(principal(&[role::CUSTOMER, role::ADMIN]).is_staff());
+        assert!(!principal(&[role::CUSTOMER]).is_staff());
+        assert!(!principal(&[]).is_staff());
+    }
+
+    #[test]
+    fn a_token_lives_for_its_ttl() {
+        let keys = Keys::new(&[7; 32], Duration::from_secs(600)).unwrap();
+        let token = keys.issue(Uuid::now_v7(), vec![]).unwrap();
+        assert_eq!(token.expires_in, 600);
+        assert_eq!(token.token_type, "Bearer");
+        let claims = jsonwebtoken::decode::<Claims>(&token.access_token, &keys.decoding, &keys.validation)
+            .unwrap()
+            .claims;
+        assert_eq!(claims.exp - claims.iat, 600);
+        assert!(claims.iat.abs_diff(now_secs()) <= 5, "{}", claims.iat);
+        assert_eq!(claims.iss, ISSUER);
+    }
+
+    #[test]
+    fn the_secret_comes_from_its_file_or_dev_mode_or_nowhere() {
+        // STRATA_JWT_SECRET would win over all of these.
+        assert!(std::env::var_os("STRATA_JWT_SECRET").is_none());
+        let dir = std::env::temp_dir().join(format!("strata-auth-{}", Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ttl = Duration::from_secs(60);
+        let secret = [b'k'; MIN_SECRET_LEN];
+
+        // A file's trailing newline is not part of the secret.
+        let file = dir.join("secret");
+        std::fs::write(&file, [&secret[..], b" \n"].concat()).unwrap();
+        let loaded = Keys::load(Some(&file), false, &dir, ttl).unwrap();
+        let token = Keys::new(&secret, ttl)
+            .unwrap()
+            .issue(Uuid::now_v7(), vec![])
+            .unwrap();
+        assert!(loaded.verify(&token.access_token).is_ok());
+        std::fs::write(&file, b"  \n").unwrap();
+        assert!(Keys::load(Some(&file), false, &dir, ttl).is_err(), "blank");
+
+        // Without a secret: refused, unless in dev mode, which keeps one.
+        assert!(Keys::load(None, false, &dir, ttl).is_err());
+        assert!(!dir.join("jwt-secret").exists());
+        let dev = Keys::load(None, true, &dir, ttl).unwrap();
+        let token = dev.issue(Uuid::now_v7(), vec![]).unwrap();
+        let again = Keys::load(None, true, &dir, ttl).unwrap();
+        assert!(again.verify(&token.access_token).is_ok(), "kept across restarts");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// `GET /me` (anyone signed in) or `GET /staff` through the layer, with
+    /// `authorization` when given: the status and the body.
+    async fn call(keys: &Keys, path: &str, authorization: Option<&str>) -> (u16, String, Option<String>) {
+        use tower_service::Service as _;
+
+        let mut app = axum::Router::new()
+            .route(
+                "/me",
+                axum::routing::get(|request: Request| async move {
+                    request
+                        .extensions()
+                        .get::<Principal>()
+                        .map_or_else(|| "anonymous".to_owned(), |p| p.account_id.to_string())
+                }),
+            )
+            .route(
+                "/signed-in",
+                axum::routing::get(|principal: Principal| async move { principal.account_id.to_string() }),
+            )
+            .route(
+                "/staff",
+                axum::routing::get(|Staff(principal): Staff| async move { principal.account_id.to_string() }),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::new(keys.clone()),
+                layer,
+            ));
+        let mut request = http::Request::get(path);
+        if let Some(value) = authorization {
+            request = request.header(header::AUTHORIZATION, value);
+        }
+        let response = app
+            .call(request.body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let challenge = response
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap(), challenge)
+    }
+
+    #[tokio::test]
+    async fn the_layer_admits_a_valid_token_and_answers_a_bad_one_with_401() {
+        let keys = keys();
+        let customer = Uuid::now_v7();
+        let staff = Uuid::now_v7();
+        let customer_token = keys
+            .issue(customer, vec![role::CUSTOMER.to_owned()])
+            .unwrap()
+            .access_token;
+        let staff_token = keys
+            .issue(staff, vec![role::STAFF.to_owned()])
+            .unwrap()
+            .access_token;
+
+        // No Authorization: the request goes on, anonymous.
+        assert_eq!(
+            call(&keys, "/me", None).await,
+            (200, "anonymous".to_owned(), None)
+        );
+        // A valid token, either spelling of the scheme: the handler gets its principal.
+        for scheme in ["Bearer", "bearer"] {
+            let (status, body, _) = call(&keys, "/me", Some(&format!("{scheme} {customer_token}"))).await;
+            assert_eq!((status, body), (200, customer.to_string()));
+        }
+        // A forged token or another scheme: 401 at once, saying why.
+        let forged = keys
+            .issue(customer, vec![])
+            .unwrap()
+            .access_token
+            .replace('.', "x.");
+        let (status, _, challenge) = call(&keys, "/me", Some(&format!("Bearer {forged}"))).await;
+        assert_eq!(status, 401);
+        assert_eq!(
+            challenge.unwrap(),
+            "Bearer realm=\"strata\", error=\"invalid_token\""
+        );
+        let (status, body, challenge) = call(&keys, "/me", Some("Basic YWRhOnNlY3JldA==")).await;
+        assert_eq!(status, 401);
+        assert_eq!(
+            challenge.unwrap(),
+            "Bearer realm=\"strata\", error=\"invalid_request\""
+        );
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            body["detail"],
+            "the Authorization header must be `Bearer <token>`"
+        );
+
+        // A route that needs a principal: 401 with a plain challenge without one.
+        let (status, _, challenge) = call(&keys, "/signed-in", None).await;
+        assert_eq!(
+            (status, challenge.unwrap()),
+            (401, "Bearer realm=\"strata\"".to_owned())
+        );
+        let (status, body, _) = call(&keys, "/signed-in", Some(&format!("Bearer {customer_token}"))).await;
+        assert_eq!((status, body), (200, customer.to_string()));
+
+        // A staff route: 403 for a customer, 401 for nobody.
+        assert_eq!(
+            call(&keys, "/staff", Some(&format!("Bearer {customer_token}")))
+                .await
+                .0,
+            403
+        );
+        assert_eq!(call(&keys, "/staff", None).await.0, 401);
+        let (status, body, _) = call(&keys, "/staff", Some(&format!("Bearer {staff_token}"))).await;
+        assert_eq!((status, body), (200, staff.to_string()));
     }
 }

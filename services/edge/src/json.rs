@@ -178,9 +178,218 @@ mod tests {
 
     #[test]
     fn malformed_json_is_400_without_fields() {
-        for body in [&b"{"[..], b"not json", b"", b"{\"lines\":[]} trailing"] {
+        for body in [
+            &b"{"[..],
+            b"not json",
+            b"",
+            b"{\"lines\":[]} trailing",
+            // Cut short, or not JSON, inside a line: still the body as a whole.
+            b"{\"lines\":[{\"product_id\":\"a\",",
+            b"{\"lines\":[{\"product_id\": a}]}",
+            // Not the object the route takes at all.
+            b"\"checkout\"",
+            b"42",
+        ] {
             let problem = parse::<Checkout>(body).unwrap_err();
             assert_eq!(problem.status, 400, "{body:?}");
+            assert_eq!(problem.kind, crate::problem::kind::MALFORMED);
+            assert!(problem.errors.is_empty(), "{body:?}: {:?}", problem.errors);
+            assert!(
+                problem.detail.starts_with("the body is not valid JSON: "),
+                "{body:?}: {}",
+                problem.detail
+            );
         }
+    }
+
+    #[test]
+    fn a_fields_message_says_what_is_wrong_without_json_positions() {
+        let problem =
+            parse::<Checkout>(b"{\n  \"lines\": [{\"product_id\": \"a\", \"quantity\": \"two\"}]\n}")
+                .unwrap_err();
+        let message = "invalid type: string \"two\", expected u32";
+        assert_eq!(problem.errors, [FieldError::new("lines[0].quantity", message)]);
+        assert_eq!(problem.detail, format!("lines[0].quantity: {message}"));
+        let problem = parse::<Checkout>(b"{\"lines\": [}").unwrap_err();
+        assert!(!problem.detail.contains("line 1"), "{}", problem.detail);
+        assert!(
+            problem.detail.len() > "the body is not valid JSON: ".len(),
+            "{}",
+            problem.detail
+        );
+    }
+
+    #[test]
+    fn json_and_its_structured_suffixes_are_json() {
+        for (content_type, json) in [
+            ("application/json", true),
+            ("application/json; charset=utf-8", true),
+            ("Application/JSON", true),
+            ("application/problem+json", true),
+            ("application/merge-patch+json;charset=utf-8", true),
+            ("text/plain", false),
+            ("application/xml", false),
+            ("text/x+json", false),
+            ("application/jsonp", false),
+            ("application/x-www-form-urlencoded", false),
+        ] {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, content_type.parse().unwrap());
+            assert_eq!(is_json(&headers), json, "{content_type}");
+        }
+        assert!(!is_json(&http::HeaderMap::new()), "no Content-Type");
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Page {
+        page_size: u32,
+    }
+
+    /// `POST /checkout` (a JSON body), `POST /note` (an optional one) and
+    /// `GET /page` (a query), bodies limited to 64 bytes: the status, the
+    /// Content-Type and the body, as JSON.
+    async fn call(request: http::Request<axum::body::Body>) -> (u16, String, serde_json::Value) {
+        use tower_service::Service as _;
+
+        let mut app = axum::Router::new()
+            .route(
+                "/checkout",
+                axum::routing::post(|Json(checkout): Json<Checkout>| async move {
+                    Json(serde_json::json!({"lines": checkout.lines.len()}))
+                }),
+            )
+            .route(
+                "/note",
+                axum::routing::post(|note: Option<Json<serde_json::Value>>| async move {
+                    Json(note.map_or(serde_json::Value::Null, |Json(note)| note))
+                }),
+            )
+            .route(
+                "/page",
+                axum::routing::get(|Query(page): Query<Page>| async move {
+                    Json(serde_json::json!({"page_size": page.page_size}))
+                }),
+            )
+            .layer(axum::extract::DefaultBodyLimit::max(64));
+        let response = app.call(request).await.unwrap();
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map_or(String::new(), |v| v.to_str().unwrap().to_owned());
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        let body = if body.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&body).unwrap()
+        };
+        (status, content_type, body)
+    }
+
+    fn post(
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<axum::body::Body>,
+    ) -> http::Request<axum::body::Body> {
+        let mut request = http::Request::post(path);
+        if let Some(content_type) = content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        request.body(body.into()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_body_is_read_as_json_or_refused_as_problem_json() {
+        let checkout = r#"{"lines":[{"product_id":"a","quantity":1}]}"#;
+        let (status, content_type, body) = call(post("/checkout", Some("application/json"), checkout)).await;
+        assert_eq!((status, content_type.as_str()), (200, "application/json"));
+        assert_eq!(body, serde_json::json!({"lines": 1}));
+
+        // Not JSON: 415.
+        let (status, content_type, body) = call(post("/checkout", Some("text/plain"), checkout)).await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (415, crate::problem::PROBLEM_JSON)
+        );
+        assert_eq!(body["status"], 415);
+        assert_eq!(call(post("/checkout", None, checkout)).await.0, 415);
+
+        // Over the limit: 413.
+        let large = format!(r#"{{"lines":[],"pad":"{}"}}"#, "x".repeat(64));
+        let (status, content_type, body) = call(post("/checkout", Some("application/json"), large)).await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (413, crate::problem::PROBLEM_JSON)
+        );
+        assert_eq!(body["detail"], "the body is larger than this service accepts");
+
+        // A body that breaks off while it is read: 400, not 413.
+        let broken = futures_util::stream::iter([
+            Ok::<_, std::io::Error>(Bytes::from_static(b"{\"lines\":")),
+            Err(std::io::Error::other("connection reset")),
+        ]);
+        let (status, _, body) = call(post(
+            "/checkout",
+            Some("application/json"),
+            axum::body::Body::from_stream(broken),
+        ))
+        .await;
+        assert_eq!(status, 400);
+        assert_eq!(body["type"], crate::problem::kind::MALFORMED);
+
+        // A wrong field: 400 naming it.
+        let (status, _, body) = call(post(
+            "/checkout",
+            Some("application/json"),
+            r#"{"lines":[{"product_id":"a","quantity":0.5}]}"#,
+        ))
+        .await;
+        assert_eq!(status, 400);
+        assert_eq!(body["errors"][0]["field"], "lines[0].quantity");
+    }
+
+    #[tokio::test]
+    async fn an_optional_body_is_none_only_when_there_is_no_body() {
+        for request in [
+            http::Request::post("/note")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+            http::Request::post("/note")
+                .header(header::CONTENT_LENGTH, "0")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        ] {
+            assert_eq!(
+                call(request).await,
+                (200, "application/json".to_owned(), serde_json::Value::Null)
+            );
+        }
+        let (status, _, body) = call(post("/note", Some("application/json"), r#"{"note":"hi"}"#)).await;
+        assert_eq!((status, body), (200, serde_json::json!({"note": "hi"})));
+        // A body without a Content-Type is not nothing: 415.
+        let request = http::Request::post("/note")
+            .header(header::CONTENT_LENGTH, "13")
+            .body(axum::body::Body::from(r#"{"note":"hi"}"#))
+            .unwrap();
+        assert_eq!(call(request).await.0, 415);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_query_parameter_is_400_naming_it() {
+        let get = |uri: &str| http::Request::get(uri).body(axum::body::Body::empty()).unwrap();
+        let (status, _, body) = call(get("/page?page_size=10")).await;
+        assert_eq!((status, body), (200, serde_json::json!({"page_size": 10})));
+        let (status, content_type, body) = call(get("/page?page_size=ten")).await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (400, crate::problem::PROBLEM_JSON)
+        );
+        assert_eq!(body["errors"][0]["field"], "page_size");
+        assert_eq!(body["type"], crate::problem::kind::MALFORMED);
+        // A missing parameter is a fault of the query as a whole.
+        let (status, _, body) = call(get("/page")).await;
+        assert_eq!(status, 400);
+        assert_eq!(body["errors"][0]["field"], "query");
+        assert!(body["detail"].as_str().unwrap().contains("page_size"), "{body}");
     }
 }

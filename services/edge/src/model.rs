@@ -233,7 +233,151 @@ mod tests {
             page_token: None,
         };
         assert_eq!(page(None).size().unwrap(), 20);
+        assert_eq!(page(Some(0)).size().unwrap(), 20);
+        assert_eq!(page(Some(1)).size().unwrap(), 1);
         assert_eq!(page(Some(100)).size().unwrap(), 100);
-        assert_eq!(page(Some(101)).size().unwrap_err().status, 422);
+        let problem = page(Some(101)).size().unwrap_err();
+        assert_eq!(problem.status, 422);
+        assert_eq!(
+            problem.errors,
+            [crate::problem::FieldError::new("page_size", "at most 100")]
+        );
+        assert_eq!(page(Some(u32::MAX)).size().unwrap_err().status, 422);
+    }
+
+    #[test]
+    fn a_page_token_is_passed_on_as_given() {
+        let page = PageParams {
+            page_size: None,
+            page_token: Some("b3BhcXVl".to_owned()),
+        };
+        assert_eq!(page.token(), "b3BhcXVl");
+        assert_eq!(PageParams::default().token(), "");
+    }
+
+    #[test]
+    fn money_converts_both_ways_unchanged() {
+        let proto = types::Money {
+            currency_code: "EUR".to_owned(),
+            amount_minor: 1290,
+        };
+        let money = Money::from(proto.clone());
+        assert_eq!(
+            money,
+            Money {
+                currency: "EUR".to_owned(),
+                amount_minor: 1290
+            }
+        );
+        assert_eq!(types::Money::from(money), proto);
+    }
+
+    #[test]
+    fn every_order_status_maps_both_ways() {
+        for (status, proto, json) in [
+            (OrderStatus::Pending, ordering::OrderStatus::Pending, "pending"),
+            (
+                OrderStatus::Confirmed,
+                ordering::OrderStatus::Confirmed,
+                "confirmed",
+            ),
+            (OrderStatus::Shipped, ordering::OrderStatus::Shipped, "shipped"),
+            (
+                OrderStatus::Cancelled,
+                ordering::OrderStatus::Cancelled,
+                "cancelled",
+            ),
+        ] {
+            assert_eq!(status.to_proto(), proto);
+            assert_eq!(OrderStatus::from_proto(proto as i32).unwrap(), status);
+            assert_eq!(serde_json::to_value(status).unwrap(), json);
+        }
+        // A status this edge does not know is the data service's fault.
+        for unknown in [ordering::OrderStatus::Unspecified as i32, 99] {
+            assert_eq!(OrderStatus::from_proto(unknown).unwrap_err().status, 500);
+        }
+    }
+
+    fn money(amount_minor: i64) -> Option<types::Money> {
+        Some(types::Money {
+            currency_code: "EUR".to_owned(),
+            amount_minor,
+        })
+    }
+
+    fn order() -> ordering::Order {
+        ordering::Order {
+            id: "0195f3a4-7c1e-7d2a-9b3c-4d5e6f708192".to_owned(),
+            buyer_id: "0195f3a4-7c1e-7d2a-9b3c-4d5e6f708193".to_owned(),
+            lines: vec![ordering::OrderLine {
+                product_id: "0195f3a4-7c1e-7d2a-9b3c-4d5e6f708194".to_owned(),
+                sku: "LAMP-1".to_owned(),
+                quantity: 2,
+                unit_price: money(1290),
+                line_total: money(2580),
+            }],
+            total: money(2580),
+            status: ordering::OrderStatus::Pending as i32,
+            cancel_reason: String::new(),
+            version: 3,
+            create_time: Some(prost_types::Timestamp {
+                seconds: 1_764_082_883,
+                nanos: 0,
+            }),
+            ..ordering::Order::default()
+        }
+    }
+
+    #[test]
+    fn an_order_reads_as_the_data_service_sent_it() {
+        let order = Order::try_from(self::order()).unwrap();
+        assert_eq!(order.id.to_string(), self::order().id);
+        assert_eq!(order.buyer_id.to_string(), self::order().buyer_id);
+        assert_eq!(order.status, OrderStatus::Pending);
+        assert_eq!(order.lines.len(), 1);
+        assert_eq!(
+            order.lines[0].product_id.to_string(),
+            self::order().lines[0].product_id
+        );
+        assert_eq!(order.lines[0].sku, "LAMP-1");
+        assert_eq!(order.lines[0].quantity, 2);
+        assert_eq!(order.lines[0].unit_price.amount_minor, 1290);
+        assert_eq!(order.lines[0].line_total.amount_minor, 2580);
+        assert_eq!(order.total.amount_minor, 2580);
+        assert_eq!(order.version, 3);
+        assert_eq!(order.create_time.as_deref(), Some("2025-11-25T15:01:23Z"));
+        // No reason unless cancelled: absent from the JSON.
+        assert_eq!(order.cancel_reason, None);
+        assert!(
+            serde_json::to_value(&order)
+                .unwrap()
+                .get("cancel_reason")
+                .is_none()
+        );
+
+        let mut cancelled = self::order();
+        cancelled.status = ordering::OrderStatus::Cancelled as i32;
+        cancelled.cancel_reason = "expired".to_owned();
+        let order = Order::try_from(cancelled).unwrap();
+        assert_eq!(order.cancel_reason.as_deref(), Some("expired"));
+        assert_eq!(serde_json::to_value(&order).unwrap()["cancel_reason"], "expired");
+    }
+
+    #[test]
+    fn an_order_missing_what_it_must_have_is_the_data_services_fault() {
+        let mut no_total = order();
+        no_total.total = None;
+        let mut no_price = order();
+        no_price.lines[0].unit_price = None;
+        let mut bad_id = order();
+        bad_id.buyer_id = "not-a-uuid".to_owned();
+        for broken in [no_total, no_price, bad_id] {
+            assert_eq!(Order::try_from(broken).unwrap_err().status, 500);
+        }
+        assert_eq!(uuid("").unwrap_err().status, 500);
+        assert_eq!(
+            uuid("0195f3a4-7c1e-7d2a-9b3c-4d5e6f708192").unwrap().to_string(),
+            "0195f3a4-7c1e-7d2a-9b3c-4d5e6f708192"
+        );
     }
 }

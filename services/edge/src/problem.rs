@@ -376,5 +376,169 @@ mod tests {
             response.headers()[header::WWW_AUTHENTICATE],
             "Bearer realm=\"strata\""
         );
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
+    }
+
+    /// The response `problem` makes: status, headers and the body as JSON.
+    async fn answered(problem: Problem) -> (StatusCode, http::HeaderMap, Value) {
+        let response = problem.into_response();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        (status, headers, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_body_has_the_members_rfc_9457_names() {
+        let problem = Problem::invalid(vec![
+            FieldError::new("email", "not an email"),
+            FieldError::new("lines[1].quantity", "at least 1"),
+        ]);
+        let (status, headers, body) = answered(problem).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(headers[header::CONTENT_TYPE], PROBLEM_JSON);
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "type": "/problems/invalid-fields",
+                "title": "Invalid fields",
+                "status": 422,
+                "detail": "some fields are not valid",
+                "errors": [
+                    {"field": "email", "message": "not an email"},
+                    {"field": "lines[1].quantity", "message": "at least 1"},
+                ],
+            })
+        );
+
+        // Without errors or detail, neither member is there; a plain HTTP
+        // status is of type about:blank, titled by its reason phrase.
+        let (status, _, body) = answered(Problem::new(StatusCode::NOT_FOUND, "")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            body,
+            serde_json::json!({"type": "about:blank", "title": "Not Found", "status": 404})
+        );
+    }
+
+    #[tokio::test]
+    async fn extra_members_never_replace_the_standard_ones() {
+        let problem = Problem::conflict("not enough stock")
+            .with("available", 3)
+            .with("status", 200)
+            .with("type", "x")
+            .with("detail", "x")
+            .with("title", "x")
+            .with("instance", "x")
+            .with("errors", "x");
+        let (status, _, body) = answered(problem).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "type": "/problems/conflict",
+                "title": "Conflict",
+                "status": 409,
+                "detail": "not enough stock",
+                "available": 3,
+            })
+        );
+    }
+
+    #[test]
+    fn each_constructor_has_its_status_and_kind() {
+        for (problem, status, kind) in [
+            (Problem::malformed("x", Vec::new()), 400, kind::MALFORMED),
+            (Problem::invalid_field("sku", "too long"), 422, kind::INVALID),
+            (Problem::not_found("no such product"), 404, "about:blank"),
+            (Problem::conflict("x"), 409, kind::CONFLICT),
+            (Problem::unauthorized("x", None), 401, "about:blank"),
+            (Problem::forbidden("x"), 403, "about:blank"),
+            (Problem::unavailable("x", 1), 503, kind::UNAVAILABLE),
+            (Problem::internal(), 500, "about:blank"),
+        ] {
+            assert_eq!(problem.status, status, "{problem}");
+            assert_eq!(problem.status().as_u16(), status, "{problem}");
+            assert_eq!(problem.kind, kind, "{problem}");
+        }
+        assert_eq!(
+            Problem::invalid_field("sku", "too long").errors,
+            [FieldError::new("sku", "too long")]
+        );
+        // A status that is not one answers 500 rather than nothing.
+        let mut odd = Problem::internal();
+        odd.status = 1000;
+        assert_eq!(odd.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[tokio::test]
+    async fn every_downstream_status_has_its_answer() {
+        // A client's mistake without field details keeps the data service's message.
+        let problem = Problem::from_status(&tonic::Status::invalid_argument("page_token: stale"), "order");
+        assert_eq!(
+            (problem.status, problem.detail.as_str()),
+            (422, "page_token: stale")
+        );
+        assert!(problem.errors.is_empty());
+
+        let problem = Problem::from_status(&tonic::Status::not_found("x"), "order");
+        assert_eq!((problem.status, problem.detail.as_str()), (404, "no such order"));
+        let problem = Problem::from(tonic::Status::not_found("x"));
+        assert_eq!(problem.detail, "no such resource");
+
+        let problem = Problem::from_status(&tonic::Status::already_exists("sku taken"), "product");
+        assert_eq!((problem.status, problem.detail.as_str()), (409, "sku taken"));
+
+        // A race without a stale version: 409, to be retried.
+        let (status, headers, body) = answered(Problem::from_status(
+            &tonic::Status::aborted("contention"),
+            "order",
+        ))
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+        assert_eq!(body["type"], kind::CONFLICT);
+
+        // A stale version: 412 naming the current one.
+        let stale = tonic::Status::with_error_details(
+            Code::Aborted,
+            "stale",
+            ErrorDetails::with_error_info(
+                "VERSION_MISMATCH",
+                "strata",
+                [("current_version".to_owned(), "7".to_owned())],
+            ),
+        );
+        let (status, headers, body) = answered(Problem::from_status(&stale, "product")).await;
+        assert_eq!(status, StatusCode::PRECONDITION_FAILED);
+        assert!(headers.get(header::RETRY_AFTER).is_none());
+        assert_eq!(body["type"], kind::STALE);
+        assert_eq!(body["current_version"], 7);
+        assert_eq!(
+            body["detail"],
+            "the product has changed: its current version is 7"
+        );
+
+        for (code, http) in [
+            (Code::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
+            (Code::ResourceExhausted, StatusCode::SERVICE_UNAVAILABLE),
+            (Code::DeadlineExceeded, StatusCode::GATEWAY_TIMEOUT),
+            (Code::Cancelled, StatusCode::GATEWAY_TIMEOUT),
+        ] {
+            let (status, headers, _) =
+                answered(Problem::from_status(&tonic::Status::new(code, "x"), "x")).await;
+            assert_eq!(status, http, "{code:?}");
+            assert_eq!(headers[header::RETRY_AFTER], "1", "{code:?}");
+        }
+        for code in [
+            Code::Internal,
+            Code::Unknown,
+            Code::DataLoss,
+            Code::Unauthenticated,
+        ] {
+            let problem = Problem::from_status(&tonic::Status::new(code, "secret detail"), "x");
+            assert_eq!(problem.status, 500, "{code:?}");
+            assert!(!problem.detail.contains("secret"), "{code:?}");
+        }
     }
 }

@@ -79,13 +79,18 @@ pub async fn layer(State(limiter): State<Limiter>, request: Request, next: Next)
             .map(|ConnectInfo(address)| Client::Address(address.ip())),
     };
     if let Some(Err(wait)) = client.map(|client| limiter.check(&client)) {
-        // Whole seconds, rounded up: a client that waits that long gets in.
-        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         return Problem::new(StatusCode::TOO_MANY_REQUESTS, "too many requests; slow down")
-            .retry_after(seconds.max(1))
+            .retry_after(retry_after(wait))
             .into_response();
     }
     next.run(request).await
+}
+
+/// `Retry-After` for a client that may come back after `wait`: whole seconds,
+/// rounded up, so that a client that waits that long gets in; at least 1.
+fn retry_after(wait: Duration) -> u64 {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    seconds.max(1)
 }
 
 #[cfg(test)]
@@ -105,5 +110,69 @@ mod tests {
             "{wait:?}"
         );
         assert!(limiter.check(&b).is_ok(), "another client is not held back");
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_rounded_up() {
+        for (wait, seconds) in [
+            (Duration::ZERO, 1),
+            (Duration::from_millis(1), 1),
+            (Duration::from_millis(200), 1),
+            (Duration::from_secs(1), 1),
+            (Duration::from_millis(1_001), 2),
+            (Duration::from_secs(2), 2),
+            (Duration::from_millis(2_500), 3),
+        ] {
+            assert_eq!(retry_after(wait), seconds, "{wait:?}");
+        }
+    }
+
+    /// A request from `address` (as the server's connect info says), signed
+    /// in as `account` when given, through the limiter's layer.
+    async fn call(limiter: &Limiter, address: Option<[u8; 4]>, account: Option<uuid::Uuid>) -> Response {
+        use tower_service::Service as _;
+
+        let mut app = axum::Router::new()
+            .route("/", axum::routing::get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn_with_state(limiter.clone(), layer));
+        let mut request = Request::new(axum::body::Body::empty());
+        if let Some(address) = address {
+            request
+                .extensions_mut()
+                .insert(ConnectInfo(SocketAddr::from((address, 40_000))));
+        }
+        if let Some(account_id) = account {
+            request.extensions_mut().insert(Principal {
+                account_id,
+                roles: Vec::new(),
+            });
+        }
+        app.call(request).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn over_its_allowance_a_client_gets_429_with_retry_after() {
+        let limiter = Limiter::new(NonZeroU32::new(1).unwrap(), NonZeroU32::new(1).unwrap());
+        let address = [192, 0, 2, 1];
+        assert_eq!(call(&limiter, Some(address), None).await.status(), 200);
+        let refused = call(&limiter, Some(address), None).await;
+        assert_eq!(refused.status(), 429);
+        assert_eq!(refused.headers()[http::header::RETRY_AFTER], "1");
+        assert_eq!(
+            refused.headers()[http::header::CONTENT_TYPE],
+            crate::problem::PROBLEM_JSON
+        );
+        // Another address has its own allowance.
+        assert_eq!(call(&limiter, Some([192, 0, 2, 2]), None).await.status(), 200);
+        // A signed-in client is counted by account, wherever it comes from.
+        let account = uuid::Uuid::now_v7();
+        assert_eq!(call(&limiter, Some(address), Some(account)).await.status(), 200);
+        assert_eq!(
+            call(&limiter, Some([192, 0, 2, 3]), Some(account)).await.status(),
+            429
+        );
+        // A request with neither (no connect info) is not limited.
+        assert_eq!(call(&limiter, None, None).await.status(), 200);
+        assert_eq!(call(&limiter, None, None).await.status(), 200);
     }
 }

@@ -122,8 +122,10 @@ static METRICS: std::sync::LazyLock<HttpMetrics> = std::sync::LazyLock::new(|| {
     metrics
 });
 
-/// Makes sure the edge's metric families are registered (and rendered, as
-/// zero, before the first request).
+/// Registers the edge's metric families, at startup rather than within the
+/// first request. They appear on `/metrics` with their first series, i.e.
+/// after the first request: prometheus-client renders nothing for a family
+/// without one.
 pub fn register_metrics() {
     std::sync::LazyLock::force(&METRICS);
 }
@@ -200,4 +202,134 @@ pub async fn layer(State(budget): State<Budget>, mut request: Request, next: Nex
     }
     .instrument(span)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::response::IntoResponse as _;
+    use tower_service::Service as _;
+
+    use super::*;
+
+    const BUDGET: Budget = Budget {
+        request: Duration::from_secs(5),
+        call: Duration::from_secs(1),
+    };
+
+    /// `GET /items/{id}` through the layer, sending `X-Request-Id: sent` when
+    /// given: the status, the `X-Request-Id` answered and the one the
+    /// handler's [`Ctx`] carried.
+    async fn call(path: &str, sent: Option<&str>) -> (u16, String, String) {
+        let mut app = axum::Router::new()
+            .route(
+                "/items/{id}",
+                axum::routing::get(|ctx: Ctx| async move {
+                    assert!(ctx.call.remaining() <= BUDGET.request);
+                    assert!(ctx.call.remaining() > Duration::ZERO);
+                    ctx.id.to_string()
+                }),
+            )
+            .route(
+                "/failing",
+                axum::routing::get(|| async { Problem::internal().into_response() }),
+            )
+            .layer(axum::middleware::from_fn_with_state(BUDGET, layer));
+        let mut request = http::Request::get(path);
+        if let Some(sent) = sent {
+            request = request.header(X_REQUEST_ID, sent);
+        }
+        let response = app
+            .call(request.body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let answered = response.headers()[X_REQUEST_ID].to_str().unwrap().to_owned();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        (status, answered, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_usable_request_id_is_kept_and_any_other_replaced() {
+        let longest = "r".repeat(MAX_REQUEST_ID_LEN);
+        for kept in [
+            "abc-123",
+            "0195f3a4-7c1e-7d2a-9b3c-4d5e6f708192",
+            "~!",
+            longest.as_str(),
+        ] {
+            let (status, answered, seen) = call("/items/1", Some(kept)).await;
+            assert_eq!(status, 200);
+            assert_eq!(answered, kept);
+            assert_eq!(seen, kept, "the handler's Ctx carries it");
+        }
+        let too_long = "r".repeat(MAX_REQUEST_ID_LEN + 1);
+        for replaced in [
+            None,
+            Some(""),
+            Some("has space"),
+            Some("tab\there"),
+            Some(too_long.as_str()),
+        ] {
+            let (status, answered, seen) = call("/items/1", replaced).await;
+            assert_eq!(status, 200);
+            let id = uuid::Uuid::parse_str(&answered).unwrap_or_else(|_| panic!("{replaced:?}: {answered}"));
+            assert_eq!(id.get_version_num(), 7, "{replaced:?}");
+            assert_eq!(seen, answered, "{replaced:?}");
+        }
+        // Two requests without one get two ids.
+        assert_ne!(call("/items/1", None).await.1, call("/items/1", None).await.1);
+        // Every answer carries it, a failure too.
+        let (status, answered, _) = call("/failing", Some("req-500")).await;
+        assert_eq!((status, answered.as_str()), (500, "req-500"));
+    }
+
+    #[tokio::test]
+    async fn requests_are_counted_by_route_template_never_by_path() {
+        let (status, _, _) = call("/items/0195f3a4-7c1e-7d2a-9b3c-4d5e6f708192", None).await;
+        assert_eq!(status, 200);
+        let (status, _, _) = call("/no/such/route", None).await;
+        assert_eq!(status, 404);
+        let metrics = strata_rpc::metrics::render();
+        assert!(
+            metrics.contains(r#"http_requests_total{route="/items/{id}",method="GET",status="200"}"#),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(r#"http_requests_total{route="unmatched",method="GET",status="404"}"#),
+            "{metrics}"
+        );
+        assert!(!metrics.contains("0195f3a4-7c1e"), "{metrics}");
+        assert!(
+            metrics.contains(r#"http_request_duration_seconds_count{route="/items/{id}",method="GET"}"#),
+            "{metrics}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_call_is_answered_as_its_status_maps() {
+        let ctx = Ctx {
+            id: "req-1".into(),
+            call: Call::new("req-1", BUDGET.request, BUDGET.call),
+        };
+        let problem = ctx
+            .run::<()>("order", async { Err(tonic::Status::not_found("gone")) })
+            .await
+            .unwrap_err();
+        assert_eq!((problem.status, problem.detail.as_str()), (404, "no such order"));
+        let value = ctx
+            .run("order", async { Ok(tonic::Response::new(7)) })
+            .await
+            .unwrap();
+        assert_eq!(value, 7);
+    }
+
+    #[tokio::test]
+    async fn a_router_without_the_layer_is_a_fault_of_ours() {
+        let mut app = axum::Router::new().route("/", axum::routing::get(|_: Ctx| async { "ok" }));
+        let response = app
+            .call(http::Request::get("/").body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 500);
+    }
 }
