@@ -17,6 +17,7 @@ mod load;
 mod model;
 mod pgbench;
 mod report;
+mod statements;
 mod sys;
 
 use std::{
@@ -47,6 +48,9 @@ struct Settings {
     products: u32,
     /// Warm-up before each measuring window.
     warmup: Duration,
+    /// Record what each contender's statements cost the database
+    /// (`BENCH_STATEMENTS=1`; see [`statements`]).
+    statements: bool,
     /// Where the report goes.
     out: PathBuf,
 }
@@ -86,6 +90,7 @@ fn settings() -> anyhow::Result<Settings> {
             .parse()
             .context("BENCH_PRODUCTS: not a whole number")?,
         warmup: Duration::from_millis(500),
+        statements: var("BENCH_STATEMENTS", "0") == "1",
         out: sys::repo_root().join("target/bench"),
     })
 }
@@ -108,8 +113,11 @@ async fn main() -> anyhow::Result<()> {
             .to_string_lossy()],
     )?;
     // Same server for every contender; durable commits (fsync on), as in production.
-    let (db, port) =
-        sys::Container::start_postgres(&image, &["max_connections=200", "shared_buffers=256MB"])?;
+    let mut postgres_settings = vec!["max_connections=200", "shared_buffers=256MB"];
+    if settings.statements {
+        postgres_settings.extend(statements::SETTINGS);
+    }
+    let (db, port) = sys::Container::start_postgres(&image, &postgres_settings)?;
     let url = format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres");
     wait_for_postgres(&url).await?;
 
@@ -126,6 +134,11 @@ async fn main() -> anyhow::Result<()> {
 
     eprintln!("bench: preloading {} products", settings.products);
     preload(&url, settings.products).await?;
+    let mut statements = if settings.statements {
+        Some(statements::Recorder::new(&url, &settings.out).await?)
+    } else {
+        None
+    };
 
     let (mut targets, mut peers) = (Vec::new(), Vec::new());
     for contender in &settings.contenders {
@@ -169,6 +182,9 @@ async fn main() -> anyhow::Result<()> {
                         },
                         tag: format!("bench-{}-{}-{r}", contender.name(), uuid::Uuid::now_v7().simple()),
                     };
+                    if let Some(statements) = &mut statements {
+                        statements.reset().await?;
+                    }
                     let measured = if *contender == Contender::Pgbench {
                         let mut marks = Marks::new(&db, None);
                         let warmup = settings.warmup.max(Duration::from_secs(1));
@@ -196,6 +212,15 @@ async fn main() -> anyhow::Result<()> {
                         measured.p99_ms,
                         measured.errors
                     );
+                    if let Some(statements) = &mut statements {
+                        let point = format!(
+                            "{} c={concurrency} {} round {}",
+                            workload.name(),
+                            contender.name(),
+                            r + 1
+                        );
+                        statements.record(&point).await?;
+                    }
                     rounds.push(measured);
                 }
             }
