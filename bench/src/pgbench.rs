@@ -39,8 +39,12 @@ pub(crate) fn script(workload: Workload, products: u32) -> String {
         //    one statement; the version read is the one the write checks (`\gset`).
         // 2. Store::write: the version-checked update, the idempotency record
         //    and the outbox row in one statement of CTEs, the event's position
-        //    derived from the transaction id. The literals have the sizes of
-        //    what the service writes.
+        //    derived from the transaction id. Every value the service binds is
+        //    bound here too (the `-D` variables of [`variables`], sent as
+        //    parameters under `-M prepared`), so that PostgreSQL parses the
+        //    recorded result, the fingerprint and the event's payload on every
+        //    execution, as it does for the service. As literals they would be
+        //    parsed once, when the plan is cached.
         Workload::Update => format!(
             "\\set n random(1, {products})\n\
              \\set price random(100, 99999)\n\
@@ -48,23 +52,49 @@ pub(crate) fn script(workload: Workload, products: u32) -> String {
              select a.*, i.fingerprint, i.result from (select 1) as one \
              left join (select {COLUMNS} from product where id = {ID}) as a on true \
              left join idempotency as i on i.request_id = :rid \\gset p_\n\
-             with changed as (update product set name = 'Product', description = 'A product for benchmarking', \
-             price_minor = :price, currency = 'EUR', status = 'published', version = :p_version + 1, \
-             updated_at = now() where id = {ID} and version = :p_version returning 1), \
+             \\set next :p_version + 1\n\
+             with changed as (update product set name = :name, description = :description, \
+             price_minor = :price, currency = :currency, status = :status, version = :next, \
+             updated_at = :at::timestamptz where id = {ID} and version = :p_version returning 1), \
              recorded as (insert into idempotency (request_id, fingerprint, result, created_at) \
-             select gen_random_uuid()::text, '\\x{fingerprint}'::bytea, '{result}'::jsonb, now() from changed), \
+             select gen_random_uuid()::text, :fingerprint::bytea, :result::jsonb, :at::timestamptz from changed), \
              events as (insert into outbox (position, event_id, aggregate_id, aggregate_version, event_type, payload, \
-             occurred_at) select pg_current_xact_id()::text::int8 * 1024 + e.n, gen_random_uuid(), {ID}, \
-             :p_version + 1, 'catalog.product.price_changed', \
-             '{{\"type\":\"price_changed\",\"price_minor\":1234,\"currency\":\"EUR\"}}'::jsonb, now() \
-             from changed, unnest(array[1]) with ordinality as e(one, n)) \
-             select count(*) from changed;\n",
-            fingerprint = "4368616e67655072696365".repeat(8),
-            result = "{\"v\":\"1\",\"product\":{\"id\":\"00000000-0000-7000-8000-000000000001\",\"sku\":\"BENCH-1\",\
-                      \"name\":\"Product 1\",\"description\":\"A product for benchmarking\",\"price_minor\":1234,\
-                      \"currency\":\"EUR\",\"status\":\"published\",\"version\":2,\
-                      \"created_at\":\"2026-11-24T06:00:00.123456Z\",\"updated_at\":\"2026-11-24T06:00:00.123456Z\"}}",
+             occurred_at) select pg_current_xact_id()::text::int8 * 1024 + e.n, e.event_id, e.aggregate_id, \
+             e.aggregate_version, e.event_type, e.payload::jsonb, e.occurred_at \
+             from changed, unnest(array[gen_random_uuid()], array[{ID}], array[:next]::int8[], \
+             array[:event_type]::text[], array[:payload]::text[], array[:at]::timestamptz[]) \
+             with ordinality as e(event_id, aggregate_id, aggregate_version, event_type, payload, occurred_at, n)) \
+             select count(*) from changed;\n"
         ),
+    }
+}
+
+/// The values a workload's script binds (`pgbench -D name=value`), with the
+/// sizes of what the service binds.
+pub(crate) fn variables(workload: Workload) -> Vec<(&'static str, String)> {
+    match workload {
+        Workload::Get => Vec::new(),
+        Workload::Update => vec![
+            ("name", "Product".to_owned()),
+            ("description", "A product for benchmarking".to_owned()),
+            ("currency", "EUR".to_owned()),
+            ("status", "published".to_owned()),
+            ("at", "2026-11-24 06:00:00.123456+00".to_owned()),
+            ("fingerprint", format!("\\x{}", "4368616e67655072696365".repeat(8))),
+            (
+                "result",
+                "{\"v\":\"1\",\"product\":{\"id\":\"00000000-0000-7000-8000-000000000001\",\"sku\":\"BENCH-1\",\
+                 \"name\":\"Product 1\",\"description\":\"A product for benchmarking\",\"price_minor\":1234,\
+                 \"currency\":\"EUR\",\"status\":\"published\",\"version\":2,\
+                 \"created_at\":\"2026-11-24T06:00:00.123456Z\",\"updated_at\":\"2026-11-24T06:00:00.123456Z\"}}"
+                    .to_owned(),
+            ),
+            ("event_type", "catalog.product.price_changed".to_owned()),
+            (
+                "payload",
+                "{\"type\":\"price_changed\",\"price_minor\":1234,\"currency\":\"EUR\"}".to_owned(),
+            ),
+        ],
     }
 }
 
@@ -91,6 +121,11 @@ pub(crate) fn run(
     let child = Command::new("pgbench")
         .env("PGOPTIONS", "-c search_path=catalog")
         .args(["-n", "-M", "prepared", "-l"])
+        .args(
+            variables(workload)
+                .into_iter()
+                .flat_map(|(name, value)| ["-D".to_owned(), format!("{name}={value}")]),
+        )
         .arg(format!("--log-prefix={}", logs.join("tx").display()))
         .args([
             "-c",

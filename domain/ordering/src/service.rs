@@ -15,6 +15,14 @@ use crate::repository::{EventStream, OrderCursor, OrderQuery, OrderRepository};
 /// How many due orders one sweep statement fetches at a time.
 const SWEEP_BATCH: u32 = 100;
 
+/// Whether the sweep fetches another batch after one of `fetched` due orders
+/// of which `expired` could be expired: only after a full batch that made
+/// progress. A short batch was the last; a batch where nothing could be
+/// expired would only be fetched again.
+fn sweep_again(fetched: usize, expired: usize) -> bool {
+    fetched >= SWEEP_BATCH as usize && expired > 0
+}
+
 /// The prefix of the request ids the context uses for its own commands;
 /// clients may not use it (see [`is_reserved_request_id`]).
 pub const RESERVED_REQUEST_ID_PREFIX: &str = "strata.ordering/";
@@ -224,9 +232,7 @@ impl Ordering {
                 }
             }
             expired += progress;
-            // A short batch was the last; a batch where nothing could be
-            // expired would only be fetched again.
-            if due.len() < SWEEP_BATCH as usize || progress == 0 {
+            if !sweep_again(due.len(), progress) {
                 return Ok(expired);
             }
         }
@@ -239,5 +245,29 @@ impl Ordering {
     /// The store's failure.
     pub async fn events(&self, position: u64, follow: bool) -> Result<EventStream, Error> {
         self.orders.events(position, follow).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sweep_fetches_again_only_after_a_full_batch_that_made_progress() {
+        let full = SWEEP_BATCH as usize;
+        assert!(
+            sweep_again(full, full),
+            "a full batch, all expired: there may be more"
+        );
+        assert!(
+            sweep_again(full, 1),
+            "a full batch, some expired: there may be more"
+        );
+        assert!(
+            !sweep_again(full, 0),
+            "a full batch where nothing could be expired would come back"
+        );
+        assert!(!sweep_again(full - 1, full - 1), "a short batch was the last");
+        assert!(!sweep_again(0, 0), "nothing due");
     }
 }
