@@ -125,8 +125,9 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let exempt = !self.layer.protect_infrastructure && is_infrastructure(request.uri().path());
-        if let Some(refusal) = (!exempt).then(|| self.layer.refusal(&request)).flatten() {
+        let checked = (self.layer.expected.is_some() || self.layer.client_certificate)
+            && (self.layer.protect_infrastructure || !is_infrastructure(request.uri().path()));
+        if checked && let Some(refusal) = self.layer.refusal(&request) {
             let refused = Status::unauthenticated(refusal).into_http();
             return Box::pin(async move { Ok(refused) });
         }

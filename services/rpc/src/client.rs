@@ -360,9 +360,6 @@ pub enum ClientError {
     /// An `https://` address, and no CA to trust.
     #[error("{0} is https:// and no CA is configured to verify it ({ca})", ca = crate::tls::CA_VAR)]
     NoTls(String),
-    /// The TLS settings cannot be used.
-    #[error("TLS: {0}")]
-    Tls(#[source] crate::tls::TlsError),
     /// The registry address is malformed.
     #[error(transparent)]
     Registry(crate::registry::RegistryError),
