@@ -22,7 +22,9 @@
 //!   statement. The idempotency-record lookup ([`Store::recorded`]) is one.
 //! - [`table`]: the command path of an aggregate kept in one row, written once
 //!   over [`table::AggregateTable`].
-//! - `postgres`, `sqlite`: the two backends; nothing outside this crate sees them.
+//! - `postgres`, `sqlite`: the two backends; nothing outside this crate sees
+//!   them. `connections`: PostgreSQL connections passed from one statement to
+//!   the next without sqlx's release ping.
 //!
 //! **API boundary:** contexts call [`Store`]; the shared tables (`outbox`,
 //! `idempotency`) and their migrations are this crate's. A context's migrations
@@ -30,6 +32,7 @@
 
 pub mod batch;
 pub mod config;
+mod connections;
 pub mod error;
 mod postgres;
 mod retry;
@@ -294,7 +297,7 @@ pub fn pool_usage() -> Vec<PoolUsage> {
         .iter()
         .map(|open| {
             let (size, idle) = match &open.backend {
-                Backend::Postgres(pg) => (pg.pool().size(), pg.pool().num_idle()),
+                Backend::Postgres(pg) => pg.usage(),
                 Backend::Sqlite(pool) => (pool.size(), pool.num_idle()),
             };
             PoolUsage {

@@ -21,10 +21,10 @@
 //! outbox's highest position while anybody follows; `NOTIFY` would have taken
 //! PostgreSQL's database-wide commit lock on every write.
 
-use std::{str::FromStr, time::Duration};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 use sqlx::{
-    ConnectOptions, Connection, PgPool, Postgres,
+    ConnectOptions, Connection, Postgres,
     postgres::{PgArguments, PgConnectOptions, PgPoolOptions},
     query::Query,
 };
@@ -36,22 +36,23 @@ use strata_kernel::RequestId;
 
 use crate::{
     ContextSchema, LockedDecision, OpenError, Param, RecordedRow, Row, STORE_POSTGRES, StoreConfig,
-    StoreError, Write, Written, error::classify, held_row_changed, locked_write, migrator, recorded_from,
-    value::version_to,
+    StoreError, Write, Written, connections::Connections, error::classify, held_row_changed, locked_write,
+    migrator, recorded_from, value::version_to,
 };
 
-/// A context's PostgreSQL pool.
+/// A context's PostgreSQL connections. Every statement runs on a
+/// [`crate::connections::Lease`], released when it ran to its end.
 #[derive(Debug, Clone)]
 pub(crate) struct Pg {
-    pool: PgPool,
+    connections: Arc<Connections>,
     /// The context's name, which scopes its aggregate locks.
     context: &'static str,
 }
 
 impl Pg {
-    /// Its pool (for usage figures).
-    pub(crate) fn pool(&self) -> &PgPool {
-        &self.pool
+    /// Connections open, and of those how many are idle (for usage figures).
+    pub(crate) fn usage(&self) -> (u32, usize) {
+        (self.connections.pool().size(), self.connections.idle())
     }
 }
 
@@ -131,7 +132,7 @@ impl Pg {
         .await
         .map_err(migrate)?;
         Ok(Self {
-            pool,
+            connections: Arc::new(Connections::new(pool)),
             context: context.name,
         })
     }
@@ -141,25 +142,40 @@ impl Pg {
         sql: &str,
         params: Vec<Param>,
     ) -> Result<Option<Row>, StoreError> {
+        let mut lease = self.connections.acquire().await?;
         let row = query(sql, params)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *lease)
             .await
             .map_err(classify)?;
+        lease.release();
         Ok(row.map(Row::Postgres))
     }
 
     pub(crate) async fn fetch_one(&self, sql: &str, params: Vec<Param>) -> Result<Row, StoreError> {
-        let row = query(sql, params).fetch_one(&self.pool).await.map_err(classify)?;
+        let mut lease = self.connections.acquire().await?;
+        let row = query(sql, params)
+            .fetch_one(&mut *lease)
+            .await
+            .map_err(classify)?;
+        lease.release();
         Ok(Row::Postgres(row))
     }
 
     pub(crate) async fn fetch_all(&self, sql: &str, params: Vec<Param>) -> Result<Vec<Row>, StoreError> {
-        let rows = query(sql, params).fetch_all(&self.pool).await.map_err(classify)?;
+        let mut lease = self.connections.acquire().await?;
+        let rows = query(sql, params)
+            .fetch_all(&mut *lease)
+            .await
+            .map_err(classify)?;
+        lease.release();
         Ok(rows.into_iter().map(Row::Postgres).collect())
     }
 
     pub(crate) async fn write(&self, write: &Write<'_>) -> Result<Written, StoreError> {
-        self.write_on(&self.pool, write).await
+        let mut lease = self.connections.acquire().await?;
+        let written = self.write_on(&mut *lease, write).await?;
+        lease.release();
+        Ok(written)
     }
 
     /// The locked command path (see `Store::write_locked`): a transaction-level
@@ -182,7 +198,8 @@ impl Pg {
     where
         F: Fn(Option<RecordedRow>, Option<Row>) -> Result<LockedDecision<T>, StoreError>,
     {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let mut lease = self.connections.acquire().await?;
+        let mut tx = lease.begin().await.map_err(classify)?;
         sqlx::query("select pg_advisory_xact_lock($1)")
             .bind(aggregate_lock_key(self.context, &params))
             .execute(&mut *tx)
@@ -207,6 +224,7 @@ impl Pg {
             LockedDecision::Answer(answer) => {
                 // Release the row now rather than when the connection is reused.
                 tx.rollback().await.map_err(classify)?;
+                lease.release();
                 Ok((answer, false))
             }
             LockedDecision::Write(write, answer) => {
@@ -215,6 +233,7 @@ impl Pg {
                     return Err(held_row_changed());
                 }
                 tx.commit().await.map_err(classify)?;
+                lease.release();
                 Ok((answer, !write.outbox.is_empty()))
             }
         }
@@ -336,15 +355,17 @@ impl Pg {
     }
 
     pub(crate) async fn purge_batch(&self, cutoff: OffsetDateTime, batch: i64) -> Result<u64, StoreError> {
+        let mut lease = self.connections.acquire().await?;
         let done = sqlx::query(
             "delete from idempotency where request_id in \
              (select request_id from idempotency where created_at < $1 limit $2)",
         )
         .bind(cutoff)
         .bind(batch)
-        .execute(&self.pool)
+        .execute(&mut *lease)
         .await
         .map_err(classify)?;
+        lease.release();
         Ok(done.rows_affected())
     }
 }

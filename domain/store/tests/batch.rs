@@ -2,6 +2,11 @@
 //! callers (existing keys, missing ones, duplicates) each get their own row,
 //! by UUID and by text; a failing statement reaches every caller; callers that
 //! give up break nobody; idempotency records are looked up the same way.
+//!
+//! And the PostgreSQL connections statements pass on to each other
+//! (`connections_on_postgres`): nothing a statement cut off, failed or rolled
+//! back leaves behind reaches the next one; many callers share two
+//! connections; kept connections count as idle.
 
 // Test code: a failed step should stop the test with its message.
 #![allow(clippy::unwrap_used)]
@@ -10,7 +15,8 @@ use std::{sync::Arc, time::Duration};
 
 use strata_kernel::{Fingerprint, RequestId};
 use strata_store::{
-    Batched, ContextSchema, Migration, Param, ReadByKey, Sql, Store, StoreConfig, StoreError, Write, Written,
+    Batched, ContextSchema, LockedDecision, Migration, Param, ReadByKey, Sql, Store, StoreConfig, StoreError,
+    Write, Written,
 };
 use strata_testkit::TestPostgres;
 use tokio::sync::Barrier;
@@ -289,6 +295,157 @@ async fn idempotency_records_are_looked_up_together(store: &Store) {
                 assert_eq!(recorded.result, serde_json::json!({ "n": n }));
             } else {
                 assert_eq!(recorded, None);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_on_postgres() {
+    let pg = TestPostgres::start().await.unwrap();
+    let url = pg.fresh_database().await.unwrap();
+    let with = |max_connections| StoreConfig {
+        max_connections,
+        ..StoreConfig::new(url.clone())
+    };
+    // One connection: whatever a statement leaves on it, the next one finds.
+    let one = Store::open(&SCHEMA, &with(1)).await.unwrap();
+    a_statement_cut_off_leaves_nothing_behind(&one).await;
+    a_failed_statement_leaves_nothing_behind(&one).await;
+    a_failed_locked_command_leaves_nothing_behind(&one).await;
+    assert_eq!(usage(1), (1, 1), "(open, idle) once the statements ended");
+    let two = Store::open(&SCHEMA, &with(2)).await.unwrap();
+    many_callers_share_two_connections(&two).await;
+    // Connections of callers that gave up mid-statement come back once the
+    // server has answered their statement; /metrics then shows them all idle.
+    let settled = async {
+        loop {
+            let (open, idle) = usage(2);
+            assert!(open <= 2, "{open} connections open, at most 2 allowed");
+            if idle == open {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(STRANDED, settled)
+        .await
+        .expect("every connection is idle once the callers are answered");
+}
+
+/// (open, idle) connections of this test's store with `max` connections.
+fn usage(max: u32) -> (u32, u32) {
+    let usage = strata_store::pool_usage();
+    let mine = usage
+        .iter()
+        .find(|u| u.context == SCHEMA.name && u.max == max)
+        .expect("the store's pool is reported");
+    (mine.open, mine.idle)
+}
+
+/// One row, one text column, from `sql`.
+async fn text(store: &Store, sql: &'static str) -> Result<String, StoreError> {
+    let row = store.fetch_optional(Sql::same(sql), Vec::new()).await?;
+    row.expect("one row").text(0)
+}
+
+async fn a_statement_cut_off_leaves_nothing_behind(one: &Store) {
+    let by_id: Batched<Uuid> = one.batched(BY_ID);
+    for round in 0..3 {
+        // Sent, then given up while the server still runs it: its answer
+        // arrives on the connection after the caller has gone.
+        let cut = tokio::time::timeout(
+            Duration::from_millis(50),
+            text(one, "select 'the late answer' from pg_sleep(0.3)"),
+        )
+        .await;
+        assert!(cut.is_err(), "round {round}: the statement was cut off");
+        assert_eq!(
+            tokio::time::timeout(STRANDED, text(one, "select 'the next answer'"))
+                .await
+                .expect("the next statement is answered")
+                .unwrap(),
+            "the next answer",
+            "round {round}"
+        );
+        assert_eq!(lone(&by_id, 9).await, expected(9), "round {round}");
+    }
+}
+
+async fn a_failed_statement_leaves_nothing_behind(one: &Store) {
+    for round in 0..3 {
+        let error = text(one, "select (1 / 0)::text").await.unwrap_err();
+        assert!(matches!(error, StoreError::Other(_)), "round {round}: {error:?}");
+        assert_eq!(
+            text(one, "select 'after'").await.unwrap(),
+            "after",
+            "round {round}"
+        );
+    }
+}
+
+async fn a_failed_locked_command_leaves_nothing_behind(one: &Store) {
+    let request = RequestId::parse("locked-and-failed").unwrap();
+    for round in 0..3 {
+        // Fails after taking the aggregate's lock, inside the transaction.
+        let failed = one
+            .write_locked(
+                Sql::same("select id, name from item where id = $1"),
+                vec![Param::Uuid(Uuid::from_u128(4))],
+                &request,
+                |_, row| -> Result<LockedDecision<()>, StoreError> {
+                    assert!(row.is_some(), "the locked read found item 4");
+                    Err(StoreError::Corrupt("decided to fail".into()))
+                },
+            )
+            .await;
+        assert!(
+            matches!(failed, Err(StoreError::Corrupt(_))),
+            "round {round}: {failed:?}"
+        );
+        // The next statement runs outside that transaction: the aggregate's
+        // lock, held until the transaction ends, is gone.
+        assert_eq!(
+            text(
+                one,
+                "select count(*)::text from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()"
+            )
+            .await
+            .unwrap(),
+            "0",
+            "round {round}"
+        );
+    }
+}
+
+async fn many_callers_share_two_connections(two: &Store) {
+    for round in 0..ROUNDS {
+        let barrier = Arc::new(Barrier::new(CONTENDERS));
+        let tasks: Vec<_> = (0..CONTENDERS)
+            .map(|contender| {
+                let (barrier, two) = (Arc::clone(&barrier), two.clone());
+                let n = i64::try_from(round * CONTENDERS + contender).unwrap();
+                let gives_up = contender % 4 == 0;
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    let statement = two.fetch_optional(Sql::same("select $1::int8 * 2"), vec![Param::Int(n)]);
+                    if gives_up {
+                        // Polled once (waiting, or its statement sent), then dropped.
+                        tokio::select! {
+                            biased;
+                            _ = statement => {}
+                            () = std::future::ready(()) => {}
+                        }
+                        None
+                    } else {
+                        Some((n, statement.await.unwrap().expect("one row").int(0).unwrap()))
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            if let Some((n, doubled)) = answered(task).await {
+                assert_eq!(doubled, n * 2, "round {round}");
             }
         }
     }
