@@ -255,8 +255,11 @@ impl Lease<'_> {
         if taken.elapsed() < RECYCLE {
             out.kept = true;
             out.home.keep(connection, taken);
+        } else {
+            // Back to sqlx, then its place (which wakes a waiter).
+            drop(connection);
+            drop(out);
         }
-        // Else both dropped: the connection back to sqlx, then its place.
     }
 }
 
