@@ -27,15 +27,12 @@
 use std::{
     collections::VecDeque,
     ops::{Deref, DerefMut},
-    sync::{
-        Mutex, MutexGuard, PoisonError,
-        atomic::{AtomicU32, Ordering},
-    },
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::{Duration, Instant},
 };
 
 use sqlx::{PgConnection, PgPool, Postgres, pool::PoolConnection};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::{StoreError, error::classify};
 
@@ -49,75 +46,54 @@ const IDLE: Duration = Duration::from_secs(10);
 
 /// A context's PostgreSQL connections: sqlx's pool and those kept from it.
 ///
-/// `out` counts the connections taken from sqlx's pool and not given back
-/// (lent to a statement or kept here), and the ones being taken. A caller
-/// asks sqlx only while `out` is below the pool's size, so it never waits in
-/// sqlx's queue for a connection that is kept here (sqlx would not know it is
-/// free), and never gives up a connection sqlx is opening for it because a
-/// kept one came first (a connection opened and thrown away costs the server
-/// a backend process).
+/// Every connection taken from sqlx's pool (lent to a statement or kept here)
+/// holds one of `places`, as many as the pool's size. A caller asks sqlx only
+/// once it holds a place, so it never waits in sqlx's queue for a connection
+/// that is kept here (sqlx would not know it is free), and never gives up a
+/// connection sqlx is opening for it because a kept one came first (a
+/// connection opened and thrown away costs the server a backend process).
 #[derive(Debug)]
 pub(crate) struct Connections {
     pool: PgPool,
-    max: u32,
-    out: AtomicU32,
+    places: Arc<Semaphore>,
     /// Kept connections, most recently used last.
     kept: Mutex<VecDeque<Kept>>,
-    /// Wakes a caller waiting for a connection when one is kept or given back.
+    /// Wakes a caller waiting for a connection when one is kept.
     returned: Notify,
+}
+
+/// A connection out of sqlx's pool. Fields drop in order: the connection goes
+/// back to sqlx before its place is freed, so a caller woken by the place
+/// finds it there.
+#[derive(Debug)]
+struct Out {
+    connection: PoolConnection<Postgres>,
+    _place: OwnedSemaphorePermit,
+    /// When it came out of sqlx's pool.
+    taken: Instant,
 }
 
 #[derive(Debug)]
 struct Kept {
-    connection: PoolConnection<Postgres>,
-    /// When it came out of sqlx's pool.
-    taken: Instant,
+    out: Out,
     /// When its last statement ended.
     idle_since: Instant,
 }
 
 /// A connection lent to one statement (or one transaction). Dropped, it goes
-/// back to sqlx's pool, which flushes or closes it; [`Lease::release`] hands
-/// it to the next statement instead.
+/// back to sqlx's pool, which flushes or closes it, and frees its place;
+/// [`Lease::release`] hands it to the next statement instead.
 #[derive(Debug)]
 pub(crate) struct Lease<'a> {
-    connection: PoolConnection<Postgres>,
-    taken: Instant,
-    /// Dropped after the connection, so a waiter woken by it finds sqlx's
-    /// pool with the connection back.
-    out: Out<'a>,
-}
-
-/// One of [`Connections::out`]: given back when dropped, unless the
-/// connection it stands for was kept.
-#[derive(Debug)]
-struct Out<'a> {
+    out: Out,
     home: &'a Connections,
-    kept: bool,
-}
-
-impl<'a> Out<'a> {
-    /// A place already counted in `home.out`.
-    fn held(home: &'a Connections) -> Self {
-        Self { home, kept: false }
-    }
-}
-
-impl Drop for Out<'_> {
-    fn drop(&mut self) {
-        if !self.kept {
-            self.home.out.fetch_sub(1, Ordering::AcqRel);
-            self.home.returned.notify_one();
-        }
-    }
 }
 
 impl Connections {
     pub(crate) fn new(pool: PgPool) -> Self {
         Self {
-            max: pool.options().get_max_connections(),
+            places: Arc::new(Semaphore::new(pool.options().get_max_connections() as usize)),
             pool,
-            out: AtomicU32::new(0),
             kept: Mutex::new(VecDeque::new()),
             returned: Notify::new(),
         }
@@ -133,8 +109,8 @@ impl Connections {
     }
 
     /// A connection for one statement: a kept one if any, else one from sqlx's
-    /// pool while fewer than its size are out, else the next one kept or
-    /// given back (at most the pool's acquire timeout in all).
+    /// pool once a place is free, whichever comes first (at most the pool's
+    /// acquire timeout in all).
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when none came in time, or sqlx's error
@@ -147,80 +123,64 @@ impl Connections {
     }
 
     async fn wait_for_one(&self) -> Result<Lease<'_>, StoreError> {
-        loop {
-            // Registered before looking, so a connection kept or given back
-            // in between wakes us.
+        let place = loop {
+            // Registered before looking, so a connection kept in between wakes us.
             let returned = self.returned.notified();
             tokio::pin!(returned);
             returned.as_mut().enable();
             if let Some(kept) = self.take_kept() {
                 return Ok(Lease {
-                    connection: kept.connection,
-                    taken: kept.taken,
-                    out: Out::held(self),
+                    out: kept.out,
+                    home: self,
                 });
             }
-            if let Some(out) = self.reserve() {
-                // Dropped on an error, `out` gives the place back.
-                let connection = self.pool.acquire().await.map_err(classify)?;
-                return Ok(Lease {
-                    connection,
-                    taken: Instant::now(),
-                    out,
-                });
+            tokio::select! {
+                place = Arc::clone(&self.places).acquire_owned() => {
+                    break place.map_err(|_| classify(sqlx::Error::PoolClosed))?;
+                }
+                () = returned => {}
             }
-            returned.await;
-        }
-    }
-
-    /// A place among the `max` connections out, if one is free.
-    fn reserve(&self) -> Option<Out<'_>> {
-        self.out
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |out| {
-                (out < self.max).then_some(out + 1)
-            })
-            .ok()
-            .map(|_| Out::held(self))
+        };
+        // Not raced against anything: a connection sqlx opens is used. On an
+        // error, the place is freed.
+        let connection = self.pool.acquire().await.map_err(classify)?;
+        Ok(Lease {
+            out: Out {
+                connection,
+                _place: place,
+                taken: Instant::now(),
+            },
+            home: self,
+        })
     }
 
     /// The most recently used kept connection that is not due back in sqlx.
-    /// Its place among those out stays taken: the caller's lease holds it.
     fn take_kept(&self) -> Option<Kept> {
         let mut kept = self.kept();
         while let Some(newest) = kept.pop_back() {
-            if newest.taken.elapsed() < RECYCLE {
+            if newest.out.taken.elapsed() < RECYCLE {
                 return Some(newest);
             }
-            self.give_back(newest);
+            // Dropped: back to sqlx, and its place freed.
         }
         None
     }
 
-    /// Keeps a connection whose statement ended, for the next statement.
-    fn keep(&self, connection: PoolConnection<Postgres>, taken: Instant) {
+    /// Keeps a connection whose statement ended, for the next statement;
+    /// those idle here for [`IDLE`] go back to sqlx.
+    fn keep(&self, out: Out) {
         let now = Instant::now();
         {
             let mut kept = self.kept();
-            while let Some(oldest) = kept.pop_front() {
-                if now.duration_since(oldest.idle_since) < IDLE {
-                    kept.push_front(oldest);
-                    break;
-                }
-                self.give_back(oldest);
+            while kept
+                .front()
+                .is_some_and(|oldest| now.duration_since(oldest.idle_since) >= IDLE)
+            {
+                kept.pop_front();
             }
-            kept.push_back(Kept {
-                connection,
-                taken,
-                idle_since: now,
-            });
+            kept.push_back(Kept { out, idle_since: now });
         }
         self.returned.notify_one();
-    }
-
-    /// Gives a kept connection back to sqlx's pool, and its place.
-    fn give_back(&self, kept: Kept) {
-        drop(kept.connection);
-        drop(Out::held(self));
     }
 
     fn kept(&self) -> MutexGuard<'_, VecDeque<Kept>> {
@@ -236,7 +196,7 @@ impl Drop for Connections {
         // those, just close the sockets.
         if tokio::runtime::Handle::try_current().is_err() {
             for kept in self.kept().drain(..) {
-                drop(kept.connection.leak());
+                drop(kept.out.connection.leak());
             }
         }
     }
@@ -245,20 +205,10 @@ impl Drop for Connections {
 impl Lease<'_> {
     /// Hands the connection to the next statement: call it once the
     /// statement (or transaction) has run to its end, nothing left unread and
-    /// no transaction open.
+    /// no transaction open. One out of sqlx for [`RECYCLE`] goes back to it.
     pub(crate) fn release(self) {
-        let Lease {
-            connection,
-            taken,
-            mut out,
-        } = self;
-        if taken.elapsed() < RECYCLE {
-            out.kept = true;
-            out.home.keep(connection, taken);
-        } else {
-            // Back to sqlx, then its place (which wakes a waiter).
-            drop(connection);
-            drop(out);
+        if self.out.taken.elapsed() < RECYCLE {
+            self.home.keep(self.out);
         }
     }
 }
@@ -267,12 +217,12 @@ impl Deref for Lease<'_> {
     type Target = PgConnection;
 
     fn deref(&self) -> &PgConnection {
-        &self.connection
+        &self.out.connection
     }
 }
 
 impl DerefMut for Lease<'_> {
     fn deref_mut(&mut self) -> &mut PgConnection {
-        &mut self.connection
+        &mut self.out.connection
     }
 }
