@@ -84,12 +84,13 @@ pub async fn run(flags: Flags, shutdown: impl Future<Output = ()> + Send + 'stat
                 flags.listen
             )
         })?;
-    let edge = Edge::new(flags.edge.clone())?;
+    let edge = Edge::new("backoffice", flags.edge.clone())?;
     let admin = admin::Admin::from_config(&flags.edge)?;
     let registering = admin.map(|admin| tokio::spawn(admin::register(edge.clone(), admin)));
     let router = edge.app("Strata backoffice", api(), App { edge: edge.clone() });
-    let served =
-        strata_edge::serve::serve("backoffice", router, listener, shutdown, Duration::from_secs(10)).await;
+    let served = edge
+        .serve("backoffice", router, listener, shutdown, Duration::from_secs(10))
+        .await;
     if let Some(task) = registering {
         task.abort();
     }

@@ -2,6 +2,13 @@
 //! credentials once, at sign-in; the edge then issues a signed JWT (HS256, with
 //! an expiry) and verifies it on every request, without a call downstream.
 //!
+//! A token is bound to the edge that issued it (`aud`: `storefront` or
+//! `backoffice`), so a staff token taken at the public storefront is refused
+//! at backoffice. It names its key (`kid`, derived from the secret), so keys
+//! rotate without logging anyone out: the new secret signs, the previous one
+//! (`--jwt-previous-secret-file`) is still accepted until the tokens it signed
+//! have expired.
+//!
 //! [`layer`] reads `Authorization: Bearer …` when it is there: a valid token
 //! puts its [`Principal`] in the request; a malformed, forged or expired one is
 //! 401 at once (`WWW-Authenticate: Bearer error="invalid_token"`). Handlers ask
@@ -42,8 +49,12 @@ pub mod role {
 /// Signs and verifies the edge's tokens.
 #[derive(Clone)]
 pub struct Keys {
+    audience: String,
+    /// The key that signs, and its id.
+    kid: String,
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// Every key accepted (the signing one first), by id.
+    decoding: Vec<(String, DecodingKey)>,
     validation: Validation,
     ttl: Duration,
 }
@@ -51,6 +62,12 @@ pub struct Keys {
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Keys")
+            .field("audience", &self.audience)
+            .field("kid", &self.kid)
+            .field(
+                "accepted",
+                &self.decoding.iter().map(|(kid, _)| kid).collect::<Vec<_>>(),
+            )
             .field("ttl", &self.ttl)
             .finish_non_exhaustive()
     }
@@ -61,8 +78,17 @@ struct Claims {
     sub: String,
     roles: Vec<String>,
     iss: String,
+    aud: String,
     iat: u64,
     exp: u64,
+}
+
+/// A key's id: the first 8 bytes of the secret's SHA-256, in hex. It names
+/// the key without revealing it, and needs no setting of its own.
+fn key_id(secret: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(secret);
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The authenticated caller of a request.
@@ -94,22 +120,31 @@ pub struct Token {
 }
 
 impl Keys {
-    /// Keys for an HMAC `secret` of at least [`MIN_SECRET_LEN`] bytes; tokens
-    /// live for `ttl`.
+    /// Keys for the edge `audience`, signing with HMAC `secret` and accepting
+    /// tokens signed with it or with any of `previous` (each at least
+    /// [`MIN_SECRET_LEN`] bytes); tokens live for `ttl`.
     ///
     /// # Errors
-    /// When the secret is too short.
-    pub fn new(secret: &[u8], ttl: Duration) -> anyhow::Result<Self> {
-        if secret.len() < MIN_SECRET_LEN {
-            bail!("the JWT secret must be at least {MIN_SECRET_LEN} bytes long");
+    /// When a secret is too short.
+    pub fn new(audience: &str, secret: &[u8], previous: &[&[u8]], ttl: Duration) -> anyhow::Result<Self> {
+        for key in std::iter::once(&secret).chain(previous) {
+            if key.len() < MIN_SECRET_LEN {
+                bail!("the JWT secret must be at least {MIN_SECRET_LEN} bytes long");
+            }
         }
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
-        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
         validation.leeway = 5;
         Ok(Self {
+            audience: audience.to_owned(),
+            kid: key_id(secret),
             encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            decoding: std::iter::once(&secret)
+                .chain(previous)
+                .map(|key| (key_id(key), DecodingKey::from_secret(key)))
+                .collect(),
             validation,
             ttl,
         })
@@ -125,14 +160,16 @@ impl Keys {
             sub: account_id.to_string(),
             roles,
             iss: ISSUER.to_owned(),
+            aud: self.audience.clone(),
             iat: now,
             exp: now + self.ttl.as_secs(),
         };
-        let access_token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|error| {
-                tracing::error!(%error, "cannot sign a token");
-                Problem::internal()
-            })?;
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.kid.clone());
+        let access_token = jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(|error| {
+            tracing::error!(%error, "cannot sign a token");
+            Problem::internal()
+        })?;
         Ok(Token {
             access_token,
             token_type: "Bearer",
@@ -146,11 +183,20 @@ impl Keys {
     /// 401 when it is malformed, forged, expired or from another issuer.
     pub fn verify(&self, token: &str) -> Result<Principal, Problem> {
         let invalid = |detail: &str| Problem::unauthorized(detail.to_owned(), Some("invalid_token"));
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("the token is not valid"))?;
+        let key = header
+            .kid
+            .and_then(|kid| self.decoding.iter().find(|(known, _)| *known == kid))
+            .map(|(_, key)| key)
+            .ok_or_else(|| invalid("the token is not valid (signed with a key this service no longer accepts); sign in again"))?;
         let data =
-            jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|error| {
+            jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|error| {
                 match error.kind() {
                     jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
                         invalid("the token has expired; sign in again")
+                    }
+                    jsonwebtoken::errors::ErrorKind::InvalidAudience => {
+                        invalid("the token was issued by another service; sign in here")
                     }
                     _ => invalid("the token is not valid"),
                 }
@@ -162,26 +208,36 @@ impl Keys {
         })
     }
 
-    /// Loads the signing secret: `STRATA_JWT_SECRET`, else the file `secret_file`,
-    /// else, in dev mode, a secret generated once and kept at
-    /// `<data_dir>/jwt-secret` so that tokens survive a restart.
+    /// Loads the keys of the edge `audience`. The signing secret is
+    /// `STRATA_JWT_SECRET`, else the file `secret_file`, else, in dev mode, a
+    /// secret generated once and kept at `<data_dir>/jwt-secret` so that
+    /// tokens survive a restart. The previous secret, still accepted, is
+    /// `STRATA_JWT_PREVIOUS_SECRET`, else the file `previous_file`.
     ///
     /// # Errors
-    /// When none is given outside dev mode, or it is too short or unreadable.
+    /// When none is given outside dev mode, or a secret is too short or unreadable.
     pub fn load(
+        audience: &str,
         secret_file: Option<&Path>,
+        previous_file: Option<&Path>,
         dev: bool,
         data_dir: &Path,
         ttl: Duration,
     ) -> anyhow::Result<Self> {
+        let previous = match (std::env::var("STRATA_JWT_PREVIOUS_SECRET"), previous_file) {
+            (Ok(secret), _) => Some(secret.into_bytes()),
+            (Err(_), Some(file)) => Some(read_secret(file, "--jwt-previous-secret-file")?),
+            (Err(_), None) => None,
+        };
+        let previous: Vec<&[u8]> = previous.iter().map(Vec::as_slice).collect();
         if let Ok(secret) = std::env::var("STRATA_JWT_SECRET") {
-            return Self::new(secret.as_bytes(), ttl).context("STRATA_JWT_SECRET");
+            return Self::new(audience, secret.as_bytes(), &previous, ttl)
+                .context("STRATA_JWT_SECRET / STRATA_JWT_PREVIOUS_SECRET");
         }
         if let Some(file) = secret_file {
-            let secret = std::fs::read(file)
-                .with_context(|| format!("--jwt-secret-file: cannot read {}", file.display()))?;
-            return Self::new(trim_ascii_end(&secret), ttl)
-                .with_context(|| format!("--jwt-secret-file {}", file.display()));
+            let secret = read_secret(file, "--jwt-secret-file")?;
+            return Self::new(audience, &secret, &previous, ttl)
+                .with_context(|| format!("--jwt-secret-file {} / the previous secret", file.display()));
         }
         if !dev {
             bail!(
@@ -191,8 +247,15 @@ impl Keys {
         }
         let file = data_dir.join("jwt-secret");
         let secret = crate::dev::kept_secret(&file, || crate::dev::random_hex(32))?;
-        Self::new(secret.as_bytes(), ttl).with_context(|| format!("the dev secret in {}", file.display()))
+        Self::new(audience, secret.as_bytes(), &previous, ttl)
+            .with_context(|| format!("the dev secret in {}", file.display()))
     }
+}
+
+/// A secret kept in `file` (trailing whitespace, such as a final newline, trimmed).
+fn read_secret(file: &Path, setting: &str) -> anyhow::Result<Vec<u8>> {
+    let secret = std::fs::read(file).with_context(|| format!("{setting}: cannot read {}", file.display()))?;
+    Ok(trim_ascii_end(&secret).to_vec())
 }
 
 fn trim_ascii_end(bytes: &[u8]) -> &[u8] {
@@ -265,8 +328,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Staff {
 mod tests {
     use super::*;
 
+    const AUDIENCE: &str = "storefront";
+
     fn keys() -> Keys {
-        Keys::new(&[7; 32], Duration::from_secs(60)).unwrap()
+        Keys::new(AUDIENCE, &[7; 32], &[], Duration::from_secs(60)).unwrap()
     }
 
     #[test]
@@ -277,9 +342,59 @@ mod tests {
         assert_eq!(principal.account_id, id);
         assert!(principal.is_staff());
 
-        let other = Keys::new(&[8; 32], Duration::from_secs(60)).unwrap();
+        let other = Keys::new(AUDIENCE, &[8; 32], &[], Duration::from_secs(60)).unwrap();
         assert_eq!(other.verify(&token.access_token).unwrap_err().status, 401);
         assert_eq!(keys().verify("not.a.token").unwrap_err().status, 401);
+    }
+
+    #[test]
+    fn a_token_is_accepted_only_by_the_edge_that_issued_it() {
+        let storefront = keys();
+        let backoffice = Keys::new("backoffice", &[7; 32], &[], Duration::from_secs(60)).unwrap();
+        let token = storefront
+            .issue(Uuid::now_v7(), vec![role::STAFF.to_owned()])
+            .unwrap()
+            .access_token;
+        assert!(storefront.verify(&token).is_ok());
+        let refused = backoffice.verify(&token).unwrap_err();
+        assert_eq!(refused.status, 401);
+        assert!(refused.detail.contains("another service"), "{}", refused.detail);
+    }
+
+    #[test]
+    fn keys_rotate_with_the_previous_one_still_accepted() {
+        let ttl = Duration::from_secs(60);
+        let (old, new) = ([1_u8; 32], [2_u8; 32]);
+        let before = Keys::new(AUDIENCE, &old, &[], ttl).unwrap();
+        let old_token = before.issue(Uuid::now_v7(), vec![]).unwrap().access_token;
+        // Rotated: the new secret signs, the old one is still accepted.
+        let rotating = Keys::new(AUDIENCE, &new, &[&old], ttl).unwrap();
+        assert!(rotating.verify(&old_token).is_ok());
+        let new_token = rotating.issue(Uuid::now_v7(), vec![]).unwrap().access_token;
+        assert_ne!(
+            jsonwebtoken::decode_header(&new_token).unwrap().kid,
+            jsonwebtoken::decode_header(&old_token).unwrap().kid
+        );
+        assert!(
+            before.verify(&new_token).is_err(),
+            "an edge not yet rotated refuses the new key"
+        );
+        // Once the old key is dropped, its tokens are refused, saying why.
+        let after = Keys::new(AUDIENCE, &new, &[], ttl).unwrap();
+        assert!(after.verify(&new_token).is_ok());
+        let refused = after.verify(&old_token).unwrap_err();
+        assert!(refused.detail.contains("no longer accepts"), "{}", refused.detail);
+        // A token without a kid (or with a forged one) is refused.
+        let claims = Claims {
+            sub: Uuid::now_v7().to_string(),
+            roles: vec![],
+            iss: ISSUER.to_owned(),
+            aud: AUDIENCE.to_owned(),
+            iat: now_secs(),
+            exp: now_secs() + 60,
+        };
+        let bare = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &after.encoding).unwrap();
+        assert_eq!(after.verify(&bare).unwrap_err().status, 401);
     }
 
     #[test]
@@ -289,10 +404,13 @@ mod tests {
             sub: Uuid::now_v7().to_string(),
             roles: vec![],
             iss: ISSUER.to_owned(),
+            aud: AUDIENCE.to_owned(),
             iat: 1,
             exp: now_secs() - 60,
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(keys.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &keys.encoding).unwrap();
         let problem = keys.verify(&token).unwrap_err();
         assert_eq!(problem.status, 401);
         assert!(problem.detail.contains("expired"), "{}", problem.detail);
@@ -300,9 +418,9 @@ mod tests {
 
     #[test]
     fn a_short_secret_is_refused() {
-        assert!(Keys::new(b"short", Duration::from_secs(1)).is_err());
-        assert!(Keys::new(&[7; MIN_SECRET_LEN - 1], Duration::from_secs(1)).is_err());
-        assert!(Keys::new(&[7; MIN_SECRET_LEN], Duration::from_secs(1)).is_ok());
+        assert!(Keys::new(AUDIENCE, b"short", &[], Duration::from_secs(1)).is_err());
+        assert!(Keys::new(AUDIENCE, &[7; MIN_SECRET_LEN - 1], &[], Duration::from_secs(1)).is_err());
+        assert!(Keys::new(AUDIENCE, &[7; MIN_SECRET_LEN], &[], Duration::from_secs(1)).is_ok());
     }
 
     #[test]
@@ -320,16 +438,18 @@ mod tests {
 
     #[test]
     fn a_token_lives_for_its_ttl() {
-        let keys = Keys::new(&[7; 32], Duration::from_secs(600)).unwrap();
+        let keys = Keys::new(AUDIENCE, &[7; 32], &[], Duration::from_secs(600)).unwrap();
         let token = keys.issue(Uuid::now_v7(), vec![]).unwrap();
         assert_eq!(token.expires_in, 600);
         assert_eq!(token.token_type, "Bearer");
-        let claims = jsonwebtoken::decode::<Claims>(&token.access_token, &keys.decoding, &keys.validation)
-            .unwrap()
-            .claims;
+        let claims =
+            jsonwebtoken::decode::<Claims>(&token.access_token, &keys.decoding[0].1, &keys.validation)
+                .unwrap()
+                .claims;
         assert_eq!(claims.exp - claims.iat, 600);
         assert!(claims.iat.abs_diff(now_secs()) <= 5, "{}", claims.iat);
         assert_eq!(claims.iss, ISSUER);
+        assert_eq!(claims.aud, AUDIENCE);
     }
 
     #[test]
@@ -344,21 +464,24 @@ mod tests {
         // A file's trailing newline is not part of the secret.
         let file = dir.join("secret");
         std::fs::write(&file, [&secret[..], b" \n"].concat()).unwrap();
-        let loaded = Keys::load(Some(&file), false, &dir, ttl).unwrap();
-        let token = Keys::new(&secret, ttl)
+        let loaded = Keys::load(AUDIENCE, Some(&file), None, false, &dir, ttl).unwrap();
+        let token = Keys::new(AUDIENCE, &secret, &[], ttl)
             .unwrap()
             .issue(Uuid::now_v7(), vec![])
             .unwrap();
         assert!(loaded.verify(&token.access_token).is_ok());
         std::fs::write(&file, b"  \n").unwrap();
-        assert!(Keys::load(Some(&file), false, &dir, ttl).is_err(), "blank");
+        assert!(
+            Keys::load(AUDIENCE, Some(&file), None, false, &dir, ttl).is_err(),
+            "blank"
+        );
 
         // Without a secret: refused, unless in dev mode, which keeps one.
-        assert!(Keys::load(None, false, &dir, ttl).is_err());
+        assert!(Keys::load(AUDIENCE, None, None, false, &dir, ttl).is_err());
         assert!(!dir.join("jwt-secret").exists());
-        let dev = Keys::load(None, true, &dir, ttl).unwrap();
+        let dev = Keys::load(AUDIENCE, None, None, true, &dir, ttl).unwrap();
         let token = dev.issue(Uuid::now_v7(), vec![]).unwrap();
-        let again = Keys::load(None, true, &dir, ttl).unwrap();
+        let again = Keys::load(AUDIENCE, None, None, true, &dir, ttl).unwrap();
         assert!(again.verify(&token.access_token).is_ok(), "kept across restarts");
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -37,6 +37,11 @@ pub struct EdgeFlags {
     /// itself can be given as STRATA_JWT_SECRET, which wins.
     #[arg(long, env = "STRATA_JWT_SECRET_FILE", value_name = "FILE")]
     pub jwt_secret_file: Option<PathBuf>,
+    /// A file holding the previous JWT secret, still accepted (never used to
+    /// sign) while tokens it signed may live: how keys rotate without signing
+    /// everyone out. STRATA_JWT_PREVIOUS_SECRET, the secret itself, wins.
+    #[arg(long, env = "STRATA_JWT_PREVIOUS_SECRET_FILE", value_name = "FILE")]
+    pub jwt_previous_secret_file: Option<PathBuf>,
     /// How long an access token is valid.
     #[arg(
         long,
@@ -68,6 +73,15 @@ pub struct EdgeFlags {
     /// The burst a client may make above its rate.
     #[arg(long, env = "STRATA_RATE_LIMIT_BURST", default_value_t = NonZeroU32::new(100).unwrap_or(NonZeroU32::MIN), value_name = "N")]
     pub rate_limit_burst: NonZeroU32,
+    /// Sign-in and sign-up attempts a minute per client address (each hashes
+    /// a password downstream), whatever token the request carries.
+    #[arg(long, env = "STRATA_SIGN_IN_PER_MINUTE", default_value_t = NonZeroU32::new(20).unwrap_or(NonZeroU32::MIN), value_name = "N")]
+    pub sign_in_per_minute: NonZeroU32,
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed
+    /// (addresses and CIDR blocks, comma-separated), such as the load
+    /// balancer in front of the edges. Empty: the peer is the client.
+    #[arg(long, env = "STRATA_TRUSTED_PROXIES", default_value = "", value_name = "LIST", value_parser = parse_proxies)]
+    pub trusted_proxies: crate::client::TrustedProxies,
     /// Calls a second this process may make to each data service (0: no
     /// limit); past it a call is refused at once and the request gets 503.
     #[arg(
@@ -80,6 +94,31 @@ pub struct EdgeFlags {
     /// The largest request body accepted (larger: 413).
     #[arg(long, env = "STRATA_MAX_BODY_BYTES", default_value_t = 64 * 1024, value_name = "BYTES")]
     pub max_body_bytes: usize,
+    /// How long a client has to send a request's head (on HTTP/1.1 also how
+    /// long a kept-alive connection may wait for its next request).
+    #[arg(long, env = "STRATA_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_header_timeout_ms: u64,
+    /// How long a client has to send a request's whole body (too slow: 408).
+    #[arg(long, env = "STRATA_HTTP_BODY_TIMEOUT_MS", default_value_t = 10_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_body_timeout_ms: u64,
+    /// How long a connection may sit with no request in flight and no byte
+    /// moving before it is closed.
+    #[arg(long, env = "STRATA_HTTP_IDLE_TIMEOUT_MS", default_value_t = 60_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_idle_timeout_ms: u64,
+    /// The most connections open at once; more wait in the listen backlog
+    /// (keep it under the process's file descriptor limit).
+    #[arg(long, env = "STRATA_HTTP_MAX_CONNECTIONS", default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub http_max_connections: u32,
+    /// The most requests one HTTP/2 connection may have in flight.
+    #[arg(long, env = "STRATA_HTTP2_MAX_STREAMS", default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub http2_max_streams: u32,
+    /// The largest HTTP/2 header list accepted (HTTP/1.1: at most 100 headers).
+    #[arg(long, env = "STRATA_HTTP2_MAX_HEADER_BYTES", default_value_t = 16 * 1024, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1024..))]
+    pub http2_max_header_bytes: u32,
+    /// Serve `/metrics` on this address instead of the public listener (which
+    /// then answers it 404): the metrics name internal addresses.
+    #[arg(long, env = "STRATA_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// The CA (PEM) that signed the data services' certificates: with it,
     /// `https://` addresses are called over TLS (and `dns://` names too).
     #[arg(long, env = "STRATA_TLS_CA", value_name = "FILE")]
@@ -104,6 +143,10 @@ pub struct EdgeFlags {
         value_name = "FORMAT"
     )]
     pub log_format: LogFormat,
+}
+
+fn parse_proxies(list: &str) -> Result<crate::client::TrustedProxies, String> {
+    crate::client::TrustedProxies::parse(list)
 }
 
 impl EdgeFlags {
@@ -131,6 +174,19 @@ impl EdgeFlags {
         )
         .map(Some)
         .map_err(|e| anyhow::anyhow!("--tls-ca / --tls-client-cert / --tls-client-key (STRATA_TLS_*): {e}"))
+    }
+
+    /// The HTTP server's limits.
+    #[must_use]
+    pub fn http_limits(&self) -> crate::connection::HttpLimits {
+        crate::connection::HttpLimits {
+            header_timeout: Duration::from_millis(self.http_header_timeout_ms),
+            body_timeout: Duration::from_millis(self.http_body_timeout_ms),
+            idle_timeout: Duration::from_millis(self.http_idle_timeout_ms),
+            max_connections: self.http_max_connections as usize,
+            h2_max_concurrent_streams: self.http2_max_streams,
+            max_header_bytes: self.http2_max_header_bytes,
+        }
     }
 
     /// How long tokens live.

@@ -43,6 +43,10 @@ where
                         "the body is larger than this service accepts",
                     )
                 }
+                other if crate::connection::BodyTimedOut::caused(&other) => Problem::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the body did not arrive in time; send it whole and promptly",
+                ),
                 other => Problem::malformed(format!("the body could not be read: {other}"), Vec::new()),
             })?;
         parse(&bytes).map(Json)

@@ -5,11 +5,15 @@
 //! - [`auth`]: JWTs issued after identity verified the credentials, verified on
 //!   every request; [`auth::Principal`] and [`auth::Staff`] extractors (401/403);
 //! - [`rate_limit`]: per client (account, else address), 429 with `Retry-After`;
+//!   [`client`]: who the client is behind trusted proxies; [`throttle`]: the
+//!   password-hashing routes' own budget, per address and per account;
 //! - [`request`]: `X-Request-Id` in and out, one log line per request, and the
 //!   request's budget for its downstream calls ([`request::Ctx`]);
 //! - [`problem`]: RFC 9457 problem+json for every error, and the one mapping
 //!   from a data service's gRPC status to HTTP;
 //! - [`json`]: body and query extractors whose failures name the field;
+//! - [`connection`]: the HTTP server and its limits (header, body and idle
+//!   timeouts, a connection cap, HTTP/2 streams);
 //! - [`serve`]: the app with `/healthz`, `/readyz`, `/openapi.json` and the
 //!   layers, and graceful serving;
 //! - [`session`]: signing in (identity verifies, the edge issues the token);
@@ -26,7 +30,9 @@
 #![allow(clippy::result_large_err)]
 
 pub mod auth;
+pub mod client;
 pub mod config;
+pub mod connection;
 pub mod dev;
 pub mod downstream;
 pub mod json;
@@ -37,6 +43,7 @@ pub mod request;
 pub mod serve;
 pub mod session;
 pub mod shop;
+pub mod throttle;
 
 pub use json::{Json, Query};
 pub use problem::{FieldError, Problem};

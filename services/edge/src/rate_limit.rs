@@ -1,7 +1,10 @@
 //! Per-client rate limiting (governor's keyed GCRA limiter): each client gets
 //! `per_second` requests a second with bursts up to `burst`, keyed by the
 //! token's subject when the request is authenticated, else by the client's
-//! address. Over the limit: 429 with `Retry-After`.
+//! address ([`crate::client`]: behind trusted proxies, the address they
+//! forward; an IPv6 client by its /64). Over the limit: 429 with
+//! `Retry-After`. The layer also puts the client's [`ClientAddress`] in the
+//! request, for the handlers that throttle by it.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -21,28 +24,50 @@ use governor::{
 };
 use http::StatusCode;
 
-use crate::{auth::Principal, problem::Problem};
+use crate::{auth::Principal, client::TrustedProxies, problem::Problem};
 
 /// Who a limit applies to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Client {
     /// An authenticated account.
     Account(uuid::Uuid),
-    /// An anonymous client, by address.
+    /// An anonymous client, by address (an IPv6 one by its /64).
     Address(IpAddr),
+}
+
+/// The address of the client a request came from, as [`crate::client`]
+/// decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub IpAddr);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddress {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Self>().copied().ok_or_else(|| {
+            tracing::error!(
+                "the rate limit layer is missing from the router, or the server gives no peer address"
+            );
+            Problem::internal()
+        })
+    }
 }
 
 /// The limiter shared by every request of a service.
 #[derive(Debug, Clone)]
 pub struct Limiter {
     limiter: Arc<DefaultKeyedRateLimiter<Client>>,
+    proxies: TrustedProxies,
 }
 
 impl Limiter {
     /// `per_second` requests a second per client, bursts up to `burst`; forgets
     /// idle clients every minute (the task stops with the runtime).
     #[must_use]
-    pub fn new(per_second: NonZeroU32, burst: NonZeroU32) -> Self {
+    pub fn new(per_second: NonZeroU32, burst: NonZeroU32, proxies: TrustedProxies) -> Self {
         let limiter = Arc::new(RateLimiter::keyed(
             Quota::per_second(per_second).allow_burst(burst),
         ));
@@ -55,7 +80,7 @@ impl Limiter {
                 limiter.retain_recent();
             }
         });
-        Self { limiter }
+        Self { limiter, proxies }
     }
 
     /// Whether `client` may make a request now; if not, how long to wait.
@@ -70,13 +95,17 @@ impl Limiter {
 }
 
 /// The middleware; it runs after authentication, so that it can key by account.
-pub async fn layer(State(limiter): State<Limiter>, request: Request, next: Next) -> Response {
+pub async fn layer(State(limiter): State<Limiter>, mut request: Request, next: Next) -> Response {
+    let address = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| limiter.proxies.client(*peer, request.headers()));
+    if let Some(address) = address {
+        request.extensions_mut().insert(ClientAddress(address));
+    }
     let client = match request.extensions().get::<Principal>() {
         Some(principal) => Some(Client::Account(principal.account_id)),
-        None => request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(address)| Client::Address(address.ip())),
+        None => address.map(|address| Client::Address(crate::client::key(address))),
     };
     if let Some(Err(wait)) = client.map(|client| limiter.check(&client)) {
         return Problem::new(StatusCode::TOO_MANY_REQUESTS, "too many requests; slow down")
@@ -88,7 +117,7 @@ pub async fn layer(State(limiter): State<Limiter>, request: Request, next: Next)
 
 /// `Retry-After` for a client that may come back after `wait`: whole seconds,
 /// rounded up, so that a client that waits that long gets in; at least 1.
-fn retry_after(wait: Duration) -> u64 {
+pub(crate) fn retry_after(wait: Duration) -> u64 {
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     seconds.max(1)
 }
@@ -99,7 +128,11 @@ mod tests {
 
     #[tokio::test]
     async fn each_client_has_its_own_allowance() {
-        let limiter = Limiter::new(NonZeroU32::new(1).unwrap(), NonZeroU32::new(2).unwrap());
+        let limiter = Limiter::new(
+            NonZeroU32::new(1).unwrap(),
+            NonZeroU32::new(2).unwrap(),
+            TrustedProxies::default(),
+        );
         let a = Client::Account(uuid::Uuid::now_v7());
         let b = Client::Address(IpAddr::from([127, 0, 0, 1]));
         assert!(limiter.check(&a).is_ok());
@@ -152,7 +185,11 @@ mod tests {
 
     #[tokio::test]
     async fn over_its_allowance_a_client_gets_429_with_retry_after() {
-        let limiter = Limiter::new(NonZeroU32::new(1).unwrap(), NonZeroU32::new(1).unwrap());
+        let limiter = Limiter::new(
+            NonZeroU32::new(1).unwrap(),
+            NonZeroU32::new(1).unwrap(),
+            TrustedProxies::default(),
+        );
         let address = [192, 0, 2, 1];
         assert_eq!(call(&limiter, Some(address), None).await.status(), 200);
         let refused = call(&limiter, Some(address), None).await;

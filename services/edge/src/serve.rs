@@ -5,7 +5,9 @@
 //! behind the shared layers (request id and log line, authentication, rate
 //! limit, body size), with problem+json for unknown routes and methods.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
 
 use axum::{
     Extension, Router,
@@ -25,10 +27,12 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     auth::{self, Keys},
     config::EdgeFlags,
+    connection::{self, HttpLimits},
     downstream::Downstream,
     problem::Problem,
     rate_limit::{self, Limiter},
     request::{self, Ctx},
+    throttle::SignInThrottle,
 };
 
 /// What every edge holds: its settings, keys, limiter and data services.
@@ -40,42 +44,58 @@ pub struct Edge {
     pub keys: Arc<Keys>,
     /// Per-client rate limits.
     pub limiter: Limiter,
+    /// The password-hashing routes' own budget.
+    pub sign_in: SignInThrottle,
     /// The data services.
     pub downstream: Downstream,
 }
 
 impl Edge {
-    /// The edge `flags` describe.
+    /// The edge `flags` describe, named `name` (`storefront`, `backoffice`):
+    /// the audience its tokens are bound to.
     ///
     /// # Errors
     /// When the signing key cannot be loaded or an address is malformed.
-    pub fn new(flags: EdgeFlags) -> anyhow::Result<Self> {
+    pub fn new(name: &str, flags: EdgeFlags) -> anyhow::Result<Self> {
         let keys = Keys::load(
+            name,
             flags.jwt_secret_file.as_deref(),
+            flags.jwt_previous_secret_file.as_deref(),
             flags.dev,
             &flags.data_dir,
             flags.token_ttl(),
         )?;
         let downstream = Downstream::new(&flags)?;
-        let limiter = Limiter::new(flags.rate_limit_per_sec, flags.rate_limit_burst);
+        let limiter = Limiter::new(
+            flags.rate_limit_per_sec,
+            flags.rate_limit_burst,
+            flags.trusted_proxies.clone(),
+        );
+        let sign_in = SignInThrottle::new(flags.sign_in_per_minute);
         Ok(Self {
             flags,
             keys: Arc::new(keys),
             limiter,
+            sign_in,
             downstream,
         })
     }
 
     /// The whole HTTP application: `api` (the service's routes and their
-    /// description, titled `title`) with the shared routes and layers.
+    /// description, titled `title`) with the shared routes and layers. The
+    /// service's routes (and unknown ones) are authenticated and rate-limited;
+    /// the probes, `/metrics` and `/openapi.json` are neither, so that a
+    /// balancer's probes never get 429.
     pub fn app<S>(&self, title: &str, api: OpenApiRouter<S>, state: S) -> Router
     where
         S: Clone + Send + Sync + 'static,
     {
-        let (router, mut openapi) = api
+        let (router, mut openapi) = api.split_for_parts();
+        let (probes, probes_doc) = OpenApiRouter::new()
             .routes(routes!(healthz))
             .routes(routes!(readyz))
             .split_for_parts();
+        openapi.merge(probes_doc);
         openapi.info = utoipa::openapi::InfoBuilder::new()
             .title(title)
             .version(env!("CARGO_PKG_VERSION"))
@@ -87,67 +107,93 @@ impl Edge {
         openapi.merge(ProblemDoc::openapi());
         let document: Arc<str> = openapi.to_json().unwrap_or_default().into();
         request::register_metrics();
-        router
+        let api = router
             .with_state(state)
-            .route(
-                "/openapi.json",
-                get(move || async move { ([(header::CONTENT_TYPE, "application/json")], document.to_string()) }),
-            )
-            .route(
-                "/metrics",
-                get(|| async {
-                    (
-                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-                        strata_rpc::metrics::render(),
-                    )
-                }),
-            )
             .fallback(|| async { Problem::not_found("no such route") })
             .method_not_allowed_fallback(|| async {
-                Problem::new(StatusCode::METHOD_NOT_ALLOWED, "this route does not take that method")
+                Problem::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "this route does not take that method",
+                )
             })
-            .layer(Extension(self.downstream.clone()))
             .layer(DefaultBodyLimit::max(self.flags.max_body_bytes))
             .layer(from_fn_with_state(self.limiter.clone(), rate_limit::layer))
-            .layer(from_fn_with_state(self.keys.clone(), auth::layer))
+            .layer(from_fn_with_state(self.keys.clone(), auth::layer));
+        let mut probes = probes.route(
+            "/openapi.json",
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], document.to_string()) }),
+        );
+        if self.flags.metrics_listen.is_none() {
+            probes = probes.route("/metrics", get(metrics));
+        }
+        api.merge(probes)
+            .layer(Extension(self.downstream.clone()))
             .layer(from_fn_with_state(self.flags.budget(), request::layer))
+    }
+
+    /// Serves `app` on `listener` within the flags' HTTP limits (and
+    /// `/metrics` on `--metrics-listen`, if set) until `shutdown` completes,
+    /// then lets requests in flight finish for at most `drain`. Prints
+    /// `<name> listening on http://…` once it accepts connections.
+    ///
+    /// # Errors
+    /// When the metrics listener cannot be bound.
+    pub async fn serve(
+        &self,
+        name: &str,
+        app: Router,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        drain: Duration,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let metrics = match self.flags.metrics_listen {
+            None => None,
+            Some(address) => {
+                let listener = TcpListener::bind(address).await.with_context(|| {
+                    format!("--metrics-listen (STRATA_METRICS_LISTEN): cannot listen on {address}")
+                })?;
+                let metrics_app = Router::new().route("/metrics", get(metrics));
+                let limits = HttpLimits {
+                    max_connections: 64,
+                    ..self.flags.http_limits()
+                };
+                Some(tokio::spawn(connection::serve(
+                    listener,
+                    metrics_app,
+                    limits,
+                    stop_rx.clone(),
+                )))
+            }
+        };
+        let address = listener.local_addr()?;
+        let server = tokio::spawn(connection::serve(
+            listener,
+            app,
+            self.flags.http_limits(),
+            stop_rx,
+        ));
+        tracing::info!(%address, "serving");
+        println!("{name} listening on http://{address}");
+        shutdown.await;
+        tracing::info!("shutting down: draining requests in flight");
+        let _ = stop_tx.send(true);
+        if tokio::time::timeout(drain, server).await.is_err() {
+            tracing::warn!(?drain, "drain timed out; dropping the remaining requests");
+        }
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
+        Ok(())
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then lets requests in
-/// flight finish for at most `drain`. Prints `<name> listening on http://…`
-/// once it accepts connections.
-///
-/// # Errors
-/// When the listener fails.
-pub async fn serve(
-    name: &str,
-    app: Router,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    drain: Duration,
-) -> std::io::Result<()> {
-    let address = listener.local_addr()?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            let mut stop_rx = stop_rx;
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-        });
-    let server = tokio::spawn(async move { server.await });
-    tracing::info!(%address, "serving");
-    println!("{name} listening on http://{address}");
-    shutdown.await;
-    tracing::info!("shutting down: draining requests in flight");
-    let _ = stop_tx.send(true);
-    match tokio::time::timeout(drain, server).await {
-        Ok(Ok(result)) => result,
-        Ok(Err(join)) => Err(std::io::Error::other(join)),
-        Err(_) => {
-            tracing::warn!(?drain, "drain timed out; dropping the remaining requests");
-            Ok(())
-        }
-    }
+/// Prometheus metrics, text format.
+async fn metrics() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        strata_rpc::metrics::render(),
+    )
 }
 
 /// Liveness: the process answers.

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use crate::{
     Ctx, Edge, Problem,
     auth::{Principal, Token, role},
+    rate_limit::ClientAddress,
 };
 
 /// Credentials.
@@ -40,9 +41,12 @@ pub enum Audience {
 pub async fn sign_in(
     edge: &Edge,
     ctx: &Ctx,
+    from: ClientAddress,
     credentials: SignIn,
     audience: Audience,
 ) -> Result<Token, Problem> {
+    edge.sign_in.admit(from.0, Some(&credentials.email))?;
+    let email = credentials.email.clone();
     let request = ctx.call.request(identity::VerifyCredentialsRequest {
         email: credentials.email,
         password: credentials.password,
@@ -50,9 +54,14 @@ pub async fn sign_in(
     let verified = ctx
         .call
         .run(edge.downstream.identity.clone().verify_credentials(request))
-        .await
-        .map_err(|status| refused(&status))?;
-    let principal = admitted(&verified, audience)?;
+        .await;
+    if let Err(status) = &verified
+        && status.code() == Code::Unauthenticated
+    {
+        edge.sign_in.record(&email, false);
+    }
+    let principal = admitted(&verified.map_err(|status| refused(&status))?, audience)?;
+    edge.sign_in.record(&email, true);
     edge.keys.issue(principal.account_id, principal.roles)
 }
 

@@ -7,6 +7,7 @@ use strata_edge::{
     Ctx, Json, Problem,
     auth::Token,
     model::uuid,
+    rate_limit::ClientAddress,
     session::{self, Audience, SignIn},
 };
 use strata_proto::identity::v1 as identity;
@@ -51,13 +52,16 @@ pub struct Account {
         (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The email is taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many sign-ups from this address; see Retry-After", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn sign_up(
     State(app): State<App>,
     ctx: Ctx,
+    from: ClientAddress,
     headers: HeaderMap,
     Json(body): Json<SignUp>,
 ) -> Result<(StatusCode, Json<Account>), Problem> {
+    app.edge.sign_in.admit(from.0, None)?;
     let request_id = match headers.get("idempotency-key") {
         Some(key) => format!(
             "sign-up/{}",
@@ -107,14 +111,16 @@ pub async fn sign_up(
     responses(
         (status = 200, description = "Signed in", body = Token),
         (status = 401, description = "Wrong email or password", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many attempts from this address, or failures for this account; see Retry-After", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The account is suspended", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn sign_in(
     State(app): State<App>,
     ctx: Ctx,
+    from: ClientAddress,
     Json(body): Json<SignIn>,
 ) -> Result<Json<Token>, Problem> {
-    session::sign_in(&app.edge, &ctx, body, Audience::Anyone)
+    session::sign_in(&app.edge, &ctx, from, body, Audience::Anyone)
         .await
         .map(Json)
 }

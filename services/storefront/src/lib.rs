@@ -91,15 +91,16 @@ pub async fn run(flags: Flags, shutdown: impl Future<Output = ()> + Send + 'stat
                 flags.listen
             )
         })?;
-    let edge = Edge::new(flags.edge.clone())?;
+    let edge = Edge::new("storefront", flags.edge.clone())?;
     let app = App {
         edge: edge.clone(),
         reservation_ttl: Duration::from_secs(flags.reservation_ttl_secs),
     };
     let follower = (!flags.no_follower).then(|| tokio::spawn(follower::run(edge.clone())));
     let router = edge.app("Strata storefront", api(), app);
-    let served =
-        strata_edge::serve::serve("storefront", router, listener, shutdown, Duration::from_secs(10)).await;
+    let served = edge
+        .serve("storefront", router, listener, shutdown, Duration::from_secs(10))
+        .await;
     if let Some(follower) = follower {
         follower.abort();
     }

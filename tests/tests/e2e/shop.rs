@@ -201,8 +201,9 @@ impl Shop {
                 &[],
             )
             .await;
-        // The staff account is registered by backoffice as it starts: retry briefly.
-        if answer.status == StatusCode::UNAUTHORIZED {
+        // The staff account is registered by backoffice as it starts: retry
+        // briefly (failures back off after a few: 429 then).
+        if answer.status == StatusCode::UNAUTHORIZED || answer.status == StatusCode::TOO_MANY_REQUESTS {
             tokio::time::sleep(Duration::from_millis(200)).await;
             return Box::pin(self.staff_token()).await;
         }
@@ -392,6 +393,7 @@ fn edge_env(data: &str, inventory: &str, dir: &TempDir) -> Vec<(&'static str, St
         ("STRATA_DATA_DIR", dir.arg().to_owned()),
         // Many shoppers sign up from one address in these tests.
         ("STRATA_RATE_LIMIT_BURST", "1000".to_owned()),
+        ("STRATA_SIGN_IN_PER_MINUTE", "100000".to_owned()),
     ]
 }
 
@@ -812,6 +814,56 @@ async fn the_edges_authenticate_authorize_and_limit() {
     );
     forged.problem(StatusCode::UNAUTHORIZED);
 
+    // A token is bound to the edge that issued it: staff signed in at the
+    // public storefront cannot use that token at backoffice.
+    let at_storefront = shop
+        .call(
+            Method::POST,
+            format!("{}/v1/sessions", shop.sf),
+            None,
+            Some(json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})),
+            &[],
+        )
+        .await
+        .expect(StatusCode::OK)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let elsewhere = shop
+        .call(
+            Method::GET,
+            format!("{}/v1/products", shop.bo),
+            Some(&at_storefront),
+            None,
+            &[],
+        )
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    assert!(
+        elsewhere["detail"].as_str().unwrap().contains("another service"),
+        "{elsewhere}"
+    );
+
+    // Wrong passwords for one account back off, whatever token the guesser
+    // carries, and without a call to identity (no hash).
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        let answer = shop
+            .call(
+                Method::POST,
+                format!("{}/v1/sessions", shop.sf),
+                Some(&alice),
+                Some(json!({"email": ADMIN_EMAIL, "password": "not the password"})),
+                &[],
+            )
+            .await;
+        statuses.push(answer.status.as_u16());
+        if answer.status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(answer.headers.contains_key("retry-after"));
+        }
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429]);
+
     let shopper_email = format!("{}@shop.test", uuid::Uuid::now_v7().simple());
     shop.call(
         Method::POST,
@@ -831,6 +883,7 @@ async fn the_edges_authenticate_authorize_and_limit() {
     )
     .await
     .problem(StatusCode::FORBIDDEN);
+    // A shopper's token is the storefront's: refused at backoffice.
     shop.call(
         Method::GET,
         format!("{}/v1/orders", shop.bo),
@@ -839,7 +892,7 @@ async fn the_edges_authenticate_authorize_and_limit() {
         &[],
     )
     .await
-    .problem(StatusCode::FORBIDDEN);
+    .problem(StatusCode::UNAUTHORIZED);
     shop.call(
         Method::POST,
         format!("{}/v1/sessions", shop.sf),
@@ -1023,11 +1076,21 @@ async fn the_edges_authenticate_authorize_and_limit() {
             &env,
         )
     });
+    // Probes, metrics and the documents are never limited: a balancer's
+    // probes must not pull a healthy instance.
+    for path in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
+        for _ in 0..6 {
+            let answer = shop
+                .call(Method::GET, format!("{url}{path}"), None, None, &[])
+                .await;
+            assert_eq!(answer.status, StatusCode::OK, "{path} is not rate-limited");
+        }
+    }
     let mut statuses = Vec::new();
     let mut retry_after = None;
     for _ in 0..3 {
         let answer = shop
-            .call(Method::GET, format!("{url}/healthz"), None, None, &[])
+            .call(Method::GET, format!("{url}/v1/products"), None, None, &[])
             .await;
         statuses.push(answer.status.as_u16());
         if answer.status == StatusCode::TOO_MANY_REQUESTS {
