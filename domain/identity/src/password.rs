@@ -4,9 +4,26 @@
 //! ([`PasswordPolicy`]).
 //!
 //! Hashing is deliberately slow (tens of milliseconds, tens of MiB): it runs on
-//! tokio's blocking pool, never on a runtime worker.
+//! tokio's blocking pool, never on a runtime worker, and at most
+//! `hash_concurrency` hashes run at once (one per core by default), so that a
+//! flood of sign-ins costs a bounded amount of memory and leaves the other
+//! contexts their share of the CPU. A call that finds every slot taken waits
+//! up to `hash_wait` for one, then is refused with [`Error::Busy`]
+//! (`RESOURCE_EXHAUSTED`, a 503 with `Retry-After` at the edge). A call
+//! cancelled while it waits (its deadline passed, its client left) takes no
+//! slot, and one cancelled before its hash began skips the hash. A hash that
+//! has begun cannot be interrupted (argon2 has no cancellation point), so it
+//! keeps its slot for the few milliseconds it has left: the slot counts what
+//! really runs.
 
-use std::{fmt::Debug, sync::Arc};
+use std::{
+    fmt::Debug,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use argon2::{
     Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _,
@@ -14,6 +31,7 @@ use argon2::{
 };
 use async_trait::async_trait;
 use strata_kernel::Error;
+use tokio::sync::Semaphore;
 
 use crate::domain::{Password, PasswordHash};
 
@@ -43,6 +61,10 @@ pub mod vars {
     pub const PARALLELISM: &str = "STRATA_IDENTITY_ARGON2_PARALLELISM";
     /// The fewest characters a new password may have.
     pub const PASSWORD_MIN_LENGTH: &str = "STRATA_IDENTITY_PASSWORD_MIN_LENGTH";
+    /// How many hashes may run at once in this process (0: one per core).
+    pub const HASH_CONCURRENCY: &str = "STRATA_IDENTITY_HASH_CONCURRENCY";
+    /// How long a call waits for a hashing slot before it is refused, in ms.
+    pub const HASH_WAIT_MS: &str = "STRATA_IDENTITY_HASH_WAIT_MS";
 }
 
 /// How passwords are hashed and how long new ones must be. The defaults are
@@ -59,6 +81,10 @@ pub struct PasswordPolicy {
     /// The fewest characters a new password may have (at most
     /// [`crate::domain::MAX_PASSWORD_CHARS`]).
     pub min_password_chars: usize,
+    /// How many hashes may run at once (0: one per core).
+    pub hash_concurrency: u32,
+    /// How long a call waits for a hashing slot before it is refused.
+    pub hash_wait: Duration,
 }
 
 impl Default for PasswordPolicy {
@@ -68,6 +94,8 @@ impl Default for PasswordPolicy {
             iterations: 2,
             parallelism: 1,
             min_password_chars: 12,
+            hash_concurrency: 0,
+            hash_wait: Duration::from_secs(1),
         }
     }
 }
@@ -91,6 +119,8 @@ impl PasswordPolicy {
             iterations: 1,
             parallelism: 1,
             min_password_chars: 12,
+            hash_concurrency: 0,
+            hash_wait: Duration::from_secs(1),
         }
     }
 
@@ -125,6 +155,11 @@ impl PasswordPolicy {
             iterations: number(vars::ITERATIONS, defaults.iterations)?,
             parallelism: number(vars::PARALLELISM, defaults.parallelism)?,
             min_password_chars: number(vars::PASSWORD_MIN_LENGTH, 12)? as usize,
+            hash_concurrency: number(vars::HASH_CONCURRENCY, defaults.hash_concurrency)?,
+            hash_wait: Duration::from_millis(u64::from(number(
+                vars::HASH_WAIT_MS,
+                u32::try_from(defaults.hash_wait.as_millis()).unwrap_or(u32::MAX),
+            )?)),
         };
         policy.check()?;
         Ok(policy)
@@ -171,12 +206,23 @@ impl PasswordPolicy {
     fn params(&self) -> Result<Params, argon2::Error> {
         Params::new(self.memory_kib, self.iterations, self.parallelism, None)
     }
+
+    /// How many hashes may run at once: `hash_concurrency`, or one per core.
+    #[must_use]
+    pub fn hash_slots(&self) -> usize {
+        match self.hash_concurrency {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            n => n as usize,
+        }
+    }
 }
 
 /// [`PasswordHasher`] on argon2id, PHC strings with a salt from the OS.
 #[derive(Debug, Clone)]
 pub struct Argon2Hasher {
     argon2: Arc<Argon2<'static>>,
+    slots: Arc<Semaphore>,
+    wait: Duration,
 }
 
 impl Argon2Hasher {
@@ -192,7 +238,50 @@ impl Argon2Hasher {
         })?;
         Ok(Self {
             argon2: Arc::new(Argon2::new(Algorithm::Argon2id, argon2::Version::V0x13, params)),
+            slots: Arc::new(Semaphore::new(policy.hash_slots())),
+            wait: policy.hash_wait,
         })
+    }
+
+    /// Runs `work` on the blocking pool in a hashing slot: waits up to the
+    /// policy's wait for one, skips `work` if the caller is gone before it
+    /// begins, and holds the slot exactly while it runs.
+    async fn in_slot<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, password_hash::Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let slot = tokio::time::timeout(self.wait, Arc::clone(&self.slots).acquire_owned())
+            .await
+            .map_err(|_| Error::Busy {
+                what: "password hashing",
+                retry_after: Duration::from_secs(1),
+            })?
+            .map_err(|_| Error::Internal("the hashing slots were closed".into()))?;
+        let caller = Caller::default();
+        let gone = Arc::clone(&caller.gone);
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            if gone.load(Ordering::Acquire) {
+                return None;
+            }
+            Some(work())
+        })
+        .await
+        .map_err(blocking_lost)?
+        .ok_or_else(|| Error::Internal("the caller left before its hash began".into()))?
+        .map_err(hashing_failed)
+    }
+}
+
+/// Marks the caller gone when its call is dropped (cancelled).
+#[derive(Default)]
+struct Caller {
+    gone: Arc<AtomicBool>,
+}
+
+impl Drop for Caller {
+    fn drop(&mut self) {
+        self.gone.store(true, Ordering::Release);
     }
 }
 
@@ -210,15 +299,14 @@ impl PasswordHasher for Argon2Hasher {
     async fn hash(&self, password: &Password) -> Result<PasswordHash, Error> {
         let argon2 = Arc::clone(&self.argon2);
         let password = password.clone();
-        let phc = tokio::task::spawn_blocking(move || {
-            let salt = SaltString::generate(&mut OsRng);
-            argon2
-                .hash_password(password.expose().as_bytes(), &salt)
-                .map(|hash| hash.to_string())
-        })
-        .await
-        .map_err(blocking_lost)?
-        .map_err(hashing_failed)?;
+        let phc = self
+            .in_slot(move || {
+                let salt = SaltString::generate(&mut OsRng);
+                argon2
+                    .hash_password(password.expose().as_bytes(), &salt)
+                    .map(|hash| hash.to_string())
+            })
+            .await?;
         PasswordHash::from_phc(phc).map_err(|v| Error::Internal(v.to_string().into()))
     }
 
@@ -228,7 +316,7 @@ impl PasswordHasher for Argon2Hasher {
         };
         let argon2 = Arc::clone(&self.argon2);
         let password = password.clone();
-        tokio::task::spawn_blocking(move || {
+        self.in_slot(move || {
             let parsed = password_hash::PasswordHash::new(&phc)?;
             // The parameters come from the stored hash itself, so hashes made
             // under an older policy still verify.
@@ -239,8 +327,6 @@ impl PasswordHasher for Argon2Hasher {
             }
         })
         .await
-        .map_err(blocking_lost)?
-        .map_err(hashing_failed)
     }
 }
 
@@ -272,8 +358,15 @@ mod tests {
                 memory_kib: 19_456,
                 iterations: 2,
                 parallelism: 1,
-                min_password_chars: 12
+                min_password_chars: 12,
+                hash_concurrency: 0,
+                hash_wait: Duration::from_secs(1),
             }
+        );
+        assert_eq!(
+            PasswordPolicy::default().hash_slots(),
+            std::thread::available_parallelism().unwrap().get(),
+            "one hash per core"
         );
     }
 
@@ -287,6 +380,8 @@ mod tests {
             (vars::PASSWORD_MIN_LENGTH, "0"),
             (vars::PASSWORD_MIN_LENGTH, "2000"),
             (vars::ITERATIONS, "-1"),
+            (vars::HASH_CONCURRENCY, "many"),
+            (vars::HASH_WAIT_MS, "-5"),
         ] {
             let error = PasswordPolicy::from_lookup(lookup(&[(var, value)])).unwrap_err();
             assert_eq!(error.var, var, "{var}={value}: {error}");
@@ -297,8 +392,11 @@ mod tests {
             (vars::ITERATIONS, "3"),
             (vars::PARALLELISM, "4"),
             (vars::PASSWORD_MIN_LENGTH, "16"),
+            (vars::HASH_CONCURRENCY, "3"),
+            (vars::HASH_WAIT_MS, "250"),
         ]))
         .unwrap();
+        assert_eq!((set.hash_slots(), set.hash_wait), (3, Duration::from_millis(250)));
         assert_eq!(
             (
                 set.memory_kib,
@@ -334,5 +432,109 @@ mod tests {
         })
         .unwrap();
         assert!(other.verify(&password, &hash).await.unwrap());
+    }
+
+    /// A hasher with `slots` slots and `wait`, and work that runs until let go.
+    fn gated(slots: u32, wait: Duration) -> Argon2Hasher {
+        Argon2Hasher::new(&PasswordPolicy {
+            hash_concurrency: slots,
+            hash_wait: wait,
+            ..PasswordPolicy::for_tests()
+        })
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn at_most_the_slots_hash_at_once_and_the_rest_are_refused_as_busy() {
+        use std::sync::atomic::AtomicUsize;
+        for round in 0..10 {
+            let hasher = Arc::new(gated(2, Duration::from_millis(100)));
+            let running = Arc::new(AtomicUsize::new(0));
+            let most = Arc::new(AtomicUsize::new(0));
+            let (release, gate) = std::sync::mpsc::channel::<()>();
+            let gate = Arc::new(std::sync::Mutex::new(gate));
+            let barrier = Arc::new(tokio::sync::Barrier::new(8));
+            let (done, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
+            for _ in 0..8 {
+                let (hasher, running, most, gate, barrier, done) = (
+                    hasher.clone(),
+                    running.clone(),
+                    most.clone(),
+                    gate.clone(),
+                    barrier.clone(),
+                    done.clone(),
+                );
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    let outcome = hasher
+                        .in_slot(move || {
+                            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                            most.fetch_max(now, Ordering::SeqCst);
+                            let _ = gate.lock().unwrap().recv();
+                            running.fetch_sub(1, Ordering::SeqCst);
+                            Ok(())
+                        })
+                        .await;
+                    let _ = done.send(outcome);
+                });
+            }
+            // While two run, the six that found no slot are refused once
+            // their wait is over; then the two are let go and succeed.
+            for _ in 0..6 {
+                let outcome = tokio::time::timeout(Duration::from_secs(5), outcomes.recv()).await;
+                match outcome
+                    .expect("the calls beyond the slots should be refused")
+                    .unwrap()
+                {
+                    Err(Error::Busy { what, retry_after }) => {
+                        assert_eq!((what, retry_after), ("password hashing", Duration::from_secs(1)));
+                    }
+                    other => panic!("round {round}: {other:?}"),
+                }
+            }
+            release.send(()).unwrap();
+            release.send(()).unwrap();
+            for _ in 0..2 {
+                outcomes.recv().await.unwrap().unwrap();
+            }
+            assert_eq!(most.load(Ordering::SeqCst), 2, "round {round}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_cancelled_while_it_waits_holds_no_slot() {
+        let hasher = Arc::new(gated(1, Duration::from_secs(10)));
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let first = tokio::spawn({
+            let hasher = hasher.clone();
+            async move {
+                hasher
+                    .in_slot(move || {
+                        let _ = gate.recv();
+                        Ok(1)
+                    })
+                    .await
+            }
+        });
+        while hasher.slots.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        // Given up while waiting: no hash, and no slot kept.
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        let cancelled = tokio::time::timeout(
+            Duration::from_millis(50),
+            hasher.in_slot(move || {
+                flag.store(true, Ordering::SeqCst);
+                Ok(2)
+            }),
+        )
+        .await;
+        assert!(cancelled.is_err());
+        release.send(()).unwrap();
+        assert_eq!(first.await.unwrap().unwrap(), 1);
+        assert_eq!(hasher.in_slot(|| Ok(3)).await.unwrap(), 3);
+        assert!(!ran.load(Ordering::SeqCst), "the cancelled call's work never ran");
+        assert_eq!(hasher.slots.available_permits(), 1);
     }
 }

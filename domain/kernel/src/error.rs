@@ -125,6 +125,17 @@ pub enum Error {
     #[error("store unavailable")]
     Unavailable(#[source] BoxError),
 
+    /// Work bounded on purpose (password hashing) is at its limit:
+    /// `RESOURCE_EXHAUSTED` with a `RetryInfo` of `retry_after`; the client
+    /// may retry after it.
+    #[error("{what} is at capacity; retry later")]
+    Busy {
+        /// What is at capacity.
+        what: &'static str,
+        /// When a retry may find room.
+        retry_after: std::time::Duration,
+    },
+
     /// The store gave up on a statement that ran past its time limit:
     /// `DEADLINE_EXCEEDED`.
     #[error("the store did not answer in time")]

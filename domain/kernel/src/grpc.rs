@@ -13,6 +13,7 @@
 //! | `FailedPrecondition` | FAILED_PRECONDITION | PreconditionFailure with the reason, ErrorInfo with the reason and the error's metadata |
 //! | `AlreadyExists` | ALREADY_EXISTS | ErrorInfo `ALREADY_EXISTS`, metadata `field` |
 //! | `Unavailable` | UNAVAILABLE | none; the source is logged |
+//! | `Busy` | RESOURCE_EXHAUSTED | RetryInfo with the delay |
 //! | `Internal` | INTERNAL | none; the source is logged with its whole chain, the message is opaque |
 
 use std::collections::HashMap;
@@ -117,6 +118,11 @@ pub fn to_status(error: Error) -> Status {
                 ERROR_DOMAIN,
                 HashMap::from([("field".to_owned(), field.to_owned())]),
             ),
+        ),
+        Error::Busy { retry_after, .. } => Status::with_error_details(
+            Code::ResourceExhausted,
+            message,
+            ErrorDetails::with_retry_info(Some(retry_after)),
         ),
         Error::Unavailable(source) => {
             tracing::warn!(error = %Chain(&*source), "store unavailable");
