@@ -63,6 +63,34 @@ pub struct Flags {
     #[arg(long, env = "STRATA_MAX_CONCURRENT_CALLS", default_value = "1024")]
     max_concurrent_calls: String,
 
+    /// The longest one call may run on this server before it is ended
+    /// (CANCELLED): a call whose request never finishes arriving cannot hold
+    /// its admission place for ever. Response streams (StreamEvents) are not
+    /// bounded by it once their first answer is out. 0: no limit.
+    #[arg(
+        long,
+        env = "STRATA_SERVER_CALL_TIMEOUT_MS",
+        default_value = "30000",
+        value_name = "MS"
+    )]
+    server_call_timeout_ms: String,
+
+    /// The most calls one HTTP/2 connection may have open at once.
+    #[arg(
+        long,
+        env = "STRATA_HTTP2_MAX_STREAMS",
+        default_value = "200",
+        value_name = "N"
+    )]
+    http2_max_streams: String,
+
+    /// Serve without any service credential (STRATA_SERVICE_TOKEN or
+    /// --tls-client-ca) on an address other than loopback. Without this flag
+    /// such a start is refused: anyone who can reach the port could call
+    /// every method.
+    #[arg(long, env = "STRATA_ALLOW_UNAUTHENTICATED")]
+    allow_unauthenticated: bool,
+
     /// Health and reflection need the service credential too (by default they
     /// stay open to orchestrators). The credential itself is
     /// STRATA_SERVICE_TOKEN (environment only).
@@ -399,6 +427,28 @@ impl Flags {
                 )
             })?),
         };
+        let call_timeout = match self.server_call_timeout_ms.trim().parse::<u64>() {
+            Ok(0) => None,
+            Ok(ms) => Some(Duration::from_millis(ms)),
+            Err(_) => {
+                return Err(config_error(
+                    "--server-call-timeout-ms (STRATA_SERVER_CALL_TIMEOUT_MS)",
+                    format!(
+                        "{:?} is not a whole number of milliseconds (0: no limit)",
+                        self.server_call_timeout_ms
+                    ),
+                ));
+            }
+        };
+        let max_streams = match self.http2_max_streams.trim().parse::<u32>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                return Err(config_error(
+                    "--http2-max-streams (STRATA_HTTP2_MAX_STREAMS)",
+                    format!("{:?} is not a whole number above 0", self.http2_max_streams),
+                ));
+            }
+        };
         let tls = self.tls()?;
         let registry = self.registry(listen, tls.is_some())?;
         let service_token = env(strata_rpc::client::SERVICE_TOKEN_VAR);
@@ -411,6 +461,17 @@ impl Flags {
                 format!("must be at least {MIN_SERVICE_TOKEN_LEN} printable ASCII characters without spaces"),
             ));
         }
+        let credential = service_token.is_some() || tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+        if !credential && !listen.ip().is_loopback() && !self.allow_unauthenticated {
+            return Err(config_error(
+                "--listen (STRATA_LISTEN)",
+                format!(
+                    "{listen} is reachable beyond this machine, and no service credential is set: set \
+                     STRATA_SERVICE_TOKEN (or --tls-client-ca), or pass --allow-unauthenticated \
+                     (STRATA_ALLOW_UNAUTHENTICATED) to serve anyone who can reach the port"
+                ),
+            ));
+        }
         Ok(Settings {
             listen,
             hosted,
@@ -421,6 +482,8 @@ impl Flags {
                 service_token,
                 protect_health: self.protect_health,
                 max_concurrent_calls,
+                call_timeout,
+                max_streams,
             },
             metrics_listen,
             shutdown_grace,
@@ -666,6 +729,52 @@ mod tests {
             "a wildcard cannot be advertised"
         );
         assert!(err.problem.contains("0.0.0.0:50051"), "{err}");
+    }
+
+    #[test]
+    fn beyond_loopback_a_credential_is_required_unless_waived() {
+        let open = ["--listen", "0.0.0.0:50051"];
+        let err = resolve(&open, &[]).unwrap_err();
+        assert_eq!(err.setting, "--listen (STRATA_LISTEN)");
+        assert!(err.problem.contains("--allow-unauthenticated"), "{err}");
+        assert!(resolve(&["--listen", "192.0.2.1:50051"], &[]).is_err());
+        assert!(resolve(&["--listen", "[::]:50051"], &[]).is_err());
+        // Loopback, a token, a client CA, or the explicit waiver.
+        assert!(resolve(&["--listen", "127.0.0.1:50051"], &[]).is_ok());
+        assert!(resolve(&["--listen", "[::1]:50051"], &[]).is_ok());
+        assert!(resolve(&open, &[("STRATA_SERVICE_TOKEN", "a-token-long-enough")]).is_ok());
+        let mtls = [
+            "--listen",
+            "0.0.0.0:50051",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--tls-client-ca",
+            "ca.pem",
+        ];
+        assert!(resolve(&mtls, &[]).is_ok());
+        assert!(resolve(&["--listen", "0.0.0.0:50051", "--allow-unauthenticated"], &[]).is_ok());
+    }
+
+    #[test]
+    fn server_call_timeout_and_stream_limit() {
+        let set = resolve(&[], &[]).unwrap();
+        assert_eq!(set.admission.call_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(set.admission.max_streams, 200);
+        let set = resolve(
+            &["--server-call-timeout-ms", "0", "--http2-max-streams", "8"],
+            &[],
+        )
+        .unwrap();
+        assert_eq!((set.admission.call_timeout, set.admission.max_streams), (None, 8));
+        let err = resolve(&["--server-call-timeout-ms", "soon"], &[]).unwrap_err();
+        assert_eq!(
+            err.setting,
+            "--server-call-timeout-ms (STRATA_SERVER_CALL_TIMEOUT_MS)"
+        );
+        let err = resolve(&["--http2-max-streams", "0"], &[]).unwrap_err();
+        assert_eq!(err.setting, "--http2-max-streams (STRATA_HTTP2_MAX_STREAMS)");
     }
 
     #[test]

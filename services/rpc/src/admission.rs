@@ -38,6 +38,19 @@ fn is_infrastructure(path: &str) -> bool {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// Marks a response refused here, before the call reached a service: its
+/// path was never checked against what the server hosts, so the metrics do
+/// not take it as a label (a caller could invent paths without bound).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Refused;
+
+/// The answer to a refused call: `status`, marked [`Refused`].
+fn refused<B: Default>(status: Status) -> http::Response<B> {
+    let mut response = status.into_http();
+    response.extensions_mut().insert(Refused);
+    response
+}
+
 /// Requires the service token on every call (see the module docs).
 #[derive(Debug, Clone)]
 pub struct ServiceAuthLayer {
@@ -128,7 +141,7 @@ where
         let checked = (self.layer.expected.is_some() || self.layer.client_certificate)
             && (self.layer.protect_infrastructure || !is_infrastructure(request.uri().path()));
         if checked && let Some(refusal) = self.layer.refusal(&request) {
-            let refused = Status::unauthenticated(refusal).into_http();
+            let refused = refused(Status::unauthenticated(refusal));
             return Box::pin(async move { Ok(refused) });
         }
         Box::pin(self.inner.call(request))
@@ -206,10 +219,9 @@ where
                 let limit = self.layer.limit;
                 crate::metrics::SERVER.shed.inc();
                 tracing::warn!(limit, "shedding a call: too many in flight");
-                let refused = Status::resource_exhausted(format!(
+                let refused = refused(Status::resource_exhausted(format!(
                     "overloaded: {limit} calls in flight already; retry with backoff"
-                ))
-                .into_http();
+                )));
                 Box::pin(async move { Ok(refused) })
             }
         }

@@ -110,6 +110,11 @@ where
                 match response.await {
                     Ok(response) => {
                         call.code = grpc_status(response.headers());
+                        if response.extensions().get::<crate::admission::Refused>().is_some() {
+                            // Refused before routing: the path is the caller's
+                            // to invent, so it is no label value.
+                            call.labels = Some(crate::metrics::MethodLabels::unknown());
+                        }
                         Ok(response.map(|inner| LoggedBody {
                             inner,
                             call: Some(call),

@@ -74,7 +74,18 @@ pub struct Admission {
     pub protect_health: bool,
     /// The most calls in flight before new ones are refused; `None`: no limit.
     pub max_concurrent_calls: Option<usize>,
+    /// The longest a call may run before it is ended (CANCELLED); `None`: no
+    /// limit. A response stream is bounded until its first answer only.
+    pub call_timeout: Option<Duration>,
+    /// The most calls one HTTP/2 connection may have open at once.
+    pub max_streams: u32,
 }
+
+/// The default bound on one call.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The default bound on the calls of one connection.
+pub const DEFAULT_MAX_STREAMS: u32 = 200;
 
 /// The default limit of calls in flight.
 pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 1024;
@@ -85,6 +96,8 @@ impl std::fmt::Debug for Admission {
             .field("service_token", &self.service_token.as_ref().map(|_| "***"))
             .field("protect_health", &self.protect_health)
             .field("max_concurrent_calls", &self.max_concurrent_calls)
+            .field("call_timeout", &self.call_timeout)
+            .field("max_streams", &self.max_streams)
             .finish()
     }
 }
@@ -95,6 +108,8 @@ impl Default for Admission {
             service_token: None,
             protect_health: false,
             max_concurrent_calls: Some(DEFAULT_MAX_CONCURRENT_CALLS),
+            call_timeout: Some(DEFAULT_CALL_TIMEOUT),
+            max_streams: DEFAULT_MAX_STREAMS,
         }
     }
 }
@@ -248,7 +263,12 @@ impl Server {
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
         let (stop_streams, end_streams) = shutdown::end_streams();
-        let builder = tonic::transport::Server::builder();
+        let mut builder = tonic::transport::Server::builder()
+            .max_concurrent_streams(Some(self.admission.max_streams))
+            .http2_max_header_list_size(Some(16 * 1024));
+        if let Some(limit) = self.admission.call_timeout {
+            builder = builder.timeout(limit);
+        }
         let builder = match &self.tls {
             Some(tls) => builder.tls_config(tls.config()).map_err(ServeError::Transport)?,
             None => builder,

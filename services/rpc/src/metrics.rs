@@ -116,6 +116,16 @@ pub(crate) static SERVER: LazyLock<ServerMetrics> = LazyLock::new(|| {
     metrics
 });
 
+impl MethodLabels {
+    /// The labels of a call whose method is not known (or not to be trusted).
+    pub(crate) fn unknown() -> Self {
+        Self {
+            service: "unknown".to_owned(),
+            method: "unknown".to_owned(),
+        }
+    }
+}
+
 /// `/pkg.Service/Method` as (service, method); anything else as `unknown`.
 pub(crate) fn method_labels(path: &str) -> MethodLabels {
     let parts = path.strip_prefix('/').and_then(|p| p.split_once('/'));
@@ -126,10 +136,7 @@ pub(crate) fn method_labels(path: &str) -> MethodLabels {
                 method: method.to_owned(),
             }
         }
-        _ => MethodLabels {
-            service: "unknown".to_owned(),
-            method: "unknown".to_owned(),
-        },
+        _ => MethodLabels::unknown(),
     }
 }
 
@@ -138,10 +145,7 @@ pub(crate) fn record_call(mut labels: MethodLabels, code: &'static str, took: Du
     // A method no service has is not a label value of its own: callers
     // could otherwise grow the metrics without bound.
     if code == "UNIMPLEMENTED" {
-        labels = MethodLabels {
-            service: "unknown".to_owned(),
-            method: "unknown".to_owned(),
-        };
+        labels = MethodLabels::unknown();
     }
     SERVER.duration.get_or_create(&labels).observe(took.as_secs_f64());
     SERVER

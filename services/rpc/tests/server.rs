@@ -523,8 +523,9 @@ async fn past_the_limit_calls_are_refused_at_once_and_health_still_answers() {
         let _ = running.stop.send(());
         running.task.await.unwrap().unwrap();
     }
-    // Every refusal is counted, as shed and as a call with its code (this test
-    // has its own process, so its own registry).
+    // Every refusal is counted, as shed and as a call with its code, under
+    // no method (a refused path was never checked against what is hosted;
+    // this test has its own process, so its own registry).
     let refusals = 5 * (CONTENDERS - LIMIT);
     let text = strata_rpc::metrics::render();
     assert!(
@@ -533,7 +534,7 @@ async fn past_the_limit_calls_are_refused_at_once_and_health_still_answers() {
     );
     assert!(
         text.contains(&format!(
-            "strata_rpc_server_calls_total{{service=\"strata.test.Gate\",method=\"Pass\",code=\"RESOURCE_EXHAUSTED\"}} {refusals}\n"
+            "strata_rpc_server_calls_total{{service=\"unknown\",method=\"unknown\",code=\"RESOURCE_EXHAUSTED\"}} {refusals}\n"
         )),
         "{text}"
     );
@@ -1204,4 +1205,111 @@ async fn tls_settings_that_cannot_work_are_refused_before_any_call() {
     );
     let error = strata_rpc::tls::ClientTls::from_files(missing, Some(missing), None).unwrap_err();
     assert!(matches!(error, strata_rpc::tls::TlsError::Unpaired), "{error}");
+}
+
+/// A raw HTTP/2 connection to `address`, as a client that means harm opens one.
+async fn raw_h2(address: SocketAddr) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    client.ready().await.unwrap()
+}
+
+fn raw_call(address: SocketAddr, path: &str) -> http::Request<()> {
+    http::Request::post(format!("http://{address}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap()
+}
+
+/// A request whose body never finishes holds its admission place only until
+/// the server's call timeout ends it (CANCELLED); then the place is free.
+/// Each connection may open only the configured number of streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_never_finishes_is_ended_at_the_call_timeout_and_frees_its_place() {
+    let (gate, control) = Gate::new();
+    let _ = control.open.send(true);
+    let admission = strata_rpc::Admission {
+        max_concurrent_calls: Some(1),
+        call_timeout: Some(Duration::from_millis(500)),
+        max_streams: 3,
+        ..strata_rpc::Admission::default()
+    };
+    let running = serve(strata_rpc::Server::new().host(gate).admission(admission)).await;
+    pass(running.address).await.unwrap();
+
+    let mut client = raw_h2(running.address).await;
+    let (response, mut body) = client
+        .send_request(raw_call(running.address, GATE_PASS), false)
+        .unwrap();
+    // A message header announcing 5 bytes, then one of them, then nothing.
+    body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 5, 1]), false)
+        .unwrap();
+    let started = Instant::now();
+    // While it hangs, it holds the one place.
+    loop {
+        match pass(running.address).await {
+            Err(status) if status.code() == Code::ResourceExhausted => break,
+            Ok(()) if started.elapsed() < Duration::from_millis(400) => tokio::task::yield_now().await,
+            other => panic!("the hanging call should hold the place: {other:?}"),
+        }
+    }
+    let response = tokio::time::timeout(Duration::from_secs(5), response)
+        .await
+        .expect("the server should end the call at its timeout")
+        .unwrap();
+    assert_eq!(
+        response.headers().get("grpc-status").map(|v| v.to_str().unwrap()),
+        Some("1"),
+        "CANCELLED: {response:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    pass(running.address).await.unwrap();
+    assert_eq!(client.current_max_send_streams(), 3, "the server's stream limit");
+    let _ = running.stop.send(());
+    running.task.await.unwrap().unwrap();
+}
+
+/// A refused call's path is the caller's to invent: it is no label value.
+#[tokio::test]
+async fn refused_calls_add_no_metric_series_of_their_own() {
+    let (gate, control) = Gate::new();
+    let _ = control.open.send(true);
+    let admission = strata_rpc::Admission {
+        service_token: Some(TOKEN.to_owned()),
+        ..strata_rpc::Admission::default()
+    };
+    let running = serve(strata_rpc::Server::new().host(gate).admission(admission)).await;
+    for i in 0..20 {
+        let path = format!("/strata.test.Gate/Invented{i}");
+        let mut grpc = tonic::client::Grpc::new(channel(running.address));
+        grpc.ready().await.unwrap();
+        let refused = grpc
+            .unary(
+                tonic::Request::new(()),
+                http::uri::PathAndQuery::try_from(path).unwrap(),
+                ProstCodec::<(), ()>::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated);
+    }
+    pass_with(running.address, Some(TOKEN)).await.unwrap();
+    let text = strata_rpc::metrics::render();
+    assert!(!text.contains("Invented"), "{text}");
+    assert!(
+        text.contains(
+            r#"strata_rpc_server_calls_total{service="unknown",method="unknown",code="UNAUTHENTICATED"} 20"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"strata_rpc_server_calls_total{service="strata.test.Gate",method="Pass",code="OK"} 1"#
+        ),
+        "{text}"
+    );
+    let _ = running.stop.send(());
+    running.task.await.unwrap().unwrap();
 }
