@@ -14,6 +14,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# What this writes under ./var (databases, logs, dev secrets) is the
+# user's alone.
+umask 077
+
 readonly start_timeout_secs=60 stop_timeout_secs=20 data_dir=./var log_dir=./var/log
 
 # The same build as `make test` (every binary of the workspace), so neither
@@ -85,7 +89,10 @@ start() {
 
 # shellcheck disable=SC2086 # the *_ARGS are word-split on purpose
 {
-  start data-service --listen 127.0.0.1:50051 --data-dir "$data_dir" ${DATA_SERVICE_ARGS:-}
+  # The dev staff email is reserved in identity before anything serves, so
+  # no shopper can take it first.
+  STRATA_IDENTITY_RESERVED_EMAILS=${STRATA_IDENTITY_RESERVED_EMAILS:-admin@strata.dev} \
+    start data-service --listen 127.0.0.1:50051 --data-dir "$data_dir" ${DATA_SERVICE_ARGS:-}
   data_service_url=http://$address
   export STRATA_CATALOG_ADDR=${STRATA_CATALOG_ADDR:-$data_service_url}
   export STRATA_INVENTORY_ADDR=${STRATA_INVENTORY_ADDR:-$data_service_url}
@@ -101,7 +108,7 @@ cat <<EOF
 
 Strata is running:
   storefront    $storefront_url
-  backoffice    $backoffice_url   (dev staff account: printed by backoffice, kept in $data_dir/dev-admin.json)
+  backoffice    $backoffice_url   (dev staff account: kept in $data_dir/dev-admin.json, readable by you alone)
   data service  $data_service_url (gRPC)
 Try the shop with \`make demo\` in another terminal. Ctrl-C stops everything.
 

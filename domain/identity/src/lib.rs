@@ -75,8 +75,33 @@ pub async fn mount_configured(
     store: StoreConfig,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<AccountServiceServer<grpc::AccountGrpc>, MountError> {
-    let policy = password::PasswordPolicy::from_lookup(lookup)?;
-    mount_with(store, policy).await
+    let policy = password::PasswordPolicy::from_lookup(&lookup)?;
+    let reserved = reserved_emails(lookup(RESERVED_EMAILS).as_deref())?;
+    mount_reserving(store, policy, reserved).await
+}
+
+/// The variable naming the emails reserved for staff (comma-separated), such
+/// as the first staff account's `STRATA_ADMIN_EMAIL`: see
+/// [`service::Identity::reserving`].
+pub const RESERVED_EMAILS: &str = "STRATA_IDENTITY_RESERVED_EMAILS";
+
+/// The reserved emails, each normalized as an account's email is.
+///
+/// # Errors
+/// [`password::PolicyError`] naming [`RESERVED_EMAILS`] and the entry that is
+/// not an email.
+pub fn reserved_emails(list: Option<&str>) -> Result<Vec<domain::Email>, password::PolicyError> {
+    list.unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            domain::Email::parse(entry).map_err(|violation| password::PolicyError {
+                var: RESERVED_EMAILS,
+                problem: format!("{entry:?}: {}", violation.description()),
+            })
+        })
+        .collect()
 }
 
 /// [`mount`] with the password settings given rather than read from the
@@ -88,11 +113,20 @@ pub async fn mount_with(
     store: StoreConfig,
     policy: password::PasswordPolicy,
 ) -> Result<AccountServiceServer<grpc::AccountGrpc>, MountError> {
+    mount_reserving(store, policy, Vec::new()).await
+}
+
+async fn mount_reserving(
+    store: StoreConfig,
+    policy: password::PasswordPolicy,
+    reserved: Vec<domain::Email>,
+) -> Result<AccountServiceServer<grpc::AccountGrpc>, MountError> {
     let hasher = Arc::new(password::Argon2Hasher::new(&policy)?);
     let accounts = store::open(&store).await?;
     let identity = service::Identity::new(accounts, hasher)
         .await
-        .map_err(MountError::Start)?;
+        .map_err(MountError::Start)?
+        .reserving(reserved);
     Ok(AccountServiceServer::new(grpc::AccountGrpc::new(
         identity,
         policy.min_password_chars,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use strata_kernel::{AggregateRoot, Clock, CommandMeta, Error, SystemClock, command::replay, execute};
 
 use crate::domain::{
-    Account, AccountId, AccountStatus, DisplayName, Email, Password, Roles, SuspensionReason,
+    Account, AccountId, AccountStatus, DisplayName, Email, Password, Role, Roles, SuspensionReason,
 };
 use crate::error::IdentityError;
 use crate::password::PasswordHasher;
@@ -39,6 +39,8 @@ pub struct Identity {
     /// an unknown email is checked against it, so that it costs what a wrong
     /// password costs.
     dummy: crate::domain::PasswordHash,
+    /// Emails only a staff account may take ([`Identity::reserving`]).
+    reserved: Arc<[Email]>,
 }
 
 impl Identity {
@@ -73,7 +75,17 @@ impl Identity {
             hasher,
             clock,
             dummy,
+            reserved: Arc::from([]),
         })
+    }
+
+    /// Reserves `emails` for staff: registering one of them without the staff
+    /// or admin role is refused as if it were taken, so that a shopper cannot
+    /// squat the staff account's email before it is registered.
+    #[must_use]
+    pub fn reserving(mut self, emails: Vec<Email>) -> Self {
+        self.reserved = emails.into();
+        self
     }
 
     /// # Errors
@@ -85,12 +97,24 @@ impl Identity {
     /// Registers an active account; the password is kept only as its hash.
     ///
     /// # Errors
-    /// [`Error::AlreadyExists`] on `email` when the email is taken,
+    /// [`Error::AlreadyExists`] on `email` when the email is taken (or
+    /// reserved for staff and the account would not be staff),
     /// [`Error::RequestIdReused`], hashing or the store's failure.
     pub async fn register(&self, meta: &CommandMeta, new: NewAccount) -> Result<Account, Error> {
         // A retry replays without hashing again.
         if let Some(done) = replay(meta, self.accounts.recorded(&meta.request_id).await?)? {
             return Ok(done);
+        }
+        let staff = new
+            .roles
+            .as_slice()
+            .iter()
+            .any(|r| matches!(r, Role::Staff | Role::Admin));
+        if !staff && self.reserved.contains(&new.email) {
+            return Err(Error::AlreadyExists {
+                kind: Account::KIND,
+                field: "email",
+            });
         }
         let hash = self.hasher.hash(&new.password).await?;
         execute::create(&*self.accounts, &*self.clock, meta, |now| {

@@ -415,6 +415,36 @@ async fn registration_rules(identity: &Identity) {
         ),
         "{taken:?}"
     );
+
+    // An email reserved for staff cannot be taken by a customer, only by staff.
+    let staff_email = email("reserved-staff");
+    let reserving = identity.clone().reserving(vec![staff_email.clone()]);
+    let squat = register_with(&reserving, &unique("squat"), &staff_email, "Squatter")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(squat, Error::AlreadyExists { field: "email", .. }),
+        "{squat:?}"
+    );
+    let meta = command(
+        "RegisterAccount",
+        &unique("staff"),
+        None,
+        &(staff_email.as_str(), "Staff"),
+    );
+    let staff = reserving
+        .register(
+            &meta,
+            NewAccount {
+                email: staff_email.clone(),
+                password: password(PASSWORD),
+                display_name: DisplayName::parse("Staff").unwrap(),
+                roles: Roles::new([Role::Staff]).unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(staff.email(), &staff_email);
 }
 
 async fn suspension_rules(identity: &Identity) {
@@ -835,6 +865,8 @@ async fn mount_refuses_a_bad_setting_by_name() {
         ("STRATA_IDENTITY_ARGON2_ITERATIONS", "0"),
         ("STRATA_IDENTITY_ARGON2_PARALLELISM", "-2"),
         ("STRATA_IDENTITY_PASSWORD_MIN_LENGTH", "1025"),
+        ("STRATA_IDENTITY_HASH_CONCURRENCY", "all"),
+        ("STRATA_IDENTITY_RESERVED_EMAILS", "staff@shop.test, not an email"),
     ] {
         let error =
             strata_identity::mount_configured(config.clone(), |v| (v == var).then(|| value.to_owned()))
@@ -847,6 +879,10 @@ async fn mount_refuses_a_bad_setting_by_name() {
         ("STRATA_IDENTITY_ARGON2_ITERATIONS", "1"),
         ("STRATA_IDENTITY_ARGON2_PARALLELISM", "2"),
         ("STRATA_IDENTITY_PASSWORD_MIN_LENGTH", "16"),
+        (
+            "STRATA_IDENTITY_RESERVED_EMAILS",
+            "staff@shop.test, other@shop.test",
+        ),
     ];
     let lookup = |v: &str| {
         cheap

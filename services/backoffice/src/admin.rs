@@ -106,9 +106,12 @@ pub async fn register(edge: Edge, admin: Admin) {
     }
     tracing::info!(email = %admin.email, "the staff account is registered");
     if admin.dev {
+        // The password stays in its 0600 file: this line goes to logs that
+        // others may read.
         println!(
-            "backoffice dev staff account: {} / {}",
-            admin.email, admin.password
+            "backoffice dev staff account: {} (its password is in {})",
+            admin.email,
+            edge.flags.data_dir.join("dev-admin.json").display()
         );
     }
 }

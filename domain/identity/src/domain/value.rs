@@ -5,9 +5,13 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use strata_kernel::{FieldViolation, TextRule};
 
-/// An email address, the account's sign-in name: trimmed and lower-cased, so
-/// that uniqueness and look-ups ignore case. One `@`, a non-empty local part
-/// and a domain with a dot (not at either end), at most 254 characters.
+/// An email address, the account's sign-in name: trimmed, NFKC-normalized and
+/// lower-cased, so that uniqueness and look-ups ignore case and Unicode
+/// spelling (a composed and a decomposed `é`, a full-width `ａ`, are one
+/// address). Invisible characters (zero-width spaces and joiners, bidi
+/// controls, soft hyphens …) are refused: they would make a look-alike of
+/// another account. One `@`, a non-empty local part and a domain with a dot
+/// (not at either end), at most 254 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Email(String);
 
@@ -19,8 +23,17 @@ impl Email {
     /// A violation on `email` when blank, too long, holding control characters
     /// or not shaped like an address.
     pub fn parse(raw: &str) -> Result<Self, FieldViolation> {
-        let email = Self::RULE.parse(raw)?.to_lowercase();
+        use unicode_normalization::UnicodeNormalization as _;
         let shaped = |reason: &str| FieldViolation::new("email", reason.to_owned());
+        let checked = Self::RULE.parse(raw)?;
+        if let Some((at, c)) = checked.chars().enumerate().find(|(_, c)| is_invisible(*c)) {
+            return Err(shaped(&format!(
+                "must not contain invisible characters (U+{:04X} at {})",
+                u32::from(c),
+                at + 1
+            )));
+        }
+        let email: String = checked.nfkc().collect::<String>().to_lowercase();
         let Some((local, domain)) = email.split_once('@') else {
             return Err(shaped("must contain an '@'"));
         };
@@ -60,6 +73,17 @@ impl Email {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Characters that show as nothing (Unicode's format characters, Cf, and the
+/// invisible fillers): within an email they only serve to make a look-alike.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD | 0x034F | 0x061C | 0x115F | 0x1160 | 0x17B4 | 0x17B5 | 0x180B..=0x180F
+            | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F
+            | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFFB | 0x1D173..=0x1D17A | 0xE0000..=0xE0FFF
+    ) || (0x0600..=0x0605).contains(&u32::from(c))
 }
 
 /// The name an account is shown by: 1 to 100 characters on one line, surrounding
@@ -345,6 +369,33 @@ mod tests {
         let local = "a".repeat(254 - "@example.com".len());
         assert!(Email::parse(&format!("{local}@example.com")).is_ok());
         assert!(Email::parse(&format!("{local}a@example.com")).is_err());
+    }
+
+    #[test]
+    fn emails_are_one_address_however_unicode_spells_them_and_invisible_characters_are_refused() {
+        // Composed and decomposed é, a capital, a full-width letter, a ligature: NFKC.
+        let composed = Email::parse("jos\u{e9}@example.com").unwrap();
+        assert_eq!(Email::parse("jose\u{301}@example.com").unwrap(), composed);
+        assert_eq!(Email::parse("JOS\u{c9}@example.com").unwrap(), composed);
+        assert_eq!(
+            Email::parse("\u{ff41}da@example.com").unwrap().as_str(),
+            "ada@example.com"
+        );
+        assert_eq!(
+            Email::parse("\u{fb01}n@example.com").unwrap().as_str(),
+            "fin@example.com"
+        );
+        for invisible in [
+            '\u{200b}', '\u{200c}', '\u{200d}', '\u{2060}', '\u{feff}', '\u{ad}', '\u{202e}', '\u{3164}',
+        ] {
+            let look_alike = format!("ad{invisible}a@example.com");
+            let refused = Email::parse(&look_alike).unwrap_err();
+            assert_eq!(refused.field(), "email", "{look_alike:?}");
+            assert!(
+                refused.description().contains("invisible"),
+                "{look_alike:?}: {refused:?}"
+            );
+        }
     }
 
     #[test]
