@@ -80,11 +80,22 @@ impl TestPostgres {
 
 /// A TCP proxy in front of a server, which a test can cut to make the server
 /// unreachable the way a network partition would, and heal again — whatever the
-/// server is, a container or `STRATA_TEST_DATABASE_URL`.
+/// server is, a container or `STRATA_TEST_DATABASE_URL`. Cut, connections are
+/// reset (as when the peer's host is down); black-holed, nothing is refused and
+/// nothing answers (as when packets are dropped on the way): open connections
+/// stall and new ones are accepted but never answered.
 #[derive(Debug)]
 pub struct Partition {
     address: std::net::SocketAddr,
-    cut: tokio::sync::watch::Sender<bool>,
+    state: tokio::sync::watch::Sender<Route>,
+}
+
+/// What the proxy does with the traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Open,
+    Cut,
+    BlackHole,
 }
 
 impl Partition {
@@ -95,27 +106,38 @@ impl Partition {
     pub async fn start(target: std::net::SocketAddr) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
-        let (cut, cut_rx) = tokio::sync::watch::channel(false);
+        let (state, state_rx) = tokio::sync::watch::channel(Route::Open);
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
-                // While cut, a connection is accepted and dropped at once: the
-                // client sees it reset, as across a partition.
-                if *cut_rx.borrow() {
-                    continue;
-                }
-                let mut cut_conn = cut_rx.clone();
+                let mut path = state_rx.clone();
                 tokio::spawn(async move {
+                    let now = *path.borrow_and_update();
+                    match now {
+                        // Accepted and dropped at once: the client sees it reset.
+                        Route::Cut => return,
+                        // Held, unanswered, until the path changes.
+                        Route::BlackHole => {
+                            let _ = path.changed().await;
+                            return;
+                        }
+                        Route::Open => {}
+                    }
                     let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
                         return;
                     };
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut_conn.wait_for(|cut| *cut) => {}
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => return,
+                        _ = path.wait_for(|path| *path != Route::Open) => {}
+                    }
+                    let now = *path.borrow();
+                    if now == Route::BlackHole {
+                        // Both ends kept open, nothing moves, until it changes.
+                        let _ = path.changed().await;
                     }
                 });
             }
         });
-        Ok(Self { address, cut })
+        Ok(Self { address, state })
     }
 
     /// `url` with its host and port replaced by this proxy's.
@@ -131,12 +153,18 @@ impl Partition {
 
     /// Drops every proxied connection and refuses new ones.
     pub fn cut(&self) {
-        let _ = self.cut.send(true);
+        let _ = self.state.send(Route::Cut);
     }
 
-    /// Forwards new connections again.
+    /// Drops nothing and answers nothing: open connections stall, new ones
+    /// are accepted and never answered.
+    pub fn black_hole(&self) {
+        let _ = self.state.send(Route::BlackHole);
+    }
+
+    /// Forwards new connections again (the stalled ones are dropped).
     pub fn heal(&self) {
-        let _ = self.cut.send(false);
+        let _ = self.state.send(Route::Open);
     }
 }
 

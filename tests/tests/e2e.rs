@@ -47,8 +47,6 @@ impl Service {
 
     /// These contexts, all on `database_url` (each in its own schema or file).
     async fn hosting(contexts: &[&'static str], database_url: &str, drain_timeout: Duration) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
         let hosted = contexts
             .iter()
             .map(|context| Hosted {
@@ -56,6 +54,24 @@ impl Service {
                 store: StoreConfig::new(database_url.to_owned()),
             })
             .collect();
+        let service = Self::serving(hosted, drain_timeout).await;
+        // Wait on health, not on a sleep: the listener is bound, so this call is
+        // answered as soon as the contexts are mounted.
+        let status = tokio::time::timeout(
+            Duration::from_secs(30),
+            service.health().check(health_request("")),
+        )
+        .await
+        .expect("health answers")
+        .expect("health check succeeds");
+        assert_eq!(status.into_inner().status(), ServingStatus::Serving);
+        service
+    }
+
+    /// Serves `hosted`, answering as soon as the listener is bound.
+    async fn serving(hosted: Vec<Hosted>, drain_timeout: Duration) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
         let settings = Settings {
             listen: address,
             hosted,
@@ -72,18 +88,7 @@ impl Service {
         let task = tokio::spawn(strata_data_service::run(settings, listener, async {
             let _ = stopped.await;
         }));
-        let service = Self { address, stop, task };
-        // Wait on health, not on a sleep: the listener is bound, so this call is
-        // answered as soon as the contexts are mounted.
-        let status = tokio::time::timeout(
-            Duration::from_secs(30),
-            service.health().check(health_request("")),
-        )
-        .await
-        .expect("health answers")
-        .expect("health check succeeds");
-        assert_eq!(status.into_inner().status(), ServingStatus::Serving);
-        service
+        Self { address, stop, task }
     }
 
     async fn channel(&self) -> Channel {
@@ -992,4 +997,128 @@ async fn contexts_are_hosted_together_or_apart_by_configuration() {
     assert_eq!(missing.code(), Code::Unimplemented, "{missing:?}");
     one.shutdown().await.unwrap();
     other.shutdown().await.unwrap();
+}
+
+/// Waits, on health's own `Watch` stream, until `service` reports `want`; how
+/// long that took.
+async fn wait_for_status(service: &Service, name: &str, want: ServingStatus) -> Duration {
+    let started = std::time::Instant::now();
+    let mut updates = service
+        .health()
+        .watch(health_request(name))
+        .await
+        .unwrap()
+        .into_inner();
+    loop {
+        let update = tokio::time::timeout(Duration::from_secs(30), updates.next())
+            .await
+            .unwrap_or_else(|_| panic!("{name:?} never reported {want:?}"))
+            .expect("the watch stream stays open")
+            .unwrap();
+        if update.status() == want {
+            return started.elapsed();
+        }
+    }
+}
+
+/// A context's health follows its store. The data service starts with the
+/// catalog's PostgreSQL unreachable and serves inventory (on SQLite)
+/// meanwhile, the catalog answering UNAVAILABLE; the catalog serves by itself
+/// once its database answers. Then the database's path is black-holed (no
+/// connection refused, nothing answers): the catalog is NOT_SERVING within
+/// seconds, a call ends at its deadline, and it serves again once the path
+/// returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contexts_health_follows_its_store_from_start_to_end() {
+    use strata_proto::inventory::v1::{
+        GetStockItemRequest, stock_item_service_client::StockItemServiceClient,
+    };
+    const CATALOG: &str = "strata.catalog.v1.ProductService";
+    const INVENTORY: &str = "strata.inventory.v1.StockItemService";
+    let pg = TestPostgres::start().await.unwrap();
+    let url = pg.fresh_database().await.unwrap();
+    let partition = Partition::start(server_address(&url).unwrap()).await.unwrap();
+    partition.cut();
+    let dir = std::env::temp_dir().join(format!("strata-health-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hosted = vec![
+        Hosted {
+            context: strata_catalog::CONTEXT,
+            store: StoreConfig::new(partition.route(&url).unwrap()),
+        },
+        Hosted {
+            context: "inventory",
+            store: StoreConfig::new(strata_store::embedded_url(&dir, "inventory")),
+        },
+    ];
+    let service = Service::serving(hosted, Duration::from_secs(5)).await;
+    wait_for_status(&service, INVENTORY, ServingStatus::Serving).await;
+    wait_for_status(&service, CATALOG, ServingStatus::NotServing).await;
+    wait_for_status(&service, "", ServingStatus::NotServing).await;
+    // Inventory serves; the catalog answers at once, and retryably.
+    let mut stock = StockItemServiceClient::new(service.channel().await);
+    let missing = stock
+        .get_stock_item(GetStockItemRequest {
+            sku: "NOTHING-1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "inventory serves: {missing:?}");
+    let mut client = service.products().await;
+    let down = client.create_product(create_request("DOWN-1")).await.unwrap_err();
+    assert_eq!(down.code(), Code::Unavailable, "{down:?}");
+
+    // The database answers again: the catalog mounts and serves by itself.
+    partition.heal();
+    wait_for_status(&service, CATALOG, ServingStatus::Serving).await;
+    wait_for_status(&service, "", ServingStatus::Serving).await;
+    let created = create(&mut client, "UP-1").await;
+
+    // Black-holed: found out within a few seconds, and no call waits past
+    // its deadline.
+    partition.black_hole();
+    let detected = wait_for_status(&service, CATALOG, ServingStatus::NotServing).await;
+    println!("a black-holed store was reported NOT_SERVING after {detected:?}");
+    assert!(detected < Duration::from_secs(10), "{detected:?}");
+    let mut request = tonic::Request::new(pb::GetProductRequest {
+        id: created.id.clone(),
+    });
+    request.set_timeout(Duration::from_secs(1));
+    let started = std::time::Instant::now();
+    let stalled = client.get_product(request).await.unwrap_err();
+    assert!(
+        matches!(
+            stalled.code(),
+            Code::DeadlineExceeded | Code::Cancelled | Code::Unavailable
+        ),
+        "{stalled:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // The path returns: serving again, by itself.
+    partition.heal();
+    wait_for_status(&service, CATALOG, ServingStatus::Serving).await;
+    let mut read = None;
+    for _ in 0..20 {
+        // A connection that stalled in the black hole fails once and is dropped.
+        match client
+            .get_product(pb::GetProductRequest {
+                id: created.id.clone(),
+            })
+            .await
+        {
+            Ok(found) => {
+                read = found.into_inner().product;
+                break;
+            }
+            Err(status) => assert_eq!(status.code(), Code::Unavailable, "{status:?}"),
+        }
+    }
+    assert_eq!(read.map(|p| p.id), Some(created.id));
+    service.shutdown().await.unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
 }

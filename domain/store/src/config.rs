@@ -16,6 +16,9 @@ pub const DEFAULT_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 60 
 /// gets DEADLINE_EXCEEDED), unless configured.
 pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long opening a store waits for the database's first answer.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A store URL (`postgres://…` or `sqlite://…`). It prints with its password
 /// replaced by `***`, in `Display` and in `Debug`, so it can be logged.
 #[derive(Clone, PartialEq, Eq)]
@@ -60,48 +63,57 @@ impl fmt::Debug for StoreUrl {
 }
 
 /// `url` with every password replaced by `***`: the one in the user info
-/// (`user:secret@host`, also when the secret itself holds `@` or `:`) and any
-/// `password=` query parameter.
+/// (`user:secret@host`, whatever the secret holds: `@`, `:`, `/`, `?`, `#`
+/// unencoded included) and any `password=` query parameter. The user info
+/// ends at the last `@`, so a secret can never be read as the host or the
+/// path; a URL that puts an `@` in its query is redacted too much, never too
+/// little.
 #[must_use]
 pub fn redact(url: &str) -> String {
     let (scheme, rest) = match url.split_once("://") {
         Some((scheme, rest)) => (Some(scheme), rest),
         None => (None, url),
     };
-    let (before_query, query) = match rest.split_once('?') {
-        Some((before, query)) => (before, Some(query)),
-        None => (rest, None),
-    };
-    // The host starts after the last '@' of the authority: a password may hold '@'.
-    let (authority_end, path) = match before_query.find('/') {
-        Some(slash) => before_query.split_at(slash),
-        None => (before_query, ""),
-    };
-    let authority = match authority_end.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{user}:***@{host}"),
-            None => authority_end.to_owned(),
-        },
-        None => authority_end.to_owned(),
-    };
     let mut out = String::with_capacity(url.len());
     if let Some(scheme) = scheme {
         out.push_str(scheme);
         out.push_str("://");
     }
-    out.push_str(&authority);
-    out.push_str(path);
-    if let Some(query) = query {
-        out.push('?');
-        let params: Vec<String> = query
-            .split('&')
-            .map(|param| match param.split_once('=') {
-                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-                _ => param.to_owned(),
-            })
-            .collect();
-        out.push_str(&params.join("&"));
+    let after = match rest.rsplit_once('@') {
+        Some((userinfo, after)) => {
+            match userinfo.split_once(':') {
+                Some((user, _password)) => {
+                    out.push_str(user);
+                    out.push_str(":***@");
+                }
+                None => {
+                    out.push_str(userinfo);
+                    out.push('@');
+                }
+            }
+            after
+        }
+        None => rest,
+    };
+    out.push_str(after);
+    redact_password_params(&out)
+}
+
+/// `text` with the value of every `password=` parameter replaced by `***`.
+fn redact_password_params(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.to_ascii_lowercase().find("password=") {
+        let starts_param = at == 0 || matches!(rest.as_bytes()[at - 1], b'?' | b'&');
+        let value = at + "password=".len();
+        out.push_str(&rest[..value]);
+        rest = &rest[value..];
+        if starts_param {
+            out.push_str("***");
+            rest = rest.find('&').map_or("", |end| &rest[end..]);
+        }
     }
+    out.push_str(rest);
     out
 }
 
@@ -116,6 +128,9 @@ pub struct StoreConfig {
     pub idempotency_retention: Duration,
     /// How long one PostgreSQL statement may run.
     pub statement_timeout: Duration,
+    /// How long opening the store may wait for the database's first answer
+    /// (a host that drops packets would otherwise hold the start for minutes).
+    pub connect_timeout: Duration,
 }
 
 impl StoreConfig {
@@ -127,6 +142,7 @@ impl StoreConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idempotency_retention: DEFAULT_IDEMPOTENCY_RETENTION,
             statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
     }
 }
@@ -150,11 +166,29 @@ mod tests {
             ),
             ("postgres://app@db/shop", "postgres://app@db/shop"),
             ("sqlite://var/catalog.db", "sqlite://var/catalog.db"),
+            // Unencoded characters that end a URL's parts, in the password.
+            ("postgres://app:s3/cret@db/shop", "postgres://app:***@db/shop"),
+            ("postgres://app:s3?cret@db/shop", "postgres://app:***@db/shop"),
+            (
+                "postgres://app:s3#c/r?e@t@db:5432/shop?sslmode=require",
+                "postgres://app:***@db:5432/shop?sslmode=require",
+            ),
+            (
+                "postgres://db/shop?password=s3cret@x&user=app",
+                "postgres://db/shop?password=***&user=app",
+            ),
+            (
+                "postgres://db/shop?user=app&PASSWORD=s3cret",
+                "postgres://db/shop?user=app&PASSWORD=***",
+            ),
         ] {
             assert_eq!(redact(url), shown, "{url}");
             let wrapped = StoreUrl::new(url);
             assert_eq!(wrapped.to_string(), shown);
             assert!(!format!("{wrapped:?}").contains("s3cret"));
+            for piece in ["s3", "cret"] {
+                assert!(!wrapped.to_string().contains(piece), "{url}: {wrapped}");
+            }
             assert!(!format!("{:?}", StoreConfig::new(url)).contains("p@ss@"));
             // What connects keeps the password.
             assert_eq!(wrapped.expose(), url);

@@ -27,7 +27,10 @@
 use std::{
     collections::VecDeque,
     ops::{Deref, DerefMut},
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -60,6 +63,10 @@ pub(crate) struct Connections {
     kept: Mutex<VecDeque<Kept>>,
     /// Wakes a caller waiting for a connection when one is kept.
     returned: Notify,
+    /// When a statement last ran to its end, in milliseconds after
+    /// `created`: while statements succeed, the store needs no probing.
+    created: Instant,
+    last_ok_ms: AtomicU64,
 }
 
 /// A connection out of sqlx's pool. Fields drop in order: the connection goes
@@ -96,7 +103,15 @@ impl Connections {
             pool,
             kept: Mutex::new(VecDeque::new()),
             returned: Notify::new(),
+            created: Instant::now(),
+            last_ok_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Whether a statement ran to its end within `within` before now.
+    pub(crate) fn succeeded_within(&self, within: Duration) -> bool {
+        let last = Duration::from_millis(self.last_ok_ms.load(Ordering::Relaxed));
+        last > Duration::ZERO && self.created.elapsed().saturating_sub(last) < within
     }
 
     pub(crate) fn pool(&self) -> &PgPool {
@@ -207,6 +222,8 @@ impl Lease<'_> {
     /// statement (or transaction) has run to its end, nothing left unread and
     /// no transaction open. One out of sqlx for [`RECYCLE`] goes back to it.
     pub(crate) fn release(self) {
+        let ok_ms = u64::try_from(self.home.created.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.home.last_ok_ms.store(ok_ms.max(1), Ordering::Relaxed);
         if self.out.taken.elapsed() < RECYCLE {
             self.home.keep(self.out);
         }

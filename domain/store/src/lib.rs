@@ -310,6 +310,35 @@ pub fn pool_usage() -> Vec<PoolUsage> {
         .collect()
 }
 
+/// Whether `error` is one of the database's (the driver's, or opening or
+/// migrating a store), which may pass, rather than a setting's, which will
+/// not. Look at each error of a chain: wrappers may hide the outer ones.
+#[must_use]
+pub fn is_store_failure(error: &(dyn std::error::Error + 'static)) -> bool {
+    error.is::<sqlx::Error>() || error.is::<OpenError>() || error.is::<sqlx::migrate::MigrateError>()
+}
+
+/// Whether the store of `context` open in this process answers: a statement
+/// ran to its end within `within`, or `select 1` does now, within it. So a
+/// busy store is not pinged, and one that stopped answering is found out
+/// within `within`. `false` when no store of `context` is open.
+pub async fn reachable(context: &str, within: std::time::Duration) -> bool {
+    let backend = OPEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .rev()
+        .find(|open| open.context == context)
+        .map(|open| open.backend.clone());
+    match backend {
+        None => false,
+        Some(Backend::Postgres(pg)) => pg.reachable(within).await,
+        Some(Backend::Sqlite(pool)) => tokio::time::timeout(within, sqlx::query("select 1").fetch_one(&pool))
+            .await
+            .is_ok_and(|answered| answered.is_ok()),
+    }
+}
+
 /// The SQLite URL of a context's embedded database file in `data_dir`.
 #[must_use]
 pub fn embedded_url(data_dir: &std::path::Path, context: &str) -> String {

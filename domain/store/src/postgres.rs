@@ -101,13 +101,18 @@ impl Pg {
             ]);
         // One plain connection first: the pool would report any failure as a
         // time-out, this names the cause (refused, unknown host, bad password).
-        options
-            .connect()
+        // Bounded: a host that drops packets would otherwise hold the start
+        // for the kernel's SYN retries (minutes).
+        let first = tokio::time::timeout(config.connect_timeout, options.connect())
             .await
-            .map_err(OpenError::Connect)?
-            .close()
-            .await
+            .map_err(|_| {
+                OpenError::Connect(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {:?}", config.connect_timeout),
+                )))
+            })?
             .map_err(OpenError::Connect)?;
+        first.close().await.map_err(OpenError::Connect)?;
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections.max(1))
             .acquire_timeout(Duration::from_secs(5))
@@ -135,6 +140,17 @@ impl Pg {
             connections: Arc::new(Connections::new(pool)),
             context: context.name,
         })
+    }
+
+    /// Whether the database answers: a statement ran to its end within
+    /// `within`, or `select 1` does now, within it.
+    pub(crate) async fn reachable(&self, within: Duration) -> bool {
+        if self.connections.succeeded_within(within) {
+            return true;
+        }
+        tokio::time::timeout(within, self.fetch_one("select 1", Vec::new()))
+            .await
+            .is_ok_and(|answered| answered.is_ok())
     }
 
     pub(crate) async fn fetch_optional(

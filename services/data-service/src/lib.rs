@@ -9,7 +9,7 @@
 
 pub mod config;
 
-use std::{future::Future, pin::Pin};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use strata_store::StoreConfig;
@@ -17,7 +17,8 @@ use tokio::net::TcpListener;
 
 pub use config::{Flags, Hosted, Settings};
 
-/// A context's mount: open its store (migrating it) and host its service.
+/// A context's mount: host its service, on its store once the store can be
+/// opened (see [`host_when_reachable`]).
 pub type Mount = fn(
     strata_rpc::Server,
     StoreConfig,
@@ -37,23 +38,128 @@ pub struct Registered {
 pub const CONTEXTS: &[Registered] = &[
     Registered {
         name: strata_catalog::CONTEXT,
-        mount: |server, store| Box::pin(async move { Ok(server.host(strata_catalog::mount(store).await?)) }),
+        mount: |server, store| {
+            Box::pin(host_when_reachable(
+                server,
+                strata_catalog::CONTEXT,
+                store,
+                strata_catalog::mount,
+            ))
+        },
     },
     Registered {
         name: strata_identity::CONTEXT,
-        mount: |server, store| Box::pin(async move { Ok(server.host(strata_identity::mount(store).await?)) }),
+        mount: |server, store| {
+            Box::pin(host_when_reachable(
+                server,
+                strata_identity::CONTEXT,
+                store,
+                strata_identity::mount,
+            ))
+        },
     },
     Registered {
         name: strata_inventory::CONTEXT,
         mount: |server, store| {
-            Box::pin(async move { Ok(server.host(strata_inventory::mount(store).await?)) })
+            Box::pin(host_when_reachable(
+                server,
+                strata_inventory::CONTEXT,
+                store,
+                strata_inventory::mount,
+            ))
         },
     },
     Registered {
         name: strata_ordering::CONTEXT,
-        mount: |server, store| Box::pin(async move { Ok(server.host(strata_ordering::mount(store).await?)) }),
+        mount: |server, store| {
+            Box::pin(host_when_reachable(
+                server,
+                strata_ordering::CONTEXT,
+                store,
+                strata_ordering::mount,
+            ))
+        },
     },
 ];
+
+/// How long a context whose store could not be opened waits before trying
+/// again, at most.
+const REMOUNT_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Hosts `context`'s service, mounted by `mount` on `store`, with health
+/// following the store ([`strata_store::reachable`]).
+///
+/// When the store cannot be reached (a database error, a refused or
+/// unanswered connection), the service is hosted all the same, answering
+/// UNAVAILABLE and reported NOT_SERVING, and the mount is tried again in the
+/// background until it succeeds: the process serves its other contexts
+/// meanwhile. Any other failure (a bad setting of the context) is returned,
+/// and stops the process at start.
+///
+/// # Errors
+/// A failure of the first mount that is not the store's.
+pub async fn host_when_reachable<S, E, F, Fut>(
+    server: strata_rpc::Server,
+    context: &'static str,
+    store: StoreConfig,
+    mount: F,
+) -> anyhow::Result<strata_rpc::Server>
+where
+    S: tower_service::Service<http::Request<tonic::body::Body>, Error = std::convert::Infallible>
+        + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Response: axum_core::response::IntoResponse,
+    S::Future: Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+    F: Fn(StoreConfig) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<S, E>> + Send,
+{
+    let deferred = strata_rpc::deferred::Deferred::<S>::new(context);
+    match mount(store.clone()).await.map_err(anyhow::Error::new) {
+        Ok(service) => deferred.ready(service),
+        Err(error) if error.chain().any(strata_store::is_store_failure) => {
+            tracing::error!(
+                context,
+                store = %store.url,
+                error = format!("{error:#}"),
+                "cannot open the store; serving the other contexts, and trying again"
+            );
+            let waiting = deferred.clone();
+            tokio::spawn(async move {
+                let mut pause = Duration::from_millis(500);
+                loop {
+                    tokio::time::sleep(pause).await;
+                    match mount(store.clone()).await {
+                        Ok(service) => {
+                            tracing::info!(context, "the store answers: the context serves");
+                            waiting.ready(service);
+                            return;
+                        }
+                        Err(error) => {
+                            let error = anyhow::Error::new(error);
+                            tracing::warn!(
+                                context,
+                                error = format!("{error:#}"),
+                                "cannot open the store yet"
+                            );
+                            pause = (pause * 2).min(REMOUNT_BACKOFF);
+                        }
+                    }
+                }
+            });
+        }
+        Err(error) => return Err(error),
+    }
+    let ready = deferred.clone();
+    let probe: strata_rpc::Probe = Arc::new(move || {
+        let ready = ready.is_ready();
+        Box::pin(async move { ready && strata_store::reachable(context, strata_rpc::HEALTH_PERIOD).await })
+    });
+    Ok(server.host(deferred).health_probe(S::NAME, probe))
+}
 
 /// Opens every hosted context's store (running its migrations) and serves them
 /// until `shutdown` completes, then drains.

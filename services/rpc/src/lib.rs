@@ -29,6 +29,7 @@ pub mod admission;
 pub mod breaker;
 mod call_log;
 pub mod client;
+pub mod deferred;
 pub mod metrics;
 pub mod registry;
 pub mod retry;
@@ -40,7 +41,7 @@ pub mod trace;
 pub use call_log::{X_REQUEST_ID, record_request_id};
 pub use shutdown::shutdown_signal;
 
-use std::{convert::Infallible, future::Future, net::SocketAddr, time::Duration};
+use std::{convert::Infallible, future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tonic::{
@@ -114,11 +115,18 @@ impl Default for Admission {
     }
 }
 
+/// Whether a hosted service can serve now (its store answers, say): asked
+/// every [`HEALTH_PERIOD`]; an answer that takes longer counts as no.
+pub type Probe = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+
+/// How often the services' probes are asked.
+pub const HEALTH_PERIOD: Duration = Duration::from_secs(1);
+
 /// A gRPC server under construction: the services it hosts, by name.
-#[derive(Debug)]
 pub struct Server {
     routes: RoutesBuilder,
     names: Vec<&'static str>,
+    probes: Vec<(&'static str, Probe)>,
     drain_timeout: Duration,
     shutdown_grace: Duration,
     admission: Admission,
@@ -132,6 +140,21 @@ impl Default for Server {
     }
 }
 
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("names", &self.names)
+            .field(
+                "probed",
+                &self.probes.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
+            )
+            .field("drain_timeout", &self.drain_timeout)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("admission", &self.admission)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Server {
     /// A server hosting nothing yet.
     #[must_use]
@@ -139,12 +162,23 @@ impl Server {
         Self {
             routes: RoutesBuilder::default(),
             names: Vec::new(),
+            probes: Vec::new(),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             shutdown_grace: Duration::ZERO,
             admission: Admission::default(),
             registrar: None,
             tls: None,
         }
+    }
+
+    /// Health follows `probe` for the hosted service `name`: SERVING while
+    /// it answers yes, NOT_SERVING while it answers no or not within
+    /// [`HEALTH_PERIOD`]; the server as a whole (the empty name) is SERVING
+    /// while every probed service is.
+    #[must_use]
+    pub fn health_probe(mut self, name: &'static str, probe: Probe) -> Self {
+        self.probes.push((name, probe));
+        self
     }
 
     /// Hosts `service`; health reports it SERVING under its fully-qualified name.
@@ -228,6 +262,9 @@ impl Server {
         let local: Option<SocketAddr> = listener.local_addr().ok();
         let (health, health_service) = tonic_health::server::health_reporter();
         set_status(&health, &self.names, ServingStatus::Serving).await;
+        // Probed services start as their probe's first answer says.
+        let first = ask(&self.probes).await;
+        report(&health, &self.probes, &mut vec![None; first.len()], first).await;
 
         // Reflection lists exactly what this server hosts: the hosted services,
         // health, and (per protocol version) itself. It also describes the
@@ -299,12 +336,17 @@ impl Server {
         tokio::pin!(server);
         tracing::info!(address = ?local, services = ?self.names, tls = self.tls.is_some(), "serving");
         let registration = self.registrar.map(registry::Registrar::start);
+        let watching =
+            (!self.probes.is_empty()).then(|| tokio::spawn(follow_probes(health.clone(), self.probes)));
 
         tokio::select! {
             result = &mut server => return result.map_err(ServeError::Transport),
             () = shutdown => {}
         }
         tracing::info!(grace = ?self.shutdown_grace, "shutting down: reporting NOT_SERVING, deregistering, then draining");
+        if let Some(watching) = watching {
+            watching.abort();
+        }
         set_status(&health, &self.names, ServingStatus::NotServing).await;
         // Out of the registry before anything else, so that callers stop
         // picking this instance while it still serves what they send.
@@ -341,6 +383,61 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Asks every probe each [`HEALTH_PERIOD`] and reports what changed.
+async fn follow_probes(health: HealthReporter, probes: Vec<(&'static str, Probe)>) {
+    let mut serving: Vec<Option<bool>> = vec![None; probes.len()];
+    let mut tick = tokio::time::interval(HEALTH_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let answers = ask(&probes).await;
+        report(&health, &probes, &mut serving, answers).await;
+    }
+}
+
+/// Every probe's answer, each within [`HEALTH_PERIOD`] (else no).
+async fn ask(probes: &[(&'static str, Probe)]) -> Vec<bool> {
+    futures_util::future::join_all(probes.iter().map(|(_, probe)| async move {
+        tokio::time::timeout(HEALTH_PERIOD, probe())
+            .await
+            .unwrap_or(false)
+    }))
+    .await
+}
+
+/// Sets the health of each probed service whose answer changed from
+/// `serving`, and of the server as a whole (SERVING while all are).
+async fn report(
+    health: &HealthReporter,
+    probes: &[(&'static str, Probe)],
+    serving: &mut [Option<bool>],
+    answers: Vec<bool>,
+) {
+    let mut changed = false;
+    for (((name, _), was), now) in probes.iter().zip(serving.iter_mut()).zip(answers) {
+        if *was == Some(now) {
+            continue;
+        }
+        changed = true;
+        if now {
+            tracing::info!(service = name, "SERVING: its probe answers");
+            health.set_service_status(name, ServingStatus::Serving).await;
+        } else {
+            tracing::warn!(service = name, "NOT_SERVING: its probe does not answer");
+            health.set_service_status(name, ServingStatus::NotServing).await;
+        }
+        *was = Some(now);
+    }
+    if changed {
+        let all = if serving.iter().all(|s| *s == Some(true)) {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        health.set_service_status("", all).await;
+    }
 }
 
 async fn set_status(health: &HealthReporter, names: &[&'static str], status: ServingStatus) {
