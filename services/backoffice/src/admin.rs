@@ -32,17 +32,19 @@ impl Admin {
     /// # Errors
     /// When only one of email and password is set, or the dev file is unreadable.
     pub fn from_config(flags: &EdgeFlags) -> anyhow::Result<Option<Self>> {
-        match (
-            std::env::var("STRATA_ADMIN_EMAIL").ok(),
-            std::env::var("STRATA_ADMIN_PASSWORD").ok(),
-        ) {
+        let password =
+            strata_rpc::client::setting_or_file("STRATA_ADMIN_PASSWORD", |var| std::env::var(var).ok())
+                .map_err(anyhow::Error::msg)?;
+        match (std::env::var("STRATA_ADMIN_EMAIL").ok(), password) {
             (Some(email), Some(password)) => Ok(Some(Self {
                 email,
                 password,
                 dev: false,
             })),
             (Some(_), None) | (None, Some(_)) => {
-                anyhow::bail!("STRATA_ADMIN_EMAIL and STRATA_ADMIN_PASSWORD go together: set both or neither")
+                anyhow::bail!(
+                    "STRATA_ADMIN_EMAIL and STRATA_ADMIN_PASSWORD (or STRATA_ADMIN_PASSWORD_FILE) go together: set both or neither"
+                )
             }
             (None, None) if flags.dev => {
                 let file = flags.data_dir.join("dev-admin.json");

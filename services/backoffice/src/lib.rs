@@ -45,6 +45,8 @@ pub struct Flags {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub edge: EdgeFlags,
+    #[command(subcommand)]
+    pub command: Option<strata_edge::config::Command>,
 }
 
 /// What the handlers share.
@@ -69,6 +71,16 @@ pub fn api() -> OpenApiRouter<App> {
         .routes(routes!(orders::list))
         .routes(routes!(orders::ship))
         .routes(routes!(orders::cancel))
+}
+
+/// Checks every setting as a start would, without serving: `--check-config`.
+///
+/// # Errors
+/// The first unusable setting.
+pub fn check(flags: &Flags) -> anyhow::Result<()> {
+    Edge::new("backoffice", flags.edge.clone())?;
+    admin::Admin::from_config(&flags.edge)?;
+    Ok(())
 }
 
 /// Serves the backoffice until `shutdown` completes.

@@ -8,6 +8,27 @@ use strata_backoffice::Flags;
 #[tokio::main]
 async fn main() -> ExitCode {
     let flags = Flags::parse();
+    if flags.command == Some(strata_edge::config::Command::Health) {
+        return match strata_edge::serve::health(flags.listen).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("backoffice: not ready: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if flags.edge.check_config {
+        return match strata_backoffice::check(&flags) {
+            Ok(()) => {
+                println!("backoffice: configuration ok");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("backoffice: invalid configuration: {error:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let telemetry = match strata_rpc::telemetry::init("backoffice", flags.edge.log_format) {
         Ok(telemetry) => telemetry,
         Err(error) => {

@@ -22,6 +22,14 @@ use crate::CONTEXTS;
     about = "Hosts Strata bounded contexts over gRPC."
 )]
 pub struct Flags {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// Check the configuration and exit: 0 when every setting is usable, 2
+    /// with one line naming the first that is not. Nothing is opened.
+    #[arg(long)]
+    check_config: bool,
+
     /// Address to listen on.
     #[arg(long, env = "STRATA_LISTEN", default_value = "127.0.0.1:50051")]
     listen: String,
@@ -35,7 +43,9 @@ pub struct Flags {
     data_dir: PathBuf,
 
     /// A context's store, CONTEXT=postgres://… or CONTEXT=sqlite://… (repeatable;
-    /// or STRATA_<CONTEXT>_DATABASE_URL). Default: SQLite in the data dir.
+    /// or STRATA_<CONTEXT>_DATABASE_URL, or the file STRATA_<CONTEXT>_DATABASE_URL_FILE
+    /// names, which keeps the password out of the environment). Default:
+    /// SQLite in the data dir.
     #[arg(long = "database-url", value_name = "CONTEXT=URL")]
     database_urls: Vec<String>,
 
@@ -93,7 +103,7 @@ pub struct Flags {
 
     /// Health and reflection need the service credential too (by default they
     /// stay open to orchestrators). The credential itself is
-    /// STRATA_SERVICE_TOKEN (environment only).
+    /// STRATA_SERVICE_TOKEN, or the file STRATA_SERVICE_TOKEN_FILE names.
     #[arg(long, env = "STRATA_PROTECT_HEALTH")]
     protect_health: bool,
 
@@ -135,6 +145,16 @@ pub struct Flags {
     /// reflection stay open unless --protect-health). Needs --tls-cert.
     #[arg(long, env = "STRATA_TLS_CLIENT_CA", value_name = "FILE")]
     tls_client_ca: Option<PathBuf>,
+}
+
+/// What to do instead of serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Ask the data service running with these settings for its health (the
+    /// gRPC health of every hosted context, on --listen, loopback for a
+    /// wildcard address): exit 0 when SERVING, 1 otherwise. For a container's
+    /// HEALTHCHECK, which has no shell.
+    Health,
 }
 
 /// The files TLS is served with.
@@ -279,6 +299,18 @@ fn pool_size(setting: &str, raw: &str) -> Result<u32, ConfigError> {
 }
 
 impl Flags {
+    /// What to do instead of serving, if anything.
+    #[must_use]
+    pub fn command(&self) -> Option<Command> {
+        self.command
+    }
+
+    /// Whether only to check the configuration.
+    #[must_use]
+    pub fn check_config(&self) -> bool {
+        self.check_config
+    }
+
     /// Checks every setting, reading per-context variables from the process
     /// environment.
     ///
@@ -351,12 +383,11 @@ impl Flags {
             }
             let url_var = context_var(context.name, "DATABASE_URL");
             let url_setting = format!("--database-url {}=… ({url_var})", context.name);
-            let url = url_flags
-                .iter()
-                .rev()
-                .find(|(c, _)| *c == context.name)
-                .map(|(_, url)| (*url).to_owned())
-                .or_else(|| env(&url_var));
+            let url = match url_flags.iter().rev().find(|(c, _)| *c == context.name) {
+                Some((_, url)) => Some((*url).to_owned()),
+                None => strata_rpc::client::setting_or_file(&url_var, &env)
+                    .map_err(|problem| config_error(&format!("{url_var}_FILE"), problem))?,
+            };
             let url = match url {
                 None => StoreUrl::new(strata_store::embedded_url(&self.data_dir, context.name)),
                 Some(url) => {
@@ -451,7 +482,8 @@ impl Flags {
         };
         let tls = self.tls()?;
         let registry = self.registry(listen, tls.is_some())?;
-        let service_token = env(strata_rpc::client::SERVICE_TOKEN_VAR);
+        let service_token = strata_rpc::client::setting_or_file(strata_rpc::client::SERVICE_TOKEN_VAR, &env)
+            .map_err(|problem| config_error("STRATA_SERVICE_TOKEN_FILE", problem))?;
         if service_token
             .as_ref()
             .is_some_and(|t| t.len() < MIN_SERVICE_TOKEN_LEN || !t.bytes().all(|b| b.is_ascii_graphic()))

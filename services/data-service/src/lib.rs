@@ -180,6 +180,47 @@ pub async fn run(
     Ok(())
 }
 
+/// Asks the data service running with `settings` for its health: the gRPC
+/// health of the server as a whole (every hosted context) on its listener,
+/// within 3 s. Served over TLS, only that the port accepts connections.
+///
+/// # Errors
+/// Why it is not healthy.
+pub async fn health(settings: &Settings) -> anyhow::Result<()> {
+    const WITHIN: Duration = Duration::from_secs(3);
+    let address = strata_rpc::local_address(settings.listen);
+    if settings.tls.is_some() {
+        tokio::time::timeout(WITHIN, tokio::net::TcpStream::connect(address))
+            .await
+            .map_err(|_| anyhow::anyhow!("{address} did not accept a connection within {WITHIN:?}"))?
+            .with_context(|| format!("cannot connect to {address}"))?;
+        return Ok(());
+    }
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
+        .connect_timeout(WITHIN)
+        .timeout(WITHIN)
+        .connect_lazy();
+    let mut request = tonic::Request::new(tonic_health::pb::HealthCheckRequest {
+        service: String::new(),
+    });
+    if let Some(token) = &settings.admission.service_token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse()?);
+    }
+    let answer = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(request)
+        .await
+        .map_err(|status| anyhow::anyhow!("{address}: {}: {}", status.code(), status.message()))?;
+    let status = answer.into_inner().status();
+    anyhow::ensure!(
+        status == tonic_health::ServingStatus::Serving.into(),
+        "{address}: {}",
+        status.as_str_name()
+    );
+    Ok(())
+}
+
 /// What to register in etcd when `settings` name a registry: every hosted
 /// context at the advertised address, by default the address `listener`
 /// is bound to.

@@ -3,19 +3,34 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use strata_data_service::{Flags, Settings, mount, registrar};
+use strata_data_service::{Flags, Settings, config::Command, mount, registrar};
 use strata_rpc::telemetry::{self, LogFormat};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     // Before logging is set up (its format is a setting): one plain line.
-    let settings = match Flags::parse().resolve() {
+    let flags = Flags::parse();
+    let (command, check_config) = (flags.command(), flags.check_config());
+    let settings = match flags.resolve() {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("data-service: invalid configuration: {error}");
             return ExitCode::from(2);
         }
     };
+    if check_config {
+        println!("data-service: configuration ok");
+        return ExitCode::SUCCESS;
+    }
+    if command == Some(Command::Health) {
+        return match strata_data_service::health(&settings).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("data-service: not healthy: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let telemetry = match telemetry::init("data-service", settings.log_format) {
         Ok(telemetry) => telemetry,
         Err(error) => {

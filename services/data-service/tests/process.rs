@@ -101,6 +101,53 @@ fn a_bad_setting_fails_at_start_with_one_line_naming_it() {
     }
 }
 
+/// `--check-config` checks what a start would, opens nothing, and says so by
+/// its exit code; settings given as files are read.
+#[test]
+fn check_config_checks_without_starting() {
+    let dir = TempDir::new("process");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "a-service-token-from-a-file\n").unwrap();
+    let token = token.to_str().unwrap().to_owned();
+    let (ok, _) = start(
+        &[
+            "--check-config",
+            "--listen",
+            "0.0.0.0:50051",
+            "--data-dir",
+            dir.arg(),
+        ],
+        &[("STRATA_SERVICE_TOKEN_FILE", &token)],
+    )
+    .exit();
+    assert!(ok.success(), "{ok:?}");
+    assert!(!dir.path().join("catalog.db").exists(), "nothing is opened");
+    for (env, named) in [
+        (
+            vec![("STRATA_SERVICE_TOKEN_FILE", "/nonexistent/token")],
+            "STRATA_SERVICE_TOKEN_FILE",
+        ),
+        (
+            vec![("STRATA_CATALOG_DATABASE_URL_FILE", "/nonexistent/url")],
+            "STRATA_CATALOG_DATABASE_URL_FILE",
+        ),
+        (
+            vec![("STRATA_HTTP2_MAX_STREAMS", "none")],
+            "STRATA_HTTP2_MAX_STREAMS",
+        ),
+    ] {
+        let (status, stderr) = start(&["--check-config", "--data-dir", dir.arg()], &env).exit();
+        assert_eq!(status.code(), Some(2), "{env:?}");
+        assert!(
+            stderr.iter().any(|line| line.contains(named)),
+            "{env:?}: {stderr:?}"
+        );
+    }
+    // Beyond loopback without a credential (here, the file is the credential).
+    let (open, stderr) = start(&["--check-config", "--listen", "0.0.0.0:50051"], &[]).exit();
+    assert_eq!(open.code(), Some(2), "{stderr:?}");
+}
+
 /// A context's own settings are checked when it is mounted: a bad one stops the
 /// service at start, naming the variable, before anything is served.
 #[test]
@@ -167,9 +214,22 @@ fn serves_prints_its_address_and_stops_on_sigterm() {
         "{scraped}"
     );
 
+    // The `health` subcommand (a container's HEALTHCHECK) asks the same
+    // listener, with the same settings, and says so by its exit code.
+    let port = address.rsplit(':').next().unwrap().to_owned();
+    let wildcard = format!("0.0.0.0:{port}");
+    let (healthy, _) = start(&["--listen", &wildcard, "--allow-unauthenticated", "health"], &[]).exit();
+    assert!(healthy.success(), "health of a serving data service: {healthy:?}");
+
     service.terminate();
     let (status, stderr) = service.exit();
     assert!(status.success(), "a clean shutdown exits 0: {status:?}");
+    let (gone, complaint) = start(&["--listen", &address, "health"], &[]).exit();
+    assert_eq!(gone.code(), Some(1), "health of a stopped data service");
+    assert!(
+        complaint.iter().any(|line| line.contains("not healthy")),
+        "{complaint:?}"
+    );
     assert!(
         stderr.iter().any(|line| line.contains("call ended")),
         "the health check is logged: {stderr:#?}"

@@ -10,9 +10,24 @@ use strata_rpc::telemetry::LogFormat;
 /// The default address of every data service: `make run`'s one data service.
 pub const DEFAULT_DATA_SERVICE: &str = "http://127.0.0.1:50051";
 
+/// What an edge can do instead of serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Ask the edge running with these settings for its readiness (`GET
+    /// /readyz` on its listener, loopback for a wildcard address): exit 0
+    /// when ready, 1 otherwise. For a container's HEALTHCHECK, which has no
+    /// shell.
+    Health,
+}
+
 /// Flags every edge takes (flatten into a service's own).
 #[derive(Debug, Clone, Args)]
 pub struct EdgeFlags {
+    /// Check the configuration and exit: 0 when every setting is usable, 1
+    /// with the first that is not. Nothing is served.
+    #[arg(long)]
+    pub check_config: bool,
+
     /// The catalog context's data service.
     #[arg(long, env = "STRATA_CATALOG_ADDR", default_value = DEFAULT_DATA_SERVICE, value_name = "URL")]
     pub catalog_addr: String,

@@ -188,6 +188,38 @@ impl Edge {
     }
 }
 
+/// Asks the edge listening on `listen` whether it is ready: `GET /readyz`
+/// (on loopback for a wildcard address), within 3 s.
+///
+/// # Errors
+/// Why it is not ready.
+pub async fn health(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    const WITHIN: Duration = Duration::from_secs(3);
+    let address = strata_rpc::local_address(listen);
+    let ask = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await?;
+        stream
+            .write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    let answer = tokio::time::timeout(WITHIN, ask)
+        .await
+        .map_err(|_| anyhow::anyhow!("{address} did not answer within {WITHIN:?}"))?
+        .with_context(|| format!("cannot ask {address}"))?;
+    let answer = String::from_utf8_lossy(&answer);
+    let status_line = answer.lines().next().unwrap_or_default();
+    anyhow::ensure!(
+        status_line.starts_with("HTTP/1.1 200"),
+        "{address}/readyz: {}",
+        answer.rsplit("\r\n\r\n").next().unwrap_or(status_line)
+    );
+    Ok(())
+}
+
 /// Prometheus metrics, text format.
 async fn metrics() -> impl IntoResponse {
     (

@@ -33,6 +33,27 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// The environment variable of the service credential, on both sides.
 pub const SERVICE_TOKEN_VAR: &str = "STRATA_SERVICE_TOKEN";
 
+/// The value of the setting `var` from `env`, else the content of the file
+/// that `<var>_FILE` names (its trailing whitespace trimmed): how secrets
+/// reach a process as files (compose and Kubernetes secrets) rather than in
+/// its environment. Empty counts as unset.
+///
+/// # Errors
+/// `<var>_FILE: cannot read <path>: <why>`.
+pub fn setting_or_file(var: &str, env: impl Fn(&str) -> Option<String>) -> Result<Option<String>, String> {
+    if let Some(value) = env(var).filter(|v| !v.is_empty()) {
+        return Ok(Some(value));
+    }
+    let file_var = format!("{var}_FILE");
+    let Some(path) = env(&file_var).filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let content =
+        std::fs::read_to_string(&path).map_err(|e| format!("{file_var}: cannot read {path}: {e}"))?;
+    let value = content.trim_end().to_owned();
+    Ok((!value.is_empty()).then_some(value))
+}
+
 /// The stack under the retries: the balanced endpoints, behind a buffer
 /// (so that it can be cloned), type-erased.
 /// (Its error is a `Status`, not a `Box<dyn Error>`: rustc cannot prove the
@@ -68,17 +89,15 @@ impl ServiceToken {
             .map(Self)
     }
 
-    /// The token in `STRATA_SERVICE_TOKEN`, if set.
+    /// The token in `STRATA_SERVICE_TOKEN`, else in the file
+    /// `STRATA_SERVICE_TOKEN_FILE` names, if either is set.
     ///
     /// # Errors
-    /// When it is not printable ASCII.
+    /// When it is not printable ASCII, or the file cannot be read.
     pub fn from_env() -> Result<Self, ClientError> {
-        Self::new(
-            std::env::var(SERVICE_TOKEN_VAR)
-                .ok()
-                .filter(|t| !t.is_empty())
-                .as_deref(),
-        )
+        let token = setting_or_file(SERVICE_TOKEN_VAR, |var| std::env::var(var).ok())
+            .map_err(ClientError::TokenFile)?;
+        Self::new(token.as_deref())
     }
 }
 
@@ -363,6 +382,9 @@ pub enum ClientError {
     /// The registry address is malformed.
     #[error(transparent)]
     Registry(crate::registry::RegistryError),
+    /// The file of the service token cannot be read.
+    #[error("{0}")]
+    TokenFile(String),
     /// The service token cannot be sent as a header.
     #[error("{SERVICE_TOKEN_VAR} must be printable ASCII")]
     Token,

@@ -372,6 +372,20 @@ impl Server {
     }
 }
 
+/// Where this machine reaches a server listening on `listen`: the same port
+/// on loopback when it listens on every address (`0.0.0.0`, `[::]`). What a
+/// process's `health` subcommand calls.
+#[must_use]
+pub fn local_address(listen: SocketAddr) -> SocketAddr {
+    match listen.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::from(([127, 0, 0, 1], listen.port())),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, listen.port()))
+        }
+        _ => listen,
+    }
+}
+
 /// An error with its sources, one after the other: tonic's own message for a
 /// transport failure is only "transport error".
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {

@@ -55,6 +55,8 @@ pub struct Flags {
     pub no_follower: bool,
     #[command(flatten)]
     pub edge: EdgeFlags,
+    #[command(subcommand)]
+    pub command: Option<strata_edge::config::Command>,
 }
 
 /// What the handlers share.
@@ -76,6 +78,15 @@ pub fn api() -> OpenApiRouter<App> {
         .routes(routes!(orders::checkout, orders::list))
         .routes(routes!(orders::get))
         .routes(routes!(orders::cancel))
+}
+
+/// Checks every setting as a start would, without serving: `--check-config`.
+///
+/// # Errors
+/// The first unusable setting.
+pub fn check(flags: &Flags) -> anyhow::Result<()> {
+    Edge::new("storefront", flags.edge.clone())?;
+    Ok(())
 }
 
 /// Serves the storefront until `shutdown` completes.

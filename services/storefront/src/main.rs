@@ -8,6 +8,27 @@ use strata_storefront::Flags;
 #[tokio::main]
 async fn main() -> ExitCode {
     let flags = Flags::parse();
+    if flags.command == Some(strata_edge::config::Command::Health) {
+        return match strata_edge::serve::health(flags.listen).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("storefront: not ready: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if flags.edge.check_config {
+        return match strata_storefront::check(&flags) {
+            Ok(()) => {
+                println!("storefront: configuration ok");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("storefront: invalid configuration: {error:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let telemetry = match strata_rpc::telemetry::init("storefront", flags.edge.log_format) {
         Ok(telemetry) => telemetry,
         Err(error) => {

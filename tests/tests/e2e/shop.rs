@@ -1103,6 +1103,68 @@ async fn the_edges_authenticate_authorize_and_limit() {
     }
     assert_eq!(statuses, [200, 200, 429]);
     assert_eq!(retry_after.as_deref(), Some("1"));
+
+    // `health` (a container's HEALTHCHECK) asks the edge's own /readyz;
+    // `--check-config` checks what a start would, and serves nothing.
+    let sf_listen = shop.sf.trim_start_matches("http://").to_owned();
+    let (ready, _) = Process::start(
+        &workspace_bin("storefront"),
+        &["health"],
+        &[("STRATA_STOREFRONT_LISTEN", sf_listen.as_str())],
+    )
+    .exit();
+    assert!(ready.success(), "{ready:?}");
+    let (gone, stderr) = Process::start(
+        &workspace_bin("backoffice"),
+        &["--listen", "127.0.0.1:9", "health"],
+        &[],
+    )
+    .exit();
+    assert_eq!(gone.code(), Some(1), "{stderr:?}");
+    let (ok, _) = Process::start(
+        &workspace_bin("backoffice"),
+        &["--check-config"],
+        &[
+            ("STRATA_JWT_SECRET", JWT_SECRET),
+            ("STRATA_IDENTITY_ADDR", "dns://identity:50051"),
+        ],
+    )
+    .exit();
+    assert!(ok.success(), "{ok:?}");
+    let secret = ("STRATA_JWT_SECRET", JWT_SECRET);
+    for (name, env, named) in [
+        (
+            "storefront",
+            vec![("STRATA_TRUSTED_PROXIES", "the balancer")],
+            "--trusted-proxies",
+        ),
+        (
+            "storefront",
+            vec![("STRATA_HTTP_BODY_TIMEOUT_MS", "0")],
+            "--http-body-timeout-ms",
+        ),
+        (
+            "backoffice",
+            vec![("STRATA_JWT_SECRET", "short")],
+            "STRATA_JWT_SECRET",
+        ),
+        (
+            "backoffice",
+            vec![
+                secret,
+                ("STRATA_ADMIN_EMAIL", "a@b.test"),
+                ("STRATA_ADMIN_PASSWORD_FILE", "/nonexistent"),
+            ],
+            "STRATA_ADMIN_PASSWORD_FILE",
+        ),
+    ] {
+        let (status, stderr) = Process::start(&workspace_bin(name), &["--check-config"], &env).exit();
+        assert!(!status.success(), "{name} {env:?}");
+        assert!(
+            stderr.iter().any(|line| line.contains(named)),
+            "{name} {env:?}: {stderr:?}"
+        );
+    }
 }
 
 /// Client mistakes are 4xx problem+json naming the field, never a 500.
