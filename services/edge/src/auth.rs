@@ -57,6 +57,8 @@ pub struct Keys {
     decoding: Vec<(String, DecodingKey)>,
     validation: Validation,
     ttl: Duration,
+    /// Accounts whose older tokens are refused ([`crate::revocation`]).
+    revocations: crate::revocation::Revocations,
 }
 
 impl std::fmt::Debug for Keys {
@@ -80,6 +82,9 @@ struct Claims {
     iss: String,
     aud: String,
     iat: u64,
+    /// `iat` in milliseconds: a token issued just after a password change,
+    /// within the same second, is not revoked with the older ones.
+    iat_ms: u64,
     exp: u64,
 }
 
@@ -147,7 +152,21 @@ impl Keys {
                 .collect(),
             validation,
             ttl,
+            revocations: crate::revocation::Revocations::default(),
         })
+    }
+
+    /// Refuses the tokens `revocations` names.
+    #[must_use]
+    pub fn revoking(mut self, revocations: crate::revocation::Revocations) -> Self {
+        self.revocations = revocations;
+        self
+    }
+
+    /// How long tokens live.
+    #[must_use]
+    pub fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     /// A token for `account_id` with `roles`.
@@ -155,13 +174,15 @@ impl Keys {
     /// # Errors
     /// When signing fails (it does not with HMAC keys).
     pub fn issue(&self, account_id: Uuid, roles: Vec<String>) -> Result<Token, Problem> {
-        let now = now_secs();
+        let now_ms = now_ms();
+        let now = now_ms / 1000;
         let claims = Claims {
             sub: account_id.to_string(),
             roles,
             iss: ISSUER.to_owned(),
             aud: self.audience.clone(),
             iat: now,
+            iat_ms: now_ms,
             exp: now + self.ttl.as_secs(),
         };
         let mut header = Header::new(Algorithm::HS256);
@@ -202,6 +223,11 @@ impl Keys {
                 }
             })?;
         let account_id = Uuid::parse_str(&data.claims.sub).map_err(|_| invalid("the token is not valid"))?;
+        if self.revocations.revoked(account_id, data.claims.iat_ms) {
+            return Err(invalid(
+                "the token was revoked: the account was suspended or its password changed; sign in again",
+            ));
+        }
         Ok(Principal {
             account_id,
             roles: data.claims.roles,
@@ -266,10 +292,16 @@ fn trim_ascii_end(bytes: &[u8]) -> &[u8] {
     &bytes[..end]
 }
 
+#[cfg(test)]
 fn now_secs() -> u64 {
+    now_ms() / 1000
+}
+
+/// Milliseconds since the epoch.
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The middleware: verifies a bearer token when one is sent.
@@ -391,10 +423,29 @@ mod tests {
             iss: ISSUER.to_owned(),
             aud: AUDIENCE.to_owned(),
             iat: now_secs(),
+            iat_ms: now_ms(),
             exp: now_secs() + 60,
         };
         let bare = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &after.encoding).unwrap();
         assert_eq!(after.verify(&bare).unwrap_err().status, 401);
+    }
+
+    #[test]
+    fn a_revoked_accounts_older_tokens_are_refused_and_a_new_one_is_not() {
+        let revocations = crate::revocation::Revocations::default();
+        let keys = keys().revoking(revocations.clone());
+        let (account, other) = (Uuid::now_v7(), Uuid::now_v7());
+        let old = keys.issue(account, vec![]).unwrap().access_token;
+        let others = keys.issue(other, vec![]).unwrap().access_token;
+        std::thread::sleep(Duration::from_millis(2));
+        revocations.revoke(account, now_ms());
+        let refused = keys.verify(&old).unwrap_err();
+        assert_eq!(refused.status, 401);
+        assert!(refused.detail.contains("revoked"), "{}", refused.detail);
+        assert!(keys.verify(&others).is_ok());
+        std::thread::sleep(Duration::from_millis(2));
+        let fresh = keys.issue(account, vec![]).unwrap().access_token;
+        assert!(keys.verify(&fresh).is_ok(), "signed in again after the change");
     }
 
     #[test]
@@ -406,6 +457,7 @@ mod tests {
             iss: ISSUER.to_owned(),
             aud: AUDIENCE.to_owned(),
             iat: 1,
+            iat_ms: 1_000,
             exp: now_secs() - 60,
         };
         let mut header = Header::new(Algorithm::HS256);

@@ -16,6 +16,8 @@
 //!   timeouts, a connection cap, HTTP/2 streams);
 //! - [`serve`]: the app with `/healthz`, `/readyz`, `/openapi.json` and the
 //!   layers, and graceful serving;
+//! - [`revocation`]: tokens of suspended accounts, or issued before a
+//!   password change, refused, from identity's events;
 //! - [`session`]: signing in (identity verifies, the edge issues the token);
 //! - [`config`]: the shared flags; [`dev`]: what dev mode generates and keeps.
 //!
@@ -40,6 +42,7 @@ pub mod model;
 pub mod problem;
 pub mod rate_limit;
 pub mod request;
+pub mod revocation;
 pub mod serve;
 pub mod session;
 pub mod shop;

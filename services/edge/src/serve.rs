@@ -66,6 +66,14 @@ impl Edge {
             flags.token_ttl(),
         )?;
         let downstream = Downstream::new(&flags)?;
+        let revocations = crate::revocation::Revocations::default();
+        let keys = keys.revoking(revocations.clone());
+        // One follower of identity's events per process; it ends with the runtime.
+        tokio::spawn(crate::revocation::follow(
+            downstream.clone(),
+            revocations,
+            keys.ttl(),
+        ));
         let limiter = Limiter::new(
             flags.rate_limit_per_sec,
             flags.rate_limit_burst,

@@ -1462,3 +1462,77 @@ async fn the_openapi_documents_list_every_route_and_validate() {
         );
     }
 }
+
+/// Suspending an account, or changing its password, revokes the tokens it
+/// already holds at both edges, within a delay printed here (the edges follow
+/// identity's events); signing in again afterwards gives a token that works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_accounts_tokens_and_those_before_a_password_change_are_refused() {
+    use strata_proto::identity::v1::{
+        ChangePasswordRequest, SuspendAccountRequest, account_service_client::AccountServiceClient,
+    };
+    let shop = Shop::start(Setup::default()).await;
+    let channel = tonic::transport::Channel::from_shared(shop.data_address.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let token = strata_rpc::client::ServiceToken::new(Some(SERVICE_TOKEN)).unwrap();
+    let mut identity = AccountServiceClient::with_interceptor(channel, token);
+    let orders = format!("{}/v1/orders", shop.sf);
+
+    // Until an answer is 401: how long that took.
+    async fn refused_after(shop: &Shop, url: &str, token: &str) -> Duration {
+        let started = Instant::now();
+        loop {
+            let answer = shop
+                .call(Method::GET, url.to_owned(), Some(token), None, &[])
+                .await;
+            if answer.status == StatusCode::UNAUTHORIZED {
+                let problem = answer.problem(StatusCode::UNAUTHORIZED);
+                assert!(
+                    problem["detail"].as_str().unwrap().contains("revoked"),
+                    "{problem}"
+                );
+                return started.elapsed();
+            }
+            answer.expect(StatusCode::OK);
+            assert!(started.elapsed() < Duration::from_secs(10), "never revoked");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    // A password change: the old token is refused, a new sign-in works.
+    let (id, old) = shop.shopper().await;
+    shop.call(Method::GET, orders.clone(), Some(&old), None, &[])
+        .await
+        .expect(StatusCode::OK);
+    identity
+        .change_password(ChangePasswordRequest {
+            id: id.clone(),
+            request_id: uuid::Uuid::now_v7().to_string(),
+            expected_version: None,
+            current_password: PASSWORD.to_owned(),
+            new_password: "another password 2".to_owned(),
+        })
+        .await
+        .unwrap();
+    let took = refused_after(&shop, &orders, &old).await;
+    println!("a token issued before a password change was refused {took:?} after the change");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+
+    // Suspension: every token of the account is refused.
+    let (id, token) = shop.shopper().await;
+    identity
+        .suspend_account(SuspendAccountRequest {
+            id,
+            request_id: uuid::Uuid::now_v7().to_string(),
+            expected_version: None,
+            reason: "testing revocation".to_owned(),
+        })
+        .await
+        .unwrap();
+    let took = refused_after(&shop, &orders, &token).await;
+    println!("a suspended account's token was refused {took:?} after the suspension");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
