@@ -50,6 +50,13 @@ pub struct Flags {
         value_name = "SECONDS"
     )]
     pub reservation_ttl_secs: u64,
+    /// The most units (the sum of the lines' quantities) one order may hold.
+    #[arg(long, env = "STRATA_MAX_UNITS_PER_ORDER", default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_units_per_order: u32,
+    /// The most orders one shopper may have open (pending or confirmed, not
+    /// yet shipped or cancelled); past it a checkout is refused (409).
+    #[arg(long, env = "STRATA_MAX_OPEN_ORDERS", default_value_t = 20, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub max_open_orders: u32,
     /// Do not follow ordering's events (another storefront instance does).
     #[arg(long, env = "STRATA_STOREFRONT_NO_FOLLOWER")]
     pub no_follower: bool,
@@ -66,6 +73,10 @@ pub struct App {
     pub edge: Edge,
     /// See [`Flags::reservation_ttl_secs`].
     pub reservation_ttl: Duration,
+    /// See [`Flags::max_units_per_order`].
+    pub max_units_per_order: u32,
+    /// See [`Flags::max_open_orders`].
+    pub max_open_orders: u32,
 }
 
 /// The routes and their OpenAPI description.
@@ -106,6 +117,8 @@ pub async fn run(flags: Flags, shutdown: impl Future<Output = ()> + Send + 'stat
     let app = App {
         edge: edge.clone(),
         reservation_ttl: Duration::from_secs(flags.reservation_ttl_secs),
+        max_units_per_order: flags.max_units_per_order,
+        max_open_orders: flags.max_open_orders,
     };
     let follower = (!flags.no_follower).then(|| tokio::spawn(follower::run(edge.clone())));
     let router = edge.app("Strata storefront", api(), app);

@@ -86,8 +86,8 @@ pub struct Cancel {
         (status = 201, description = "The order, confirmed", body = Order),
         (status = 400, description = "Malformed body or missing Idempotency-Key", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not enough stock (names `product_id`, `sku`, `requested`, `available`), or the checkout was cancelled or expired", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid lines, a product not on sale, or the key used for another checkout", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not enough stock (names `product_id`, `sku`, `requested`, `available`), the checkout was cancelled or expired, or too many of the caller's orders are open (`open_orders`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid lines (more units than one order may hold included), a product not on sale, or the key used for another checkout", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "A data service is unavailable: retry with the same key", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn checkout(
@@ -99,14 +99,63 @@ pub async fn checkout(
 ) -> Result<(StatusCode, Json<Order>), Problem> {
     let key = idempotency_key(&headers)?;
     let lines = validate(&body)?;
+    let units: u64 = lines.iter().map(|(_, quantity)| u64::from(*quantity)).sum();
+    if units > u64::from(app.max_units_per_order) {
+        return Err(Problem::invalid_field(
+            "lines",
+            format!(
+                "at most {} units in one order (this one has {units})",
+                app.max_units_per_order
+            ),
+        ));
+    }
+    let order_id = checkout_order_id(caller.account_id, &key).to_string();
+    within_open_orders(&app, &ctx, &caller, &order_id).await?;
     let saga = Saga {
         app: &app,
         ctx: &ctx,
-        order_id: checkout_order_id(caller.account_id, &key).to_string(),
+        order_id,
         buyer_id: caller.account_id.to_string(),
     };
     let order = saga.run(&lines).await?;
     Ok((StatusCode::CREATED, Json(order.try_into()?)))
+}
+
+/// Refuses a new checkout while the caller already has
+/// `--max-open-orders` orders pending or confirmed (not yet shipped or
+/// cancelled), so that one account cannot hold the shop's stock; the order of
+/// this very checkout (a retry) does not count.
+async fn within_open_orders(app: &App, ctx: &Ctx, caller: &Principal, this: &str) -> Result<(), Problem> {
+    let limit = app.max_open_orders;
+    let page_size = i32::try_from(limit + 1).unwrap_or(i32::MAX);
+    let open = |status: ordering::OrderStatus| {
+        let request = ctx.call.request(ordering::ListOrdersRequest {
+            page_size,
+            page_token: String::new(),
+            buyer_id: caller.account_id.to_string(),
+            status: status as i32,
+        });
+        let mut orders = app.edge.downstream.ordering.clone();
+        async move { ctx.run("order", orders.list_orders(request)).await }
+    };
+    let (pending, confirmed) = futures_util::future::try_join(
+        open(ordering::OrderStatus::Pending),
+        open(ordering::OrderStatus::Confirmed),
+    )
+    .await?;
+    let count = pending
+        .orders
+        .iter()
+        .chain(&confirmed.orders)
+        .filter(|order| order.id != this)
+        .count();
+    if count >= limit as usize {
+        return Err(Problem::conflict(format!(
+            "{count} of your orders are still open (at most {limit}); wait until they ship, or cancel one"
+        ))
+        .with("open_orders", count));
+    }
+    Ok(())
 }
 
 /// The caller's orders, newest first.

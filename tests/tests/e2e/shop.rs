@@ -1536,3 +1536,61 @@ async fn a_suspended_accounts_tokens_and_those_before_a_password_change_are_refu
     println!("a suspended account's token was refused {took:?} after the suspension");
     assert!(took < Duration::from_secs(2), "{took:?}");
 }
+
+/// One order holds at most `--max-units-per-order` units, and one shopper at
+/// most `--max-open-orders` open orders (a retry of one of them is not a new
+/// one; a cancelled one frees its place), so no account can hold the stock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_and_open_orders_per_shopper_are_bounded() {
+    let shop = Shop::start(Setup::default()).await;
+    let staff = shop.staff_token().await;
+    let (product, _) = shop.product(&staff, 100, 50).await;
+    let (_, token) = shop.shopper().await;
+    let env = edge_env(&shop.data_address, &shop.inventory_address, &shop.dir);
+    let (_bounded, url) = block(|| {
+        start_edge(
+            "storefront",
+            &[
+                "--max-units-per-order",
+                "5",
+                "--max-open-orders",
+                "2",
+                "--no-follower",
+            ],
+            &env,
+        )
+    });
+    let checkout = |key: &'static str, quantity: u32| {
+        let (shop, url, token, product) = (&shop, &url, &token, &product);
+        async move {
+            shop.call(
+                Method::POST,
+                format!("{url}/v1/orders"),
+                Some(token),
+                Some(json!({"lines": [{"product_id": product, "quantity": quantity}]})),
+                &[("idempotency-key", key)],
+            )
+            .await
+        }
+    };
+    let too_many = checkout("k0", 6).await.problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(too_many["errors"][0]["field"], "lines", "{too_many}");
+    let first = checkout("k1", 5).await.expect(StatusCode::CREATED);
+    checkout("k2", 1).await.expect(StatusCode::CREATED);
+    let refused = checkout("k3", 1).await.problem(StatusCode::CONFLICT);
+    assert_eq!(refused["open_orders"], 2, "{refused}");
+    // A retry of an open order is that order, not a new one.
+    let again = checkout("k1", 5).await.expect(StatusCode::CREATED);
+    assert_eq!(again["id"], first["id"]);
+    // Cancelled, it frees its place.
+    shop.call(
+        Method::POST,
+        format!("{url}/v1/orders/{}/cancel", first["id"].as_str().unwrap()),
+        Some(&token),
+        None,
+        &[],
+    )
+    .await
+    .expect(StatusCode::OK);
+    checkout("k3", 1).await.expect(StatusCode::CREATED);
+}
