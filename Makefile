@@ -112,6 +112,27 @@ proto-baseline: $(BUF) ## rebuild proto/buf/v1-baseline.binpb (new package or ma
 fmt: ## format the code
 	$(CARGO) fmt --all
 
+# The replicated topology in Docker (deploy/compose, deploy/images). Images are
+# built here with no registry: the binaries FROM scratch with the libraries ldd
+# lists, etcd and HAProxy from Debian's packages, PostgreSQL by docker/postgres.
+# `up` builds only missing images, waits (with a deadline) until every
+# container is healthy and prints the URLs; `make demo` runs against it with
+# STRATA_ADMIN_EMAIL / STRATA_ADMIN_PASSWORD exported (up prints how).
+# docker-compose is Debian's 1.29, installed here when missing.
+.PHONY: images up down
+
+images: ## build the OCI images (no registry), rebuilding only missing or stale ones
+	CARGO="$(CARGO)" bash deploy/images/build.sh
+
+up: ## the replicated topology (deploy/compose): storefront x2 behind HAProxy on :8080, backoffice on :8081
+	@command -v docker-compose >/dev/null || { echo "installing Debian's docker-compose"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
+	CARGO="$(CARGO)" bash deploy/compose/up.sh
+
+down: ## stop and remove the compose topology, volumes included
+	@command -v docker-compose >/dev/null || { echo "docker-compose is not installed: nothing was started with it"; exit 0; }; \
+	docker-compose -p strata -f deploy/compose/docker-compose.yml down --volumes --remove-orphans
+
 # The Kubernetes manifests (deploy/k8s), checked offline: every overlay rendered
 # with `kubectl kustomize` into target/k8s/, validated in strict mode (unknown
 # fields fail) by PyPI's kubernetes-validate against pinned Kubernetes versions
