@@ -45,7 +45,17 @@ impl pb::account_service_server::AccountService for AccountGrpc {
         &self,
         request: Request<pb::RegisterAccountRequest>,
     ) -> Result<Response<pb::RegisterAccountResponse>, Status> {
+        let may_grant_roles = strata_rpc::admission::caller_may(request.extensions(), crate::GRANT_ROLES);
         let request = request.into_inner();
+        let customer_only = request
+            .roles
+            .iter()
+            .all(|role| *role == pb::Role::Customer as i32);
+        if !customer_only && !may_grant_roles {
+            return Err(Status::permission_denied(
+                "this caller may register customers only: roles other than ROLE_CUSTOMER need another credential",
+            ));
+        }
         let mut violations = Violations::new();
         let email = violations.check(Email::parse(&request.email));
         let password = violations.check(Password::new_password(

@@ -80,6 +80,11 @@ pub async fn mount_configured(
     mount_reserving(store, policy, reserved).await
 }
 
+/// The grant a caller needs to register an account with any role but
+/// `customer` (see `strata_rpc::admission::Scope`): without it,
+/// `RegisterAccount` with other roles is PERMISSION_DENIED.
+pub const GRANT_ROLES: &str = "strata.identity.v1.AccountService/RegisterAccount#roles";
+
 /// The variable naming the emails reserved for staff (comma-separated), such
 /// as the first staff account's `STRATA_ADMIN_EMAIL`: see
 /// [`service::Identity::reserving`].

@@ -493,7 +493,30 @@ impl Flags {
                 format!("must be at least {MIN_SERVICE_TOKEN_LEN} printable ASCII characters without spaces"),
             ));
         }
-        let credential = service_token.is_some() || tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+        let mut callers = Vec::new();
+        for policy in crate::callers::CALLERS {
+            let var = crate::callers::token_var(policy.name);
+            let token = strata_rpc::client::setting_or_file(&var, &env)
+                .map_err(|problem| config_error(&format!("{var}_FILE"), problem))?;
+            if let Some(token) = token {
+                if token.len() < MIN_SERVICE_TOKEN_LEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(config_error(
+                        &var,
+                        format!(
+                            "must be at least {MIN_SERVICE_TOKEN_LEN} printable ASCII characters without spaces"
+                        ),
+                    ));
+                }
+                callers.push(strata_rpc::admission::Caller::new(
+                    policy.name,
+                    &token,
+                    policy.scope,
+                ));
+            }
+        }
+        let credential = service_token.is_some()
+            || !callers.is_empty()
+            || tls.as_ref().is_some_and(|t| t.client_ca.is_some());
         if !credential && !listen.ip().is_loopback() && !self.allow_unauthenticated {
             return Err(config_error(
                 "--listen (STRATA_LISTEN)",
@@ -512,6 +535,7 @@ impl Flags {
             log_format,
             admission: strata_rpc::Admission {
                 service_token,
+                callers,
                 protect_health: self.protect_health,
                 max_concurrent_calls,
                 call_timeout,

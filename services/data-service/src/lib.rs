@@ -7,6 +7,7 @@
 //! and a shutdown future, so tests bind `127.0.0.1:0` and stop the service when
 //! they are done; `main` adds flags and signals.
 
+pub mod callers;
 pub mod config;
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};

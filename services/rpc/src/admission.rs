@@ -1,10 +1,13 @@
 //! Who may call a server, and how many at once: two tower layers every Strata
 //! server applies before its services.
 //!
-//! - [`ServiceAuthLayer`]: service-to-service authentication. With a service
-//!   token configured (`STRATA_SERVICE_TOKEN`), a call must carry
-//!   `authorization: Bearer <token>` (compared in constant time), else it is
-//!   refused with UNAUTHENTICATED before any handler runs. When the server
+//! - [`ServiceAuthLayer`]: service-to-service authentication. With service
+//!   tokens configured (`STRATA_SERVICE_TOKEN`, or one per caller, each with
+//!   its [`Scope`]), a call must carry `authorization: Bearer <token>` of one
+//!   of them (compared in constant time), else it is refused with
+//!   UNAUTHENTICATED before any handler runs; a method outside the caller's
+//!   scope is PERMISSION_DENIED, and the [`CallerScope`] goes with the call,
+//!   for grants a service checks itself ([`caller_may`]). When the server
 //!   verifies client certificates ([`crate::tls`]), a call must also have come
 //!   on a connection that presented one. Health and reflection stay open to
 //!   orchestrators unless told otherwise.
@@ -51,12 +54,90 @@ fn refused<B: Default>(status: Status) -> http::Response<B> {
     response
 }
 
-/// Requires the service token on every call (see the module docs).
+/// What a caller's credential allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every method, and every grant.
+    Everything,
+    /// These methods (`pkg.Service/Method`) and grants (names a service
+    /// checks itself, such as identity's right to give roles), no others.
+    Only(&'static [&'static str]),
+}
+
+impl Scope {
+    /// Whether it allows `what` (a method `pkg.Service/Method`, or a grant).
+    #[must_use]
+    pub fn allows(&self, what: &str) -> bool {
+        match self {
+            Self::Everything => true,
+            Self::Only(list) => list.contains(&what),
+        }
+    }
+}
+
+/// One caller of a server: its name, the token it presents, what it may do.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Caller {
+    name: &'static str,
+    expected: Arc<[u8]>,
+    scope: Scope,
+}
+
+impl Caller {
+    /// `name`, presenting `token`, allowed `scope`.
+    #[must_use]
+    pub fn new(name: &'static str, token: &str, scope: Scope) -> Self {
+        Self {
+            name,
+            expected: Arc::from(format!("Bearer {token}").into_bytes()),
+            scope,
+        }
+    }
+}
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("name", &self.name)
+            .field("token", &"***")
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+/// Who made a call, as admission identified it; in the request's extensions,
+/// so that a service can check a grant ([`caller_may`]).
+#[derive(Debug, Clone, Copy)]
+pub struct CallerScope {
+    /// The caller's name.
+    pub name: &'static str,
+    /// What it may do.
+    pub scope: Scope,
+}
+
+/// Whether the caller of a request whose extensions are `extensions` may do
+/// `what`. A call admitted without identifying its caller (no credentials
+/// configured) may.
+#[must_use]
+pub fn caller_may(extensions: &http::Extensions, what: &str) -> bool {
+    extensions
+        .get::<CallerScope>()
+        .is_none_or(|caller| caller.scope.allows(what))
+}
+
+/// Requires a service credential on every call, and keeps each caller to its
+/// scope (see the module docs).
 #[derive(Debug, Clone)]
 pub struct ServiceAuthLayer {
-    expected: Option<Arc<[u8]>>,
+    callers: Arc<[Caller]>,
     client_certificate: bool,
     protect_infrastructure: bool,
+}
+
+/// Why a call is refused.
+enum Refusal {
+    Unauthenticated(&'static str),
+    NotAllowed(&'static str),
 }
 
 impl ServiceAuthLayer {
@@ -64,35 +145,70 @@ impl ServiceAuthLayer {
     /// reflection too when `protect_infrastructure`.
     #[must_use]
     pub fn new(token: Option<&str>, protect_infrastructure: bool) -> Self {
+        Self::with_callers(
+            token
+                .map(|t| Caller::new("service", t, Scope::Everything))
+                .into_iter()
+                .collect(),
+            protect_infrastructure,
+        )
+    }
+
+    /// Calls must carry the token of one of `callers` (none: every call is
+    /// let through), and stay within its scope.
+    #[must_use]
+    pub fn with_callers(callers: Vec<Caller>, protect_infrastructure: bool) -> Self {
         Self {
-            expected: token.map(|t| Arc::from(format!("Bearer {t}").into_bytes())),
+            callers: callers.into(),
             client_certificate: false,
             protect_infrastructure,
         }
     }
 
-    /// Why `request` is refused, if it is: no client certificate when one is
-    /// required, or a token missing or wrong.
-    fn refusal<B>(&self, request: &http::Request<B>) -> Option<&'static str> {
+    /// Who sent `request`, or why it is refused: no client certificate when
+    /// one is required, a token missing or wrong, a method out of the
+    /// caller's scope.
+    fn admit<B>(
+        &self,
+        request: &http::Request<B>,
+        infrastructure: bool,
+    ) -> Result<Option<CallerScope>, Refusal> {
         if self.client_certificate && !crate::tls::has_client_certificate(request) {
-            return Some(
+            return Err(Refusal::Unauthenticated(
                 "this service needs a client certificate signed by its client CA (STRATA_TLS_CLIENT_CERT)",
-            );
+            ));
         }
-        let expected = self.expected.as_ref()?;
+        if self.callers.is_empty() {
+            return Ok(None);
+        }
         let presented = request
             .headers()
             .get(http::header::AUTHORIZATION)
             .map_or(&[][..], http::HeaderValue::as_bytes);
-        // Constant time in the length of the expected value: a wrong token
-        // says nothing about how much of it was right.
-        if bool::from(presented.ct_eq(expected)) {
-            None
-        } else if presented.is_empty() {
-            Some("this service needs a service credential (authorization: Bearer <STRATA_SERVICE_TOKEN>)")
-        } else {
-            Some("the service credential is not valid")
+        // Constant time in the length of each expected value, and every one
+        // compared: a wrong token says nothing about how much of it was
+        // right, or whose it nearly was.
+        let mut found = None;
+        for caller in self.callers.iter() {
+            if bool::from(presented.ct_eq(&caller.expected)) {
+                found = Some(caller);
+            }
         }
+        let Some(caller) = found else {
+            return Err(Refusal::Unauthenticated(if presented.is_empty() {
+                "this service needs a service credential (authorization: Bearer <STRATA_SERVICE_TOKEN>)"
+            } else {
+                "the service credential is not valid"
+            }));
+        };
+        let method = request.uri().path().trim_start_matches('/');
+        if !infrastructure && !caller.scope.allows(method) {
+            return Err(Refusal::NotAllowed(caller.name));
+        }
+        Ok(Some(CallerScope {
+            name: caller.name,
+            scope: caller.scope,
+        }))
     }
 
     /// Calls must also come on a connection that presented a client
@@ -137,14 +253,31 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let checked = (self.layer.expected.is_some() || self.layer.client_certificate)
-            && (self.layer.protect_infrastructure || !is_infrastructure(request.uri().path()));
-        if checked && let Some(refusal) = self.layer.refusal(&request) {
-            let refused = refused(Status::unauthenticated(refusal));
-            return Box::pin(async move { Ok(refused) });
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
+        let infrastructure = is_infrastructure(request.uri().path());
+        if infrastructure && !self.layer.protect_infrastructure {
+            return Box::pin(self.inner.call(request));
         }
-        Box::pin(self.inner.call(request))
+        match self.layer.admit(&request, infrastructure) {
+            Ok(caller) => {
+                if let Some(caller) = caller {
+                    request.extensions_mut().insert(caller);
+                }
+                Box::pin(self.inner.call(request))
+            }
+            Err(Refusal::Unauthenticated(why)) => {
+                let refused = refused(Status::unauthenticated(why));
+                Box::pin(async move { Ok(refused) })
+            }
+            Err(Refusal::NotAllowed(caller)) => {
+                let why = format!(
+                    "the {caller} credential may not call {}",
+                    request.uri().path().trim_start_matches('/')
+                );
+                let refused = refused(Status::permission_denied(why));
+                Box::pin(async move { Ok(refused) })
+            }
+        }
     }
 }
 

@@ -69,8 +69,11 @@ pub const GOOGLE_RPC_FILE_DESCRIPTOR_SET: &[u8] =
 /// `Debug` never shows the token.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Admission {
-    /// The service token callers must present; `None`: anyone may call.
+    /// The service token callers must present, allowing everything; `None`
+    /// (and no `callers`): anyone may call.
     pub service_token: Option<String>,
+    /// Callers with tokens of their own, each kept to its scope.
+    pub callers: Vec<admission::Caller>,
     /// Whether health and reflection need the token too.
     pub protect_health: bool,
     /// The most calls in flight before new ones are refused; `None`: no limit.
@@ -95,6 +98,7 @@ impl std::fmt::Debug for Admission {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Admission")
             .field("service_token", &self.service_token.as_ref().map(|_| "***"))
+            .field("callers", &self.callers)
             .field("protect_health", &self.protect_health)
             .field("max_concurrent_calls", &self.max_concurrent_calls)
             .field("call_timeout", &self.call_timeout)
@@ -107,6 +111,7 @@ impl Default for Admission {
     fn default() -> Self {
         Self {
             service_token: None,
+            callers: Vec::new(),
             protect_health: false,
             max_concurrent_calls: Some(DEFAULT_MAX_CONCURRENT_CALLS),
             call_timeout: Some(DEFAULT_CALL_TIMEOUT),
@@ -319,8 +324,13 @@ impl Server {
             .layer(end_streams)
             // Authentication before the limit: a refused caller takes no place.
             .layer(
-                admission::ServiceAuthLayer::new(
-                    self.admission.service_token.as_deref(),
+                admission::ServiceAuthLayer::with_callers(
+                    self.admission
+                        .service_token
+                        .iter()
+                        .map(|token| admission::Caller::new("service", token, admission::Scope::Everything))
+                        .chain(self.admission.callers.iter().cloned())
+                        .collect(),
                     self.admission.protect_health,
                 )
                 .client_certificate(self.tls.as_ref().is_some_and(tls::ServerTls::verifies_clients)),

@@ -21,6 +21,10 @@ const JWT_SECRET: &str = "a test secret that is long enough for HS256";
 const PASSWORD: &str = "shopper password 1";
 /// Every process of the shop presents and demands it, as in production.
 pub(super) const SERVICE_TOKEN: &str = "the-shops-service-token-42";
+/// The storefront's own credential, kept to its scope by the data service.
+const STOREFRONT_TOKEN: &str = "the-storefronts-own-token-7";
+/// Backoffice's own credential.
+const BACKOFFICE_TOKEN: &str = "the-backoffices-own-token-9";
 
 /// How to set the shop up.
 #[derive(Default)]
@@ -83,6 +87,8 @@ impl Shop {
         let env = edge_env(&data_address, &inventory_address, &dir);
         let (backoffice, bo) = block(|| {
             let mut env = env.clone();
+            env.retain(|(k, _)| *k != "STRATA_SERVICE_TOKEN");
+            env.push(("STRATA_SERVICE_TOKEN", BACKOFFICE_TOKEN.to_owned()));
             env.push(("STRATA_ADMIN_EMAIL", ADMIN_EMAIL.to_owned()));
             env.push(("STRATA_ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()));
             env.extend(setup.backoffice_env.iter().cloned());
@@ -389,7 +395,8 @@ fn edge_env(data: &str, inventory: &str, dir: &TempDir) -> Vec<(&'static str, St
         ("STRATA_ORDERING_ADDR", data.to_owned()),
         ("STRATA_INVENTORY_ADDR", inventory.to_owned()),
         ("STRATA_JWT_SECRET", JWT_SECRET.to_owned()),
-        ("STRATA_SERVICE_TOKEN", SERVICE_TOKEN.to_owned()),
+        // The storefront's scoped credential (backoffice is given its own).
+        ("STRATA_SERVICE_TOKEN", STOREFRONT_TOKEN.to_owned()),
         ("STRATA_DATA_DIR", dir.arg().to_owned()),
         // Many shoppers sign up from one address in these tests.
         ("STRATA_RATE_LIMIT_BURST", "1000".to_owned()),
@@ -434,6 +441,8 @@ fn start_data_service_on(
     }
     let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     env.push(("STRATA_SERVICE_TOKEN", SERVICE_TOKEN));
+    env.push(("STRATA_SERVICE_TOKEN_STOREFRONT", STOREFRONT_TOKEN));
+    env.push(("STRATA_SERVICE_TOKEN_BACKOFFICE", BACKOFFICE_TOKEN));
     let process = Process::start(&workspace_bin("data-service"), &args, &env);
     let line = process.wait_for_line("data-service listening on ");
     let address = line.split_whitespace().next().unwrap().to_owned();
@@ -1593,4 +1602,69 @@ async fn orders_and_open_orders_per_shopper_are_bounded() {
     .await
     .expect(StatusCode::OK);
     checkout("k3", 1).await.expect(StatusCode::CREATED);
+}
+
+/// The storefront's credential is kept to what the storefront does: it may
+/// register customers, not staff, and may not suspend accounts or change
+/// prices; backoffice's may.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_edges_credential_is_kept_to_its_scope() {
+    use strata_proto::{
+        catalog::v1::{ListProductsRequest, product_service_client::ProductServiceClient},
+        identity::v1::{
+            RegisterAccountRequest, Role, SuspendAccountRequest, account_service_client::AccountServiceClient,
+        },
+    };
+    let shop = Shop::start(Setup::default()).await;
+    let channel = tonic::transport::Channel::from_shared(shop.data_address.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let as_caller = |token: &str| {
+        let token = strata_rpc::client::ServiceToken::new(Some(token)).unwrap();
+        AccountServiceClient::with_interceptor(channel.clone(), token)
+    };
+    let register = |roles: Vec<Role>| RegisterAccountRequest {
+        request_id: uuid::Uuid::now_v7().to_string(),
+        email: format!("{}@shop.test", uuid::Uuid::now_v7().simple()),
+        password: PASSWORD.to_owned(),
+        display_name: "Scoped".to_owned(),
+        roles: roles.into_iter().map(|r| r as i32).collect(),
+    };
+    let mut storefront = as_caller(STOREFRONT_TOKEN);
+    let customer = storefront
+        .register_account(register(vec![Role::Customer]))
+        .await
+        .unwrap()
+        .into_inner()
+        .account
+        .unwrap();
+    let staff = storefront
+        .register_account(register(vec![Role::Staff]))
+        .await
+        .unwrap_err();
+    assert_eq!(staff.code(), tonic::Code::PermissionDenied, "{staff:?}");
+    let suspend = SuspendAccountRequest {
+        id: customer.id.clone(),
+        request_id: uuid::Uuid::now_v7().to_string(),
+        expected_version: None,
+        reason: "scope test".to_owned(),
+    };
+    let refused = storefront.suspend_account(suspend.clone()).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("storefront"), "{refused:?}");
+    // Reads it needs pass.
+    let token = strata_rpc::client::ServiceToken::new(Some(STOREFRONT_TOKEN)).unwrap();
+    ProductServiceClient::with_interceptor(channel.clone(), token)
+        .list_products(ListProductsRequest::default())
+        .await
+        .unwrap();
+    // Backoffice may do all of it.
+    let mut backoffice = as_caller(BACKOFFICE_TOKEN);
+    backoffice
+        .register_account(register(vec![Role::Staff]))
+        .await
+        .unwrap();
+    backoffice.suspend_account(suspend).await.unwrap();
 }
