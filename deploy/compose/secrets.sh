@@ -5,7 +5,9 @@
 # that list them, and the processes read them through *_FILE settings: they
 # are never in an image, in the containers' environment, or on a command line.
 #
-#   service_token          presented by the edges, required by the data services
+#   storefront_token       the storefront's credential at the data services (scoped
+#                          to what it calls: services/data-service/src/callers.rs)
+#   backoffice_token       backoffice's credential at the data services
 #   jwt_secret             the edges' JWT signing key
 #   postgres_password      PostgreSQL's superuser (nothing in the topology uses it)
 #   <context>_db_password  the role that owns that context's database (PostgreSQL
@@ -37,7 +39,7 @@ make_random() {
     echo "secrets: made $file" >&2
 }
 
-for name in service_token jwt_secret postgres_password admin_password; do
+for name in storefront_token backoffice_token jwt_secret postgres_password admin_password; do
     make_random "$dir/$name"
 done
 if [ -n "${STRATA_ADMIN_PASSWORD:-}" ] && [ "$STRATA_ADMIN_PASSWORD" != "$(cat "$dir/admin_password")" ]; then
@@ -51,3 +53,5 @@ for context in "${contexts[@]}"; do
         >"$dir/${context}_database_url"
 done
 chmod 0644 "$dir"/*
+# Made by an earlier version: one token for every caller, no longer used.
+rm -f "$dir/service_token"
