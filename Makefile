@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: help run demo build test test-image test-etcd bench lint fmt clean mutants
+.PHONY: help run demo build test test-fuzz test-image test-etcd bench lint fmt clean mutants
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -18,13 +18,21 @@ build: ## build everything
 
 # cargo-nextest when installed (one process per test, one summary line), else cargo test.
 # The binaries first: the end-to-end tests run them as real processes.
-test: test-image test-etcd ## run every test (PostgreSQL ones in containers, etcd on loopback)
+test: test-image test-etcd ## run every test (PostgreSQL ones in containers, etcd on loopback), then the API fuzzer
 	$(CARGO) build --locked --workspace --bins
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		echo "$(CARGO) nextest run --locked --workspace"; $(CARGO) nextest run --locked --workspace; \
 	else \
 		echo "$(CARGO) test --locked --workspace"; $(CARGO) test --locked --workspace; \
 	fi
+	@$(MAKE) --no-print-directory test-fuzz
+
+# schemathesis (PyPI, pinned, in .tools/) against both edges' OpenAPI
+# documents, every check, on the real binaries (scripts/fuzz-openapi.sh says
+# how); FUZZ_EXAMPLES sets the cases per operation and phase (default 25).
+test-fuzz: ## the API fuzzer against the running edges' own OpenAPI documents (needs the binaries built)
+	@command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl >/dev/null; }
+	bash scripts/fuzz-openapi.sh
 
 # The PostgreSQL image the tests start (built from Debian packages where no
 # registry can be reached; about a minute, once). Skipped when the tests are

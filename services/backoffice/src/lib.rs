@@ -146,7 +146,10 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
         .to_str()
         .ok()
         .map(str::trim)
-        .and_then(|v| v.strip_prefix('"')?.strip_suffix('"')?.parse().ok())
+        .and_then(|v| v.strip_prefix('"')?.strip_suffix('"'))
+        // Digits only, no leading zero: a version is 1 or more.
+        .filter(|v| v.bytes().all(|b| b.is_ascii_digit()) && !v.starts_with('0'))
+        .and_then(|v| v.parse().ok())
         .map(Some)
         .ok_or_else(|| {
             Problem::malformed(

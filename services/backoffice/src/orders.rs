@@ -26,6 +26,7 @@ pub struct ListParams {
     /// Only this status; all when absent.
     pub status: Option<OrderStatus>,
     /// How many at most (1 to 100; default 20).
+    #[param(minimum = 0, maximum = 100)]
     pub page_size: Option<u32>,
     /// The `next_page_token` of the previous page.
     pub page_token: Option<String>,
@@ -36,6 +37,11 @@ pub struct ListParams {
 #[serde(deny_unknown_fields)]
 pub struct Cancel {
     /// For people: 1 to 500 characters on one line; default "cancelled by staff".
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub reason: Option<String>,
 }
 

@@ -58,25 +58,44 @@ pub enum ProductStatus {
 #[serde(deny_unknown_fields)]
 pub struct NewProduct {
     /// 1 to 64 characters of A-Z, a-z, 0-9, '-', '_' or '.'; unique.
-    #[schema(example = "MUG-1")]
+    #[schema(example = "MUG-1", pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     pub sku: String,
-    /// 1 to 200 characters.
-    #[schema(example = "Mug")]
+    /// 1 to 200 characters on one line.
+    #[schema(
+        example = "Mug",
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
-    /// Up to 5 000 characters.
+    /// Up to 5 000 characters (line breaks and tabs allowed).
     #[serde(default)]
+    #[schema(
+        max_length = 5000,
+        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
+    )]
     pub description: String,
     /// More than zero.
     pub price: Money,
 }
 
-/// New details; absent fields stay as they are.
+/// New details (a merge patch): absent fields stay as they are, and `{}`
+/// changes nothing (null is not "absent": leave the field out).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Details {
-    /// 1 to 200 characters.
+    /// 1 to 200 characters on one line.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: Option<String>,
-    /// Up to 5 000 characters.
+    /// Up to 5 000 characters (line breaks and tabs allowed).
+    #[schema(
+        max_length = 5000,
+        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
+    )]
     pub description: Option<String>,
 }
 
@@ -95,6 +114,7 @@ pub struct ListParams {
     /// Only this status; all when absent.
     pub status: Option<ProductStatus>,
     /// How many at most (1 to 100; default 20).
+    #[param(minimum = 0, maximum = 100)]
     pub page_size: Option<u32>,
     /// The `next_page_token` of the previous page.
     pub page_token: Option<String>,
@@ -112,7 +132,7 @@ pub struct ProductPage {
 
 /// Creates a product, as a draft.
 #[utoipa::path(post, operation_id = "products_create", path = "/v1/products", tag = "products", request_body = NewProduct, security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first answer")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, description = "Makes a retry return the first answer: 1 to 64 visible ASCII characters", min_length = 1, max_length = 64, pattern = r"^[!-~]+$")),
     responses(
         (status = 201, description = "Created", body = Product),
         (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
@@ -214,10 +234,11 @@ pub async fn get(
 /// Edits the name and/or description.
 #[utoipa::path(patch, operation_id = "products_update", path = "/v1/products/{id}", tag = "products", request_body = Details, security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "The product's id"),
-           ("If-Match" = Option<String>, Header, description = "The version the change is for, quoted: \"3\"")),
+           ("If-Match" = Option<String>, Header, nullable = false, description = "The version the change is for, quoted: \"3\"", pattern = r#"^"[1-9][0-9]{0,18}"$"#)),
     responses(
         (status = 200, description = "Changed", body = Product),
         (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Retired products can no longer change", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The product changed since that version", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -229,6 +250,34 @@ pub async fn update(
     headers: HeaderMap,
     Json(body): Json<Details>,
 ) -> Result<Response, Problem> {
+    if body.name.is_none() && body.description.is_none() {
+        // A merge patch that changes nothing: the product as it is (the
+        // version still checked, so a stale If-Match is still 412).
+        let request = ctx
+            .call
+            .request(catalog::GetProductRequest { id: product_id(&id)? });
+        let product = ctx
+            .run(
+                "product",
+                app.edge.downstream.catalog.clone().get_product(request),
+            )
+            .await?
+            .product;
+        if let (Some(expected), Some(product)) = (if_match(&headers)?, &product)
+            && expected != product.version
+        {
+            return Err(Problem::new(
+                StatusCode::PRECONDITION_FAILED,
+                format!(
+                    "the product has changed: its current version is {}",
+                    product.version
+                ),
+            )
+            .kind("/problems/stale-version", "Stale version")
+            .with("current_version", product.version));
+        }
+        return answer(StatusCode::OK, product);
+    }
     let request = ctx.call.request(catalog::UpdateProductDetailsRequest {
         id: product_id(&id)?,
         request_id: command_id(&headers, "update-product", staff.account_id)?,
@@ -253,10 +302,11 @@ pub async fn update(
 /// Changes the price.
 #[utoipa::path(post, operation_id = "products_change_price", path = "/v1/products/{id}/price", tag = "products", request_body = NewPrice, security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "The product's id"),
-           ("If-Match" = Option<String>, Header, description = "The version the change is for, quoted: \"3\"")),
+           ("If-Match" = Option<String>, Header, nullable = false, description = "The version the change is for, quoted: \"3\"", pattern = r#"^"[1-9][0-9]{0,18}"$"#)),
     responses(
         (status = 200, description = "Changed", body = Product),
         (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Retired products can no longer change", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The product changed since that version", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid price", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -287,7 +337,7 @@ pub async fn change_price(
 /// Puts a draft product on sale.
 #[utoipa::path(post, operation_id = "products_publish", path = "/v1/products/{id}/publish", tag = "products", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "The product's id"),
-           ("If-Match" = Option<String>, Header, description = "The version the change is for, quoted: \"3\"")),
+           ("If-Match" = Option<String>, Header, nullable = false, description = "The version the change is for, quoted: \"3\"", pattern = r#"^"[1-9][0-9]{0,18}"$"#)),
     responses(
         (status = 200, description = "Published", body = Product),
         (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
@@ -319,10 +369,11 @@ pub async fn publish(
 /// Takes a product off sale, for good.
 #[utoipa::path(post, operation_id = "products_retire", path = "/v1/products/{id}/retire", tag = "products", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "The product's id"),
-           ("If-Match" = Option<String>, Header, description = "The version the change is for, quoted: \"3\"")),
+           ("If-Match" = Option<String>, Header, nullable = false, description = "The version the change is for, quoted: \"3\"", pattern = r#"^"[1-9][0-9]{0,18}"$"#)),
     responses(
         (status = 200, description = "Retired", body = Product),
         (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already retired", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The product changed since that version", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn retire(

@@ -49,7 +49,25 @@ pub struct Reservation {
 #[serde(deny_unknown_fields)]
 pub struct Receive {
     /// At least 1.
+    #[schema(minimum = 1)]
+    #[serde(deserialize_with = "strata_edge::json::whole")]
     pub quantity: u64,
+}
+
+/// A whole number other than 0: at least 1, or at most -1.
+fn non_zero() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+    let integer = || {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+    };
+    OneOfBuilder::new()
+        .item(integer().minimum(Some(1)))
+        .item(integer().maximum(Some(-1)))
+        .description(Some("Not 0; on-hand may not fall below what is reserved."))
+        .build()
+        .into()
 }
 
 /// A correction of on-hand.
@@ -57,14 +75,21 @@ pub struct Receive {
 #[serde(deny_unknown_fields)]
 pub struct Adjust {
     /// Not 0; on-hand may not fall below what is reserved.
+    #[serde(deserialize_with = "strata_edge::json::whole")]
+    #[schema(schema_with = non_zero)]
     pub delta: i64,
-    /// Why, for people: 1 to 200 characters.
+    /// Why, for people: 1 to 200 characters on one line.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub reason: String,
 }
 
 /// One sku's stock and its open reservations.
 #[utoipa::path(get, operation_id = "stock_get", path = "/v1/stock/{sku}", tag = "stock", security(("bearer" = [])),
-    params(("sku" = String, Path, description = "The sku")),
+    params(("sku" = String, Path, description = "The sku: 1 to 64 characters of A-Z, a-z, 0-9, '-', '_' or '.'", pattern = r"^[A-Za-z0-9._-]{1,64}$")),
     responses(
         (status = 200, description = "The stock", body = StockItem),
         (status = 404, description = "Never stocked", body = Problem, content_type = "application/problem+json"),
@@ -88,11 +113,12 @@ pub async fn get(
 
 /// Adds received goods to on-hand (the first receipt creates the item).
 #[utoipa::path(post, operation_id = "stock_receive", path = "/v1/stock/{sku}/receive", tag = "stock", request_body = Receive, security(("bearer" = [])),
-    params(("sku" = String, Path, description = "The sku"),
-           ("If-Match" = Option<String>, Header, description = "The version the change is for, quoted"),
-           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first answer")),
+    params(("sku" = String, Path, description = "The sku: 1 to 64 characters of A-Z, a-z, 0-9, '-', '_' or '.'", pattern = r"^[A-Za-z0-9._-]{1,64}$"),
+           ("If-Match" = Option<String>, Header, nullable = false, description = "The version the change is for, quoted", pattern = r#"^"[1-9][0-9]{0,18}"$"#),
+           ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "Makes a retry return the first answer: 1 to 64 visible ASCII characters", min_length = 1, max_length = 64, pattern = r"^[!-~]+$")),
     responses(
         (status = 200, description = "The stock after", body = StockItem),
+        (status = 404, description = "Never stocked, when an If-Match version is given", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The item changed since that version", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid quantity or sku", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -122,9 +148,9 @@ pub async fn receive(
 
 /// Corrects on-hand by a signed delta (a count, damage).
 #[utoipa::path(post, operation_id = "stock_adjust", path = "/v1/stock/{sku}/adjust", tag = "stock", request_body = Adjust, security(("bearer" = [])),
-    params(("sku" = String, Path, description = "The sku"),
-           ("If-Match" = Option<String>, Header, description = "The version the change is for, quoted"),
-           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first answer")),
+    params(("sku" = String, Path, description = "The sku: 1 to 64 characters of A-Z, a-z, 0-9, '-', '_' or '.'", pattern = r"^[A-Za-z0-9._-]{1,64}$"),
+           ("If-Match" = Option<String>, Header, nullable = false, description = "The version the change is for, quoted", pattern = r#"^"[1-9][0-9]{0,18}"$"#),
+           ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "Makes a retry return the first answer: 1 to 64 visible ASCII characters", min_length = 1, max_length = 64, pattern = r"^[!-~]+$")),
     responses(
         (status = 200, description = "The stock after", body = StockItem),
         (status = 404, description = "Never stocked", body = Problem, content_type = "application/problem+json"),

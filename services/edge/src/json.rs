@@ -49,12 +49,19 @@ where
                 ),
                 other => Problem::malformed(format!("the body could not be read: {other}"), Vec::new()),
             })?;
+        // Every body this edge takes is an object: serde would also read a
+        // struct from an array of its fields, which no document describes.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') && !bytes.trim_ascii().eq(b"null") {
+            return Err(Problem::malformed("the body must be a JSON object", Vec::new()));
+        }
         parse(&bytes).map(Json)
     }
 }
 
 /// An optional JSON body: none when the request has no body (and no
-/// `Content-Type`); otherwise read as [`Json`].
+/// `Content-Type`), or when the body is JSON `null` (the document calls the
+/// body optional, and a client may well send null for none); otherwise read
+/// as [`Json`].
 impl<T, S> axum::extract::OptionalFromRequest<S> for Json<T>
 where
     T: DeserializeOwned,
@@ -71,10 +78,61 @@ where
         if empty {
             return Ok(None);
         }
-        <Self as FromRequest<S>>::from_request(request, state)
+        <Json<Option<T>> as FromRequest<S>>::from_request(request, state)
             .await
-            .map(Some)
+            .map(|Json(value)| value.map(Json))
     }
+}
+
+/// A whole number as JSON may spell it: `3`, or `3.0` (JSON Schema's
+/// `integer` admits both), refusing a fraction or a value out of `T`'s range.
+/// For the integer fields of request bodies:
+/// `#[serde(deserialize_with = "strata_edge::json::whole")]`.
+///
+/// # Errors
+/// When the value is not a number, has a fraction, or does not fit `T`.
+pub fn whole<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64> + TryFrom<i64>,
+{
+    use serde::{Deserialize as _, de::Error as _};
+    let number = serde_json::Number::deserialize(deserializer)?;
+    let out_of_range = || D::Error::custom(format!("{number} is out of range"));
+    if let Some(n) = number.as_u64() {
+        return T::try_from(n).map_err(|_| out_of_range());
+    }
+    if let Some(n) = number.as_i64() {
+        return T::try_from(n).map_err(|_| out_of_range());
+    }
+    match number.as_f64() {
+        Some(f) if f.is_finite() && f.fract() == 0.0 => {
+            // Exactly representable whole numbers only: past 2^53 a float
+            // may stand for several integers.
+            const EXACT: f64 = 9_007_199_254_740_992.0;
+            if f.abs() > EXACT {
+                return Err(out_of_range());
+            }
+            #[allow(clippy::cast_possible_truncation)]
+            let n = f as i64;
+            T::try_from(n).map_err(|_| out_of_range())
+        }
+        _ => Err(D::Error::custom(format!("{number} is not a whole number"))),
+    }
+}
+
+/// An optional field that, when present, must hold a value: `null` is refused
+/// (a patch leaves a field out to keep it). With `#[serde(default,
+/// deserialize_with = "strata_edge::json::present")]`.
+///
+/// # Errors
+/// When the value is `null` or not a `T`.
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 /// Parses a JSON body, naming the path of the first value that does not fit.
@@ -155,6 +213,49 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_numbers_may_be_spelled_as_floats_but_not_hold_a_fraction() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Line {
+            #[serde(deserialize_with = "whole")]
+            quantity: u32,
+            #[serde(deserialize_with = "whole")]
+            delta: i64,
+        }
+        let line: Line = parse(br#"{"quantity": 3.0, "delta": -2}"#).unwrap();
+        assert_eq!((line.quantity, line.delta), (3, -2));
+        for bad in [
+            r#"{"quantity": 3.5, "delta": 1}"#,
+            r#"{"quantity": -1, "delta": 1}"#,
+            r#"{"quantity": 4294967296, "delta": 1}"#,
+            r#"{"quantity": 1e300, "delta": 1}"#,
+            r#"{"quantity": "3", "delta": 1}"#,
+        ] {
+            let problem = parse::<Line>(bad.as_bytes()).unwrap_err();
+            assert_eq!(problem.status, 400, "{bad}");
+            assert!(
+                problem.detail.starts_with("quantity"),
+                "{bad}: {}",
+                problem.detail
+            );
+        }
+    }
+
+    #[test]
+    fn a_present_field_may_not_be_null() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Patch {
+            #[serde(default, deserialize_with = "present")]
+            name: Option<String>,
+        }
+        assert_eq!(parse::<Patch>(b"{}").unwrap().name, None);
+        assert_eq!(
+            parse::<Patch>(br#"{"name": "x"}"#).unwrap().name.as_deref(),
+            Some("x")
+        );
+        assert!(parse::<Patch>(br#"{"name": null}"#).is_err());
+    }
 
     #[derive(Debug, serde::Deserialize)]
     #[allow(dead_code)]

@@ -13,10 +13,11 @@ use crate::problem::Problem;
 #[serde(deny_unknown_fields)]
 pub struct Money {
     /// ISO 4217 code, e.g. `EUR`.
-    #[schema(example = "EUR")]
+    #[schema(example = "EUR", pattern = r"^[A-Z]{3}$")]
     pub currency: String,
     /// In the currency's smallest unit (cents for EUR).
-    #[schema(example = 1290)]
+    #[schema(example = 1290, minimum = 1)]
+    #[serde(deserialize_with = "crate::json::whole")]
     pub amount_minor: i64,
 }
 
@@ -181,6 +182,7 @@ pub fn uuid(raw: &str) -> Result<uuid::Uuid, Problem> {
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// How many at most (1 to 100; default 20).
+    #[param(minimum = 0, maximum = 100)]
     pub page_size: Option<u32>,
     /// The `next_page_token` of the previous page.
     pub page_token: Option<String>,

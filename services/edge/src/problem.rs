@@ -200,6 +200,16 @@ impl Problem {
     /// asked for (`product`, `order`) in a 404.
     pub fn from_status(status: &tonic::Status, what: &str) -> Self {
         match status.code() {
+            Code::InvalidArgument
+                if status
+                    .get_details_error_info()
+                    .is_some_and(|info| info.reason == "REQUEST_ID_REUSED") =>
+            {
+                // A key is one request: this one came with another. Not the
+                // request's fields at fault, but its clash with an earlier one.
+                Self::conflict("this Idempotency-Key was already used for a different request; use a new key")
+                    .with("reason", "REQUEST_ID_REUSED")
+            }
             Code::InvalidArgument => {
                 let errors: Vec<FieldError> = status
                     .get_details_bad_request()

@@ -112,6 +112,7 @@ impl Edge {
             ))
             .build();
         SecurityAddon.modify(&mut openapi);
+        CommonAnswers.modify(&mut openapi);
         openapi.merge(ProblemDoc::openapi());
         let document: Arc<str> = openapi.to_json().unwrap_or_default().into();
         request::register_metrics();
@@ -273,6 +274,81 @@ impl Modify for SecurityAddon {
                     .build(),
             ),
         );
+    }
+}
+
+/// The answers the shared layers may give on any route of the service's own
+/// (`/v1/…`), documented on each operation that does not document them
+/// itself, so that the document lists every status a client can get: 400 (a
+/// malformed query or path), 401 (a token that is not valid, sent to any
+/// route), 429 (the rate limit), 503 and 504 (a data service unavailable or
+/// too slow); on operations with parameters or a body, 422 (a value out of
+/// its bounds); and on operations with a body, 408 (the body too slow), 413
+/// (too large) and 415 (not JSON).
+struct CommonAnswers;
+
+impl Modify for CommonAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{
+            Content, Ref, RefOr,
+            response::{Response, ResponseBuilder},
+        };
+        let problem = |description: &str| -> RefOr<Response> {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    crate::problem::PROBLEM_JSON,
+                    Content::new(Some(Ref::from_schema_name("Problem"))),
+                )
+                .into()
+        };
+        let every: [(&str, &str); 5] = [
+            ("400", "Malformed request (a query or path parameter, a header)"),
+            (
+                "401",
+                "The bearer token is not valid (expired, forged, revoked, or another service's)",
+            ),
+            ("429", "Too many requests from this client; see Retry-After"),
+            (
+                "503",
+                "A data service is unavailable, or busy; retry after Retry-After",
+            ),
+            ("504", "A data service did not answer in time; retry"),
+        ];
+        let with_input: [(&str, &str); 1] = [("422", "Invalid fields (each named in errors)")];
+        let with_body: [(&str, &str); 3] = [
+            ("408", "The body did not arrive in time"),
+            ("413", "The body is larger than this service accepts"),
+            ("415", "The body is not JSON (Content-Type: application/json)"),
+        ];
+        for (path, item) in &mut openapi.paths.paths {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let has_body = operation.request_body.is_some();
+                let has_input = has_body || operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+                let answers = &mut operation.responses.responses;
+                let fitting = every
+                    .iter()
+                    .chain(with_input.iter().filter(|_| has_input))
+                    .chain(with_body.iter().filter(|_| has_body));
+                for (status, description) in fitting {
+                    answers
+                        .entry((*status).to_owned())
+                        .or_insert_with(|| problem(description));
+                }
+            }
+        }
     }
 }
 

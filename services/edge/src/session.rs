@@ -17,9 +17,10 @@ use crate::{
 #[serde(deny_unknown_fields)]
 pub struct SignIn {
     /// The account's email.
-    #[schema(example = "ada@example.com")]
+    #[schema(example = "ada@example.com", min_length = 1, max_length = 254)]
     pub email: String,
     /// Its password.
+    #[schema(min_length = 1, max_length = 1024)]
     pub password: String,
 }
 

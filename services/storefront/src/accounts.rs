@@ -20,12 +20,29 @@ use crate::App;
 #[serde(deny_unknown_fields)]
 pub struct SignUp {
     /// Their email: one '@', a domain with a dot, at most 254 characters; unique.
-    #[schema(example = "ada@example.com")]
+    #[schema(
+        example = "ada@example.com",
+        format = "email",
+        min_length = 3,
+        max_length = 254,
+        pattern = r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$"
+    )]
     pub email: String,
-    /// At least 12 characters.
+    /// 12 to 1024 characters, none a control character (a deployment may
+    /// ask for more than 12: STRATA_IDENTITY_PASSWORD_MIN_LENGTH).
+    #[schema(
+        min_length = 12,
+        max_length = 1024,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$"
+    )]
     pub password: String,
-    /// How the shop addresses them: 1 to 100 characters.
-    #[schema(example = "Ada")]
+    /// How the shop addresses them: 1 to 100 characters on one line.
+    #[schema(
+        example = "Ada",
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub display_name: String,
 }
 
@@ -46,7 +63,7 @@ pub struct Account {
 
 /// Sign up as a shopper. An `Idempotency-Key` header makes a retry safe.
 #[utoipa::path(post, operation_id = "sign_up", path = "/v1/accounts", tag = "accounts", request_body = SignUp,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried sign-up return the first answer")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, description = "Makes a retried sign-up return the first answer: 1 to 100 visible ASCII characters", min_length = 1, max_length = 100, pattern = r"^[!-~]+$")),
     responses(
         (status = 201, description = "Signed up", body = Account),
         (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),

@@ -19,8 +19,6 @@
 //!   retry comes, held reservations and the pending order expire in their
 //!   contexts, and the follower releases the stock of the expired order.
 
-use std::collections::HashSet;
-
 use axum::extract::{Path, State};
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
@@ -54,7 +52,8 @@ const CHECKOUT_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x5d0c_41f6_8a0e_4c
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Checkout {
-    /// 1 to 100 lines, each product at most once.
+    /// 1 to 100 lines; lines of one product are added together.
+    #[schema(min_items = 1, max_items = 100)]
     pub lines: Vec<CheckoutLine>,
 }
 
@@ -64,7 +63,9 @@ pub struct Checkout {
 pub struct CheckoutLine {
     /// A published product.
     pub product_id: uuid::Uuid,
-    /// 1 to 10 000.
+    /// 1 to 10 000 (and at most the storefront's units per order in all).
+    #[schema(minimum = 1, maximum = 10000)]
+    #[serde(deserialize_with = "strata_edge::json::whole")]
     pub quantity: u32,
 }
 
@@ -73,6 +74,11 @@ pub struct CheckoutLine {
 #[serde(deny_unknown_fields)]
 pub struct Cancel {
     /// For people: 1 to 500 characters on one line; default "cancelled by the buyer".
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub reason: Option<String>,
 }
 
@@ -81,13 +87,14 @@ pub struct Cancel {
 /// second effect, also after a failure halfway.
 #[utoipa::path(post, operation_id = "orders_checkout", path = "/v1/orders", tag = "orders", request_body = Checkout,
     security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, description = "1 to 128 characters, chosen by the client, one per checkout")),
+    params(("Idempotency-Key" = String, Header, description = "1 to 128 visible ASCII characters, chosen by the client, one per checkout", min_length = 1, max_length = 128, pattern = r"^[!-~]+$")),
     responses(
         (status = 201, description = "The order, confirmed", body = Order),
         (status = 400, description = "Malformed body or missing Idempotency-Key", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not enough stock (names `product_id`, `sku`, `requested`, `available`), the checkout was cancelled or expired, or too many of the caller's orders are open (`open_orders`)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid lines (more units than one order may hold included), a product not on sale, or the key used for another checkout", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not enough stock (names `product_id`, `sku`, `requested`, `available`), the checkout was cancelled or expired, the key was used for another checkout (`reason`: `REQUEST_ID_REUSED`), too many of the caller's orders are open (`open_orders`), or more units than one order may hold (`reason`: `ORDER_TOO_LARGE`, `max_units`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "A product of the lines does not exist or is not on sale (each named in errors)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid lines", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "A data service is unavailable: retry with the same key", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn checkout(
@@ -101,13 +108,15 @@ pub async fn checkout(
     let lines = validate(&body)?;
     let units: u64 = lines.iter().map(|(_, quantity)| u64::from(*quantity)).sum();
     if units > u64::from(app.max_units_per_order) {
-        return Err(Problem::invalid_field(
-            "lines",
-            format!(
-                "at most {} units in one order (this one has {units})",
-                app.max_units_per_order
-            ),
-        ));
+        // Like too little stock, a limit of the shop's rather than a
+        // malformed request: 409, with the figures.
+        return Err(Problem::conflict(format!(
+            "at most {} units in one order (this one has {units}); split it",
+            app.max_units_per_order
+        ))
+        .with("reason", "ORDER_TOO_LARGE")
+        .with("max_units", app.max_units_per_order)
+        .with("units", units));
     }
     let order_id = checkout_order_id(caller.account_id, &key).to_string();
     within_open_orders(&app, &ctx, &caller, &order_id).await?;
@@ -277,7 +286,9 @@ fn validate(body: &Checkout) -> Result<Vec<(String, u32)>, Problem> {
     if body.lines.is_empty() || body.lines.len() > MAX_LINES {
         errors.push(FieldError::new("lines", format!("1 to {MAX_LINES} lines")));
     }
-    let mut seen = HashSet::new();
+    // Lines of one product are one line of their total, where the product
+    // first appears (a cart that lists it twice means both).
+    let mut merged: Vec<(uuid::Uuid, u32)> = Vec::new();
     for (i, line) in body.lines.iter().enumerate() {
         if line.quantity == 0 || line.quantity > MAX_QUANTITY {
             errors.push(FieldError::new(
@@ -285,18 +296,15 @@ fn validate(body: &Checkout) -> Result<Vec<(String, u32)>, Problem> {
                 format!("1 to {MAX_QUANTITY}"),
             ));
         }
-        if !seen.insert(line.product_id) {
-            errors.push(FieldError::new(
-                format!("lines[{i}].product_id"),
-                "each product at most once",
-            ));
+        match merged.iter_mut().find(|(product, _)| *product == line.product_id) {
+            Some((_, quantity)) => *quantity = quantity.saturating_add(line.quantity),
+            None => merged.push((line.product_id, line.quantity)),
         }
     }
     if errors.is_empty() {
-        Ok(body
-            .lines
-            .iter()
-            .map(|l| (l.product_id.to_string(), l.quantity))
+        Ok(merged
+            .into_iter()
+            .map(|(product, quantity)| (product.to_string(), quantity))
             .collect())
     } else {
         Err(Problem::invalid(errors))
@@ -394,10 +402,10 @@ impl Saga<'_> {
         if order.buyer_id == self.buyer_id && placed == asked {
             Ok(order)
         } else {
-            Err(Problem::invalid_field(
-                "Idempotency-Key",
-                "this key was used for another checkout; use a new key for a new checkout",
-            ))
+            Err(Problem::conflict(
+                "this Idempotency-Key was used for another checkout; use a new key for a new checkout",
+            )
+            .with("reason", "REQUEST_ID_REUSED"))
         }
     }
 
@@ -420,7 +428,7 @@ impl Saga<'_> {
             .map_err(|status| Problem::from_status(&status, "product"))?
             .products;
         let mut place_lines = Vec::with_capacity(lines.len());
-        let mut errors = Vec::new();
+        let mut missing = Vec::new();
         for (i, (product_id, quantity)) in lines.iter().enumerate() {
             match products.iter().find(|p| &p.id == product_id) {
                 Some(p) if p.status == catalog::ProductStatus::Published as i32 => {
@@ -431,14 +439,16 @@ impl Saga<'_> {
                         unit_price: p.price.clone(),
                     })
                 }
-                _ => errors.push(FieldError::new(
+                _ => missing.push(FieldError::new(
                     format!("lines[{i}].product_id"),
                     "no such product on sale",
                 )),
             }
         }
-        if !errors.is_empty() {
-            return Err(Problem::invalid(errors));
+        if !missing.is_empty() {
+            // As GET /v1/products/{id} answers for it: not found, from a
+            // shopper's side (it does not exist, or is not on sale).
+            return Err(Problem::not_found("no such product on sale").fields(missing));
         }
         let call = self.call(Step::Place);
         let request = call.request(ordering::PlaceOrderRequest {
