@@ -56,6 +56,20 @@ use pb::{
     lease_client::LeaseClient, watch_client::WatchClient, watch_request::RequestUnion,
 };
 
+/// Leases granted and keys written, one per registration session:
+/// `strata_registry_registrations_total`. It stays at 1 while a process
+/// keeps its lease; each rise is a lost lease registered again.
+static REGISTRATIONS: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
+    std::sync::LazyLock::new(|| {
+        let counter = prometheus_client::metrics::counter::Counter::default();
+        crate::metrics::register(
+            "registry_registrations",
+            "Registrations in etcd (a lease granted and the keys written); more than one is a lease lost",
+            counter.clone(),
+        );
+        counter
+    });
+
 /// Where every registration lives: `<PREFIX><context>/<host:port>`.
 pub const PREFIX: &str = "/strata/services/";
 
@@ -355,6 +369,13 @@ async fn session(registrar: &Registrar, stop: &mut watch::Receiver<bool>) -> Ses
         }
     }
     let (beats, beating) = mpsc::channel(1);
+    // The first beat goes in before the call is awaited: etcd answers the
+    // keep-alive stream (its headers included) only once it has a request,
+    // so awaiting the call first always timed out, and every session was
+    // lost and a new lease granted a few seconds after it began.
+    if beats.send(LeaseKeepAliveRequest { id: lease }).await.is_err() {
+        return lost(true, "the keep-alive stream closed".to_owned());
+    }
     let mut answers = match timed(
         "keeping the lease alive",
         leases.lease_keep_alive(ReceiverStream::new(beating)),
@@ -368,6 +389,7 @@ async fn session(registrar: &Registrar, stop: &mut watch::Receiver<bool>) -> Ses
         etcd = member, lease, ttl = granted.ttl, keys = ?registrar.keys, address = registrar.address,
         "registered in etcd"
     );
+    REGISTRATIONS.inc();
     // A third of the TTL between keep-alives, so that one lost beat does not
     // lose the lease.
     let mut every = tokio::time::interval(registrar.ttl / 3);

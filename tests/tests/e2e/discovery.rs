@@ -302,6 +302,22 @@ async fn replicas_found_in_etcd_survive_a_crash_a_rolling_restart_and_etcd_losin
             .unwrap()
     };
 
+    // Each keeps the one lease it was granted, beat after beat, past two
+    // TTLs (a keep-alive that never got going lost the lease every few
+    // seconds, and a new one was granted each time).
+    tokio::time::sleep(TTL * 2).await;
+    for replica in [&a, &b] {
+        let text = replica.metrics_text().await;
+        assert!(
+            text.contains("strata_registry_registrations_total 1\n"),
+            "one registration per replica: {}",
+            text.lines()
+                .filter(|l| l.contains("registr"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+
     // Each replica takes a share of the queries.
     for _ in 0..200 {
         get(&mut client, &created.id).await.unwrap();
