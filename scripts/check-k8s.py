@@ -2,9 +2,11 @@
 """Checks the rendered Kubernetes manifests (`kubectl kustomize deploy/k8s/overlays/X`)
 for what schema validation cannot see. Run by `make k8s-lint`.
 
-    check-k8s.py RENDERED.yaml...              the checks below
-    check-k8s.py --self-test RENDERED.yaml...  the files pass, and each of a set of
-                                               breakages made to a copy of them fails
+    check-k8s.py RENDERED.yaml... [--compose docker-compose.yml]
+                  the checks below
+    check-k8s.py --self-test RENDERED.yaml... [--compose docker-compose.yml]
+                  the files pass, and each of a set of breakages made to a copy
+                  of them fails
 
 Every Deployment and StatefulSet container:
   - has a readiness and a liveness probe: the data service's are `grpc:` on the
@@ -18,11 +20,23 @@ Every Deployment and StatefulSet container:
     every STRATA_* environment variable (env and envFrom) and every `--flag` in
     command/args is read from the Rust sources of the binary and the workspace
     crates it depends on (clap's `long`/`env`, literal "STRATA_…" names, the
-    per-context STRATA_<CONTEXT>_<SETTING> variables), so no build is needed and
-    a renamed setting fails here, not in a deployment;
-  - refers only to ConfigMaps and Secrets that exist, names a file setting
-    (*_FILE) and STRATA_DATA_DIR inside a mounted volume, and expands only
-    variables defined before it.
+    per-context STRATA_<CONTEXT>_<SETTING> variables, VAR and VAR_FILE for each
+    `setting_or_file(VAR, …)`: a literal, a constant, every context's
+    `context_var(…)`, every caller's `token_var(…)` of data-service's callers.rs),
+    so no build is needed and a renamed setting fails here, not in a deployment;
+    a call this script cannot follow fails it, to be taught;
+  - refers only to ConfigMaps and Secrets (and their keys) that exist, in env,
+    envFrom and volumes; names a file setting (*_FILE) and STRATA_DATA_DIR
+    inside a mounted volume, a file setting in a Secret or projected volume one
+    of its files; and expands only variables defined before it;
+  - takes no Secret in its environment where its binary reads a file instead
+    (VAR from a Secret while VAR_FILE is a setting).
+Every application service (each caller in callers.rs: storefront, backoffice)
+presents, as STRATA_SERVICE_TOKEN(_FILE), the very Secret key each data service
+holds for it as STRATA_SERVICE_TOKEN_<CALLER>_FILE; no two callers share one, and
+no data service is given STRATA_SERVICE_TOKEN(_FILE), the credential for every
+call. Every data service hosting identity reserves backoffice's
+STRATA_ADMIN_EMAIL in STRATA_IDENTITY_RESERVED_EMAILS (where both are known).
 Every Strata Deployment stops gracefully: a preStop `sleep` (the images have no
 shell), and preStop + shutdown grace + drain < terminationGracePeriodSeconds.
 Every Deployment has exactly one PodDisruptionBudget (maxUnavailable: 1), which
@@ -31,6 +45,12 @@ autoscaling/v2 HPA, and no Deployment has two. The data services' Services are
 headless, and every dns:// address an edge is given names such a Service, on its
 port, whose pods host that context. Each namespace has a default-deny
 NetworkPolicy for ingress and egress.
+
+With --compose, the compose topology too: every STRATA_* variable a service
+running a Strata image sets (environment: as a map or a list, env_file:) and
+every --flag in its command is one its binary accepts, by the same reading of the
+sources; each *_FILE names a secret the service is given, declared at the top
+level; the credentials and the reserved staff email as above, by secret name.
 
 Exit status 1 with one line per problem, naming the object and what is wrong.
 """
@@ -51,6 +71,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BINARIES = ("data-service", "storefront", "backoffice")
 STRATA_UID = 65532
 WORKLOADS = ("Deployment", "StatefulSet")
+# PyYAML's safe loader, with libyaml's parser where it was built with it (the
+# same constructor: merge keys and anchors alike; several times faster).
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 # --------------------------------------------------------------------------
@@ -70,6 +93,10 @@ class Accepts:
     fixed_drain_secs: int | None = None
     # The contexts it can host (their `CONTEXT` names).
     contexts: set[str] = field(default_factory=set)
+    # The callers it gives credentials of their own (data-service/src/callers.rs).
+    callers: list[str] = field(default_factory=list)
+    # Settings read in a way this script cannot follow (it must be taught).
+    unresolved: list[str] = field(default_factory=list)
 
 
 def _crate_dirs(binary: str) -> list[Path]:
@@ -116,35 +143,100 @@ def _attributes(text: str, name: str):
         yield body, owner.group(1) if owner else None
 
 
+def _without_line_comments(text: str) -> str:
+    """The file without its `//` comment lines (doc comments name settings too)."""
+    return re.sub(r"^[ \t]*//[^\n]*", "", text, flags=re.M)
+
+
+def _caller_names(text: str) -> list[str]:
+    """The `name`s of `pub const CALLERS: &[CallerPolicy] = &[...]`."""
+    match = re.search(r"\bconst CALLERS\s*:[^=]*=\s*&\[(.*?)\];", text, re.S)
+    return re.findall(r'\bname\s*:\s*"([a-z0-9_]+)"', match.group(1)) if match else []
+
+
+def _file_settings(texts: dict[Path, str], consts: dict[str, str], per_context_files: set[str], result: Accepts) -> None:
+    """The settings read through `strata_rpc::client::setting_or_file(VAR, …)`,
+    which also reads the file `VAR_FILE` names: VAR a literal, a constant, or a
+    local `let` from `context_var(…, "SETTING")` (every context's) or
+    `token_var(…)` (every caller's, `callers.rs`)."""
+    callers: list[str] = []
+    token_var: tuple[str, str] | None = None  # (format, prefix) of `fn token_var`
+    for text in texts.values():
+        callers += _caller_names(text)
+        fn = re.search(r"\bfn token_var\s*\([^)]*\)[^{]*\{(.*?)\n\}", text, re.S)
+        if fn:
+            shape = re.search(r'format!\(\s*"([^"]*)"\s*,\s*([\w:]+)\s*,\s*\w+\.to_ascii_uppercase\(\)\s*,?\s*\)', fn.group(1))
+            prefix = consts.get(shape.group(2).rsplit("::", 1)[-1]) if shape else None
+            if shape and prefix and shape.group(1).count("{}") == 2:
+                token_var = (shape.group(1), prefix)
+            else:
+                result.unresolved.append("fn token_var: not format!(\"{}_{}\", <const>, name.to_ascii_uppercase())")
+    result.callers = callers
+    for source, text in texts.items():
+        for call in re.finditer(r"(?<!fn )\bsetting_or_file\(\s*&?\s*([^,()]+?)\s*,", text):
+            arg, where = call.group(1), f"{source.relative_to(ROOT)}:{text.count(chr(10), 0, call.start()) + 1}"
+            names: list[str] = []
+            if re.fullmatch(r'"STRATA_[A-Z0-9_]+"', arg):
+                names = [arg.strip('"')]
+            elif re.fullmatch(r"(?:\w+::)*[A-Z][A-Z0-9_]*", arg) and arg.rsplit("::", 1)[-1] in consts:
+                names = [consts[arg.rsplit("::", 1)[-1]]]
+            elif re.fullmatch(r"[a-z_][a-z0-9_]*", arg):
+                lets = re.findall(r"\blet\s+(?:mut\s+)?" + arg + r"\s*=\s*([^;]+);", text[: call.start()])
+                value = lets[-1] if lets else ""
+                setting = re.search(r'\bcontext_var\(\s*[^,()]+,\s*"([A-Z0-9_]+)"\s*\)', value)
+                if setting:
+                    per_context_files.add(setting.group(1))
+                    continue
+                if re.search(r"\btoken_var\(", value) and token_var and callers:
+                    fmt, prefix = token_var
+                    names = [fmt.replace("{}", prefix, 1).replace("{}", c.upper(), 1) for c in callers]
+            if not names:
+                result.unresolved.append(f"{where}: setting_or_file({arg}, …)")
+            for name in names:
+                result.env.update({name, f"{name}_FILE"})
+
+
 def accepts(binary: str) -> Accepts:
     result = Accepts()
     contexts: set[str] = set()
     per_context: set[str] = set()
-    for crate in _crate_dirs(binary):
-        for source in sorted((crate / "src").rglob("*.rs")):
-            text = _without_tests(source.read_text())
-            for body, owner in _attributes(text, "arg"):
-                env = re.search(r'\benv\s*=\s*"([A-Z0-9_]+)"', body)
-                if env:
-                    result.env.add(env.group(1))
-                    default = re.search(r'\bdefault_value\s*=\s*"([^"]*)"', body)
-                    if default:
-                        result.defaults[env.group(1)] = default.group(1)
-                long = re.search(r'\blong\s*=\s*"([a-z0-9-]+)"', body)
-                if long:
-                    result.longs.add(long.group(1))
-                elif re.search(r"\blong\b", body) and owner:
-                    result.longs.add(owner.replace("_", "-"))
-            result.env.update(re.findall(r'"(STRATA_[A-Z0-9_]*[A-Z0-9])"', text))
-            contexts.update(re.findall(r'pub const CONTEXT: &str = "([a-z_]+)"', text))
-            per_context.update(re.findall(r'context_var\(\s*[^,()]+,\s*"([A-Z0-9_]+)"\s*\)', text))
-            # `serve("storefront", router, listener, shutdown, Duration::from_secs(10))`
-            drain = re.search(r'\bserve\(\s*"[\w-]+"[^;]*?Duration::from_secs\((\d+)\)\s*\)', text, re.S)
-            if drain:
-                result.fixed_drain_secs = int(drain.group(1))
+    per_context_files: set[str] = set()
+    texts = {
+        source: _without_line_comments(_without_tests(source.read_text()))
+        for crate in _crate_dirs(binary)
+        for source in sorted((crate / "src").rglob("*.rs"))
+    }
+    consts = {
+        name: value
+        for text in texts.values()
+        for name, value in re.findall(r'\bconst\s+([A-Z][A-Z0-9_]*)\s*:\s*&(?:\'static\s+)?str\s*=\s*"(STRATA_[A-Z0-9_]+)"\s*;', text)
+    }
+    _file_settings(texts, consts, per_context_files, result)
+    for text in texts.values():
+        for body, owner in _attributes(text, "arg"):
+            env = re.search(r'\benv\s*=\s*"([A-Z0-9_]+)"', body)
+            if env:
+                result.env.add(env.group(1))
+                default = re.search(r'\bdefault_value\s*=\s*"([^"]*)"', body)
+                if default:
+                    result.defaults[env.group(1)] = default.group(1)
+            long = re.search(r'\blong\s*=\s*"([a-z0-9-]+)"', body)
+            if long:
+                result.longs.add(long.group(1))
+            elif re.search(r"\blong\b", body) and owner:
+                result.longs.add(owner.replace("_", "-"))
+        result.env.update(re.findall(r'"(STRATA_[A-Z0-9_]*[A-Z0-9])"', text))
+        contexts.update(re.findall(r'pub const CONTEXT: &str = "([a-z_]+)"', text))
+        per_context.update(re.findall(r'context_var\(\s*[^,()]+,\s*"([A-Z0-9_]+)"\s*\)', text))
+        # `serve("storefront", router, listener, shutdown, Duration::from_secs(10))`
+        drain = re.search(r'\bserve\(\s*"[\w-]+"[^;]*?Duration::from_secs\((\d+)\)\s*\)', text, re.S)
+        if drain:
+            result.fixed_drain_secs = int(drain.group(1))
     for context in contexts:
         for setting in per_context:
             result.env.add(f"STRATA_{context.upper()}_{setting}")
+        for setting in per_context_files:
+            result.env.update({f"STRATA_{context.upper()}_{setting}", f"STRATA_{context.upper()}_{setting}_FILE"})
     result.contexts = contexts
     return result
 
@@ -241,6 +333,8 @@ class Checker:
                         self.problem(obj, f"env {name} expands $({ref}), which is not defined before it")
                 values[name] = str(var["value"])
             else:
+                # Known for a ConfigMap key; None (set, value not known) otherwise.
+                values[name] = None
                 source = var.get("valueFrom") or {}
                 for kind, key in (("ConfigMap", "configMapKeyRef"), ("Secret", "secretKeyRef")):
                     ref = source.get(key)
@@ -251,9 +345,81 @@ class Checker:
                     if found is None or ref.get("key") not in data:
                         if not ref.get("optional"):
                             self.problem(obj, f"env {name}: {kind} {ref.get('name')!r} has no key {ref.get('key')!r}")
-                values[name] = None
+                    elif kind == "ConfigMap":
+                        values[name] = str(data[ref["key"]])
             defined.add(name)
         return values
+
+    def from_secrets(self, ns: str, container: dict) -> set[str]:
+        """The variables the container takes from Secrets (env and envFrom)."""
+        names = set()
+        for source in container.get("envFrom") or []:
+            found = self.find("Secret", (source.get("secretRef") or {}).get("name"), ns) if source.get("secretRef") else None
+            if found:
+                data = {**(found.get("data") or {}), **(found.get("stringData") or {})}
+                names |= {source.get("prefix", "") + k for k in data}
+        for var in container.get("env") or []:
+            if "secretKeyRef" in (var.get("valueFrom") or {}):
+                names.add(var["name"])
+        names -= {v["name"] for v in container.get("env") or [] if "secretKeyRef" not in (v.get("valueFrom") or {})}
+        return names
+
+    def volume_files(self, ns: str, volume: dict, where: str | None = None) -> dict[str, tuple[str, str, str]] | None:
+        """path -> (kind, name, key) of each file a Secret, ConfigMap or projected
+        volume holds; None for a volume whose files are not known here (emptyDir,
+        downwardAPI, …). With `where`, a missing object or key is a problem."""
+        refs = []
+        if "secret" in volume:
+            refs.append(("Secret", volume["secret"].get("secretName"), volume["secret"]))
+        elif "configMap" in volume:
+            refs.append(("ConfigMap", volume["configMap"].get("name"), volume["configMap"]))
+        elif "projected" in volume:
+            for source in volume["projected"].get("sources") or []:
+                for kind, key in (("Secret", "secret"), ("ConfigMap", "configMap")):
+                    if key in source:
+                        refs.append((kind, source[key].get("name"), source[key]))
+                if not {"secret", "configMap"} & set(source):
+                    return None
+        else:
+            return None
+        files: dict[str, tuple[str, str, str]] = {}
+        for kind, name, spec in refs:
+            found = self.find(kind, name, ns)
+            if found is None:
+                if where and not spec.get("optional"):
+                    self.problem(where, f"volume {volume.get('name')}: {kind} {name!r} does not exist")
+                continue
+            data = {**(found.get("data") or {}), **(found.get("stringData") or {}), **(found.get("binaryData") or {})}
+            for item in spec.get("items") or [{"key": k, "path": k} for k in data]:
+                if item["key"] not in data:
+                    if where and not spec.get("optional"):
+                        self.problem(where, f"volume {volume.get('name')}: {kind} {name!r} has no key {item['key']!r}")
+                    continue
+                files[item["path"]] = (kind, name, item["key"])
+        return files
+
+    def file_source(self, ns: str, pod: dict, container: dict, path: str):
+        """Where the file at `path` comes from in this container: ("outside", None)
+        when no volume is mounted there; ("unknown", None) in a volume whose files
+        are not known here; ("missing", (volume, its files)); ("ok", (kind, name,
+        key))."""
+        mounts = [
+            m for m in container.get("volumeMounts") or []
+            if path == m["mountPath"] or path.startswith(m["mountPath"].rstrip("/") + "/")
+        ]
+        if not mounts:
+            return "outside", None
+        mount = max(mounts, key=lambda m: len(m["mountPath"]))
+        rel = path[len(mount["mountPath"]):].strip("/")
+        if mount.get("subPath"):
+            rel = f"{mount['subPath'].strip('/')}/{rel}" if rel else mount["subPath"].strip("/")
+        volume = next((v for v in pod.get("volumes") or [] if v.get("name") == mount["name"]), None)
+        files = self.volume_files(ns, volume) if volume else None
+        if files is None:
+            return "unknown", None
+        if rel in files:
+            return "ok", files[rel]
+        return "missing", (mount["name"], sorted(files))
 
     def settings(self, obj: str, binary: str, container: dict, env: dict) -> None:
         accepted = self.sources[binary]
@@ -273,6 +439,8 @@ class Checker:
         obj, ns = _name(doc), _ns(doc)
         pod = doc["spec"]["template"]["spec"]
         pod_sc = pod.get("securityContext") or {}
+        for volume in pod.get("volumes") or []:
+            self.volume_files(ns, volume, where=obj)
         for container in (pod.get("initContainers") or []) + pod.get("containers", []):
             where = f"{obj} container {container.get('name')}"
             is_init = container in (pod.get("initContainers") or [])
@@ -316,8 +484,17 @@ class Checker:
                         self.problem(where, f"{name}={value} is not inside a mounted volume")
                     elif name == "STRATA_DATA_DIR" and all(m.get("readOnly") for m in inside):
                         self.problem(where, f"{name}={value} is mounted read-only")
+                    elif name.endswith("_FILE"):
+                        found, detail = self.file_source(ns, pod, container, value)
+                        if found == "missing":
+                            volume, files = detail
+                            self.problem(where, f"{name}={value}: volume {volume} holds no such file (it holds {', '.join(files) or 'none'})")
             if not binary or is_init:
                 continue
+            # Secrets as files wherever the binary reads one (VAR_FILE).
+            for name in sorted(self.from_secrets(ns, container)):
+                if f"{name}_FILE" in self.sources[binary].env:
+                    self.problem(where, f"{name} comes from a Secret in the environment: mount it and set {name}_FILE")
             self.settings(where, binary, container, env)
             self.strata_container(doc, where, binary, container, env)
 
@@ -386,8 +563,9 @@ class Checker:
             self.workload(doc)
         self.budgets_and_autoscalers()
         self.services()
+        self.credentials()
         self.network_policies()
-        return self.problems
+        return list(dict.fromkeys(self.problems))  # once each, in order
 
     def budgets_and_autoscalers(self) -> None:
         deployments = [d for d in self.docs if d.get("kind") == "Deployment"]
@@ -490,6 +668,91 @@ class Checker:
                     if not hosts:
                         self.problem(where, f"{_name(svc)} selects no data service hosting {context} on port {port}")
 
+    def strata_containers(self):
+        """(workload, namespace, binary, pod, container, environment) of each
+        Strata container, read quietly (the workload check reports)."""
+        for doc in self.docs:
+            if doc.get("kind") not in WORKLOADS:
+                continue
+            pod = doc["spec"]["template"]["spec"]
+            for container in pod.get("containers", []):
+                binary = _binary(container.get("image", ""))
+                if binary:
+                    saved = list(self.problems)
+                    env = self.environment(_name(doc), _ns(doc), container)
+                    self.problems = saved
+                    yield doc, _ns(doc), binary, pod, container, env
+
+    def credentials(self) -> None:
+        """Each application service presents its own credential, the one the data
+        services hold for it; no data service is given the one for everything;
+        the identity hosts reserve backoffice's first staff email."""
+        containers = list(self.strata_containers())
+        callers = self.sources["data-service"].callers
+
+        def token(ns, pod, container, env, var):
+            """Where the credential in VAR / VAR_FILE comes from, as text."""
+            if var in env and env[var] is None:
+                # From a Secret in the environment (reported as such): which key.
+                for entry in container.get("env") or []:
+                    ref = (entry.get("valueFrom") or {}).get("secretKeyRef")
+                    if entry["name"] == var and ref:
+                        return f"Secret {ref.get('name')} key {ref.get('key')}"
+                for source in container.get("envFrom") or []:
+                    prefix = source.get("prefix", "")
+                    if source.get("secretRef") and var.startswith(prefix):
+                        return f"Secret {source['secretRef'].get('name')} key {var[len(prefix):]}"
+                return f"the environment ({var})"
+            path = env.get(f"{var}_FILE")
+            if not path:
+                return None
+            found, source = self.file_source(ns, pod, container, path)
+            return f"{source[0]} {source[1]} key {source[2]}" if found == "ok" else f"the file {path}"
+
+        services = [c for c in containers if c[2] == "data-service"]
+        for doc, ns, _, pod, container, env in services:
+            where = f"{_name(doc)} container {container.get('name')}"
+            for var in ("STRATA_SERVICE_TOKEN", "STRATA_SERVICE_TOKEN_FILE"):
+                if var in env:
+                    self.problem(where, f"sets {var}, the credential for every call: give each caller its own "
+                                        f"({', '.join(f'STRATA_SERVICE_TOKEN_{c.upper()}_FILE' for c in callers)})")
+            held = {c: token(ns, pod, container, env, f"STRATA_SERVICE_TOKEN_{c.upper()}") for c in callers}
+            for i, a in enumerate(callers):
+                for b in callers[i + 1:]:
+                    if held[a] and held[a] == held[b]:
+                        self.problem(where, f"the credentials of {a} and {b} are one ({held[a]}): each its own")
+            for edge_doc, edge_ns, binary, edge_pod, edge_container, edge_env in containers:
+                if edge_ns != ns or binary not in callers:
+                    continue
+                edge = f"{_name(edge_doc)} container {edge_container.get('name')}"
+                presented = token(edge_ns, edge_pod, edge_container, edge_env, "STRATA_SERVICE_TOKEN")
+                if held[binary] is None:
+                    self.problem(where, f"holds no credential for {binary} (STRATA_SERVICE_TOKEN_{binary.upper()}_FILE)")
+                elif presented is None:
+                    self.problem(edge, "presents no service credential (STRATA_SERVICE_TOKEN_FILE)")
+                elif presented != held[binary]:
+                    self.problem(edge, f"presents {presented}, but {_name(doc)} holds {held[binary]} for {binary}")
+
+        admins = [
+            (ns, env["STRATA_ADMIN_EMAIL"].strip().lower())
+            for _, ns, binary, _, _, env in containers
+            if binary == "backoffice" and env.get("STRATA_ADMIN_EMAIL")
+        ]
+        for doc, ns, _, pod, container, env in services:
+            hosted = env.get("STRATA_CONTEXTS")
+            contexts = {c.strip() for c in hosted.split(",")} if hosted else self.sources["data-service"].contexts
+            if "identity" not in contexts:
+                continue
+            reserved = env.get("STRATA_IDENTITY_RESERVED_EMAILS")
+            if reserved is None and "STRATA_IDENTITY_RESERVED_EMAILS" in env:
+                continue  # from a Secret: not known here
+            emails = {e.strip().lower() for e in (reserved or "").split(",")}
+            for admin_ns, admin in admins:
+                if admin_ns == ns and admin not in emails:
+                    self.problem(f"{_name(doc)} container {container.get('name')}",
+                                 f"hosts identity but does not reserve backoffice's STRATA_ADMIN_EMAIL {admin!r} "
+                                 f"(STRATA_IDENTITY_RESERVED_EMAILS)")
+
     def network_policies(self) -> None:
         namespaces = {_ns(d) for d in self.docs if d.get("kind") in WORKLOADS}
         for ns in sorted(namespaces):
@@ -505,13 +768,140 @@ class Checker:
 
 
 # --------------------------------------------------------------------------
+# The compose topology (deploy/compose/docker-compose.yml)
+# --------------------------------------------------------------------------
+
+
+def _interpolate(value: str) -> str:
+    """A compose value as it is with nothing set in docker-compose's environment:
+    ${VAR:-default} and ${VAR-default} give the default, other forms nothing."""
+
+    def one(match):
+        if match.group(0) == "$$":
+            return "$"
+        return match.group(3) if match.group(2) in ("-", ":-") else ""
+
+    return re.sub(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)", one, str(value))
+
+
+def _compose_environment(service: dict, base: Path) -> tuple[dict[str, str | None], list[str]]:
+    """The variables a compose service sets (environment: map or list, env_file),
+    values interpolated; and the problems met reading them."""
+    values: dict[str, str | None] = {}
+    problems = []
+    env_files = service.get("env_file") or []
+    for entry in [env_files] if isinstance(env_files, (str, dict)) else env_files:
+        path, required = (entry, True) if isinstance(entry, str) else (entry.get("path"), entry.get("required", True))
+        try:
+            lines = (base / path).read_text().splitlines()
+        except OSError:
+            if required:
+                problems.append(f"env_file {path} cannot be read")
+            continue
+        for line in lines:
+            if line.strip() and not line.lstrip().startswith("#"):
+                name, _, value = line.partition("=")
+                values[name.strip()] = value.strip()
+    environment = service.get("environment") or {}
+    if isinstance(environment, dict):
+        items = environment.items()
+    else:
+        items = [(e.partition("=")[0], e.partition("=")[2] if "=" in e else None) for e in map(str, environment)]
+    for name, value in items:
+        values[str(name)] = None if value is None else _interpolate(value)
+    return values, problems
+
+
+def _compose_files(service: dict) -> dict[str, str]:
+    """In-container path -> secret name of each secret the service is given."""
+    files = {}
+    for secret in service.get("secrets") or []:
+        source, target = (secret, secret) if isinstance(secret, str) else (secret["source"], secret.get("target") or secret["source"])
+        files[target if target.startswith("/") else f"/run/secrets/{target}"] = source
+    return files
+
+
+def check_compose(path: str, sources: dict[str, Accepts]) -> list[str]:
+    """Every STRATA_* variable a Strata service sets is one its binary accepts;
+    each *_FILE names a secret the service is given (declared at the top level);
+    each application service presents the credential the data services hold for
+    it, and no data service is given the one for everything; the identity hosts
+    reserve backoffice's first staff email."""
+    label = Path(path).name
+    with open(path) as f:
+        compose = yaml.load(f, Loader=YAML_LOADER) or {}
+    declared = set((compose.get("secrets") or {}).keys())
+    problems = []
+    tokens: dict[str, dict[str, str | None]] = {}  # caller -> service -> secret it presents
+    held: dict[str, dict[str, str | None]] = {}  # data service -> caller -> secret it holds
+    callers = sources["data-service"].callers
+    environments, names = [], []
+    for name, service in sorted((compose.get("services") or {}).items()):
+        where = f"{label}: service {name}"
+        env, trouble = _compose_environment(service, Path(path).parent)
+        problems += [f"{where}: {p}" for p in trouble]
+        binary = _binary(_interpolate(service.get("image", "")))
+        environments.append((env, binary))
+        names.append(name)
+        strata = sorted(n for n in env if n.startswith("STRATA_"))
+        if binary is None:
+            if strata and "image" not in service:
+                problems.append(f"{where}: sets {strata[0]}, but has no image to tell which binary it runs")
+            continue
+        accepted = sources[binary]
+        for var in strata:
+            if var not in accepted.env:
+                problems.append(f"{where}: {var} is not a setting {binary} accepts (not in its sources)")
+        command = service.get("command") or []
+        for arg in command.split() if isinstance(command, str) else map(str, command):
+            if arg.startswith("--") and arg[2:].split("=", 1)[0] not in accepted.longs:
+                problems.append(f"{where}: {arg.split('=', 1)[0]} is not a flag {binary} accepts (not in its sources)")
+        files = _compose_files(service)
+        for source in sorted(set(files.values()) - declared):
+            problems.append(f"{where}: secret {source!r} is not declared under the top-level secrets:")
+        for var in strata:
+            if var.endswith("_FILE") and env[var] and env[var] not in files:
+                problems.append(f"{where}: {var}={env[var]} is not a secret the service is given ({', '.join(sorted(files)) or 'none'})")
+        if binary == "data-service":
+            for var in ("STRATA_SERVICE_TOKEN", "STRATA_SERVICE_TOKEN_FILE"):
+                if var in env:
+                    problems.append(f"{where}: sets {var}, the credential for every call: give each caller its own")
+            held[name] = {
+                c: files.get(env.get(f"STRATA_SERVICE_TOKEN_{c.upper()}_FILE") or "") for c in callers
+            }
+            for c in callers:
+                if held[name][c] is None:
+                    problems.append(f"{where}: holds no credential for {c} (STRATA_SERVICE_TOKEN_{c.upper()}_FILE)")
+        elif binary in callers:
+            tokens.setdefault(binary, {})[name] = files.get(env.get("STRATA_SERVICE_TOKEN_FILE") or "")
+    admins = [env["STRATA_ADMIN_EMAIL"].strip().lower() for env, binary in environments if binary == "backoffice" and env.get("STRATA_ADMIN_EMAIL")]
+    for (env, binary), name in zip(environments, names):
+        hosted = env.get("STRATA_CONTEXTS")
+        if binary != "data-service" or "identity" not in ({c.strip() for c in hosted.split(",")} if hosted else sources[binary].contexts):
+            continue
+        reserved = {e.strip().lower() for e in (env.get("STRATA_IDENTITY_RESERVED_EMAILS") or "").split(",")}
+        for admin in sorted(set(admins) - reserved):
+            problems.append(f"{label}: service {name}: hosts identity but does not reserve backoffice's "
+                            f"STRATA_ADMIN_EMAIL {admin!r} (STRATA_IDENTITY_RESERVED_EMAILS)")
+    for caller, presented in sorted(tokens.items()):
+        for name, secret in sorted(presented.items()):
+            for data_service, holds in sorted(held.items()):
+                if secret is None:
+                    problems.append(f"{label}: service {name}: presents no service credential (STRATA_SERVICE_TOKEN_FILE as a secret)")
+                    break
+                if holds[caller] is not None and holds[caller] != secret:
+                    problems.append(f"{label}: service {name}: presents the secret {secret}, but {data_service} holds {holds[caller]} for {caller}")
+    return problems
+
+
+# --------------------------------------------------------------------------
 # Running, and the self-test
 # --------------------------------------------------------------------------
 
 
 def load(path: str) -> list[dict]:
     with open(path) as f:
-        return [d for d in yaml.safe_load_all(f) if d]
+        return [d for d in yaml.load_all(f, Loader=YAML_LOADER) if d]
 
 
 def check(files: list[str], sources: dict[str, Accepts]) -> list[str]:
@@ -538,6 +928,33 @@ def _config_of(docs, binary):
     doc, c = _container(docs, binary)
     name = c["envFrom"][0]["configMapRef"]["name"]
     return _first(docs, "ConfigMap", lambda d: d["metadata"]["name"] == name)
+
+
+def _secret(docs, name):
+    """The rendered name of the Secret generated as `name` (a hash appended)."""
+    return _first(docs, "Secret", lambda s: re.fullmatch(re.escape(name) + r"(-[a-z0-9]{10})?", s["metadata"]["name"]))["metadata"]["name"]
+
+
+def _projected(workload, name):
+    """The projected volume source of the Secret generated as `name`."""
+    for volume in workload["spec"]["template"]["spec"].get("volumes") or []:
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            secret = source.get("secret") or {}
+            if re.fullmatch(re.escape(name) + r"(-[a-z0-9-]+)?", secret.get("name", "")):
+                return secret
+    raise LookupError(name)
+
+
+def _identity_host(docs):
+    """The first data-service container with STRATA_IDENTITY_RESERVED_EMAILS."""
+    for doc in docs:
+        if doc.get("kind") == "Deployment":
+            for c in doc["spec"]["template"]["spec"]["containers"]:
+                if _binary(c.get("image", "")) == "data-service" and any(
+                    e["name"] == "STRATA_IDENTITY_RESERVED_EMAILS" for e in c.get("env") or []
+                ):
+                    return c
+    raise LookupError("STRATA_IDENTITY_RESERVED_EMAILS")
 
 
 def mutations(docs):
@@ -574,16 +991,16 @@ def mutations(docs):
         ("no seccomp", "seccompProfile.type is not RuntimeDefault", edit(dep("backoffice"), lambda w, c: (
             c["securityContext"].pop("seccompProfile"), w["spec"]["template"]["spec"]["securityContext"].pop("seccompProfile")))),
         ("an unknown variable", "STRATA_NO_SUCH_SETTING",
-         edit(dep("storefront"), lambda w, c: c["env"].append({"name": "STRATA_NO_SUCH_SETTING", "value": "1"}))),
+         edit(dep("storefront"), lambda w, c: c.setdefault("env", []).append({"name": "STRATA_NO_SUCH_SETTING", "value": "1"}))),
         ("a data-service variable on an edge", "STRATA_DRAIN_TIMEOUT_SECS",
-         edit(dep("backoffice"), lambda w, c: c["env"].append({"name": "STRATA_DRAIN_TIMEOUT_SECS", "value": "5"}))),
+         edit(dep("backoffice"), lambda w, c: c.setdefault("env", []).append({"name": "STRATA_DRAIN_TIMEOUT_SECS", "value": "5"}))),
         ("a renamed setting in a ConfigMap", "STRATA_LISTEN_ADDRESS",
          lambda d: _config_of(d, "data-service")["data"].__setitem__("STRATA_LISTEN_ADDRESS", "0.0.0.0:50051")),
         ("an unknown flag", "--no-such-flag", edit(dep("data-service"), lambda w, c: c.__setitem__("args", ["--no-such-flag=1"]))),
         ("a missing ConfigMap", "envFrom ConfigMap 'gone' does not exist",
          edit(dep("storefront"), lambda w, c: c["envFrom"][0]["configMapRef"].__setitem__("name", "gone"))),
         ("a file setting outside any volume", "STRATA_JWT_SECRET_FILE",
-         edit(dep("storefront"), lambda w, c: c["env"].append({"name": "STRATA_JWT_SECRET_FILE", "value": "/etc/jwt"}))),
+         edit(dep("storefront"), lambda w, c: c.setdefault("env", []).append({"name": "STRATA_JWT_SECRET_FILE", "value": "/etc/jwt"}))),
         ("no preStop sleep", "has no preStop sleep", edit(dep("data-service"), lambda w, c: c.pop("lifecycle"))),
         ("a grace period too short", "terminationGracePeriodSeconds",
          edit(dep("data-service"), lambda w, c: w["spec"]["template"]["spec"].__setitem__("terminationGracePeriodSeconds", 20))),
@@ -600,6 +1017,35 @@ def mutations(docs):
         ("no default deny", "default-deny",
          lambda d: d.remove(_first(d, "NetworkPolicy", lambda p: p["spec"].get("podSelector") == {} and not p["spec"].get("egress")))),
     ]
+    out += [
+        ("a service token from a Secret in the environment", "STRATA_SERVICE_TOKEN comes from a Secret in the environment",
+         edit(dep("storefront"), lambda w, c: c.setdefault("env", []).append(
+             {"name": "STRATA_SERVICE_TOKEN", "valueFrom": {"secretKeyRef": {"name": _secret(docs, "storefront-service-token"), "key": "token"}}}))),
+        ("a database URL from a Secret in the environment", "STRATA_CATALOG_DATABASE_URL comes from a Secret in the environment",
+         edit(dep("data-service"), lambda w, c: c.setdefault("env", []).append(
+             {"name": "STRATA_CATALOG_DATABASE_URL", "valueFrom": {"secretKeyRef": {
+                 "name": _projected(w, "data-service-database")["name"], "key": "catalog-database-url"}}}))),
+        ("a file setting naming no file of its volume", "holds no such file",
+         lambda d: _config_of(d, "data-service")["data"].__setitem__(
+             "STRATA_SERVICE_TOKEN_STOREFRONT_FILE", "/run/secrets/strata/storefront")),
+        ("a projected Secret that does not exist", "Secret 'gone' does not exist",
+         edit(dep("storefront"), lambda w, c: _projected(w, "storefront-service-token").__setitem__("name", "gone"))),
+        ("the one credential for everything on a data service", "the credential for every call",
+         lambda d: _config_of(d, "data-service")["data"].__setitem__(
+             "STRATA_SERVICE_TOKEN_FILE", "/run/secrets/strata/backoffice-token")),
+        ("the storefront presenting backoffice's credential", "for storefront",
+         edit(dep("storefront"), lambda w, c: _projected(w, "storefront-service-token").__setitem__(
+             "name", _secret(docs, "backoffice-service-token")))),
+        ("one credential held for both callers", "the credentials of storefront and backoffice are one",
+         edit(dep("data-service"), lambda w, c: _projected(w, "backoffice-service-token").__setitem__(
+             "name", _secret(docs, "storefront-service-token")))),
+        ("the identity host not reserving the staff email", "does not reserve backoffice's STRATA_ADMIN_EMAIL",
+         lambda d: _identity_host(d)["env"].remove(
+             next(e for e in _identity_host(d)["env"] if e["name"] == "STRATA_IDENTITY_RESERVED_EMAILS"))),
+        ("backoffice's staff email set apart from the reserved one", "does not reserve backoffice's STRATA_ADMIN_EMAIL 'boss@example.com'",
+         edit(dep("backoffice"), lambda w, c: c.__setitem__("env", [
+             e for e in c["env"] if e["name"] != "STRATA_ADMIN_EMAIL"] + [{"name": "STRATA_ADMIN_EMAIL", "value": "boss@example.com"}]))),
+    ]
     config = _config_of(docs, "storefront")["data"]
     if config.get("STRATA_IDENTITY_ADDR") != config.get("STRATA_CATALOG_ADDR"):
         out.append(("identity sent to catalog's group", "selects no data service hosting identity",
@@ -611,22 +1057,120 @@ def mutations(docs):
     return out
 
 
-def self_test(files: list[str], sources: dict[str, Accepts]) -> int:
+def compose_mutations(compose_text: str):
+    """(what it breaks, the problem it must give, the broken file's text) for
+    the compose file: renamed variables by text, the rest on the parsed file."""
+
+    def renamed(old, new):
+        return lambda text: text.replace(old, new) if text.count(old) == 1 else None
+
+    def parsed(fn):
+        def run(text):
+            compose = yaml.load(text, Loader=YAML_LOADER)
+            fn(compose["services"])
+            return yaml.safe_dump(compose, sort_keys=False)
+        return run
+
+    def environment_of(services, name):
+        return services[name]["environment"]
+
+    def as_list(services, name, extra):
+        env = services[name]["environment"]
+        services[name]["environment"] = [f"{k}={v}" for k, v in env.items()] + extra
+
+    return [
+        ("a data-service variable renamed", "STRATA_SERVICE_TOKEN_STORE_FRONT_FILE is not a setting data-service accepts",
+         renamed("STRATA_SERVICE_TOKEN_STOREFRONT_FILE:", "STRATA_SERVICE_TOKEN_STORE_FRONT_FILE:")),
+        ("backoffice's password file renamed", "STRATA_ADMIN_PASSWORD_PATH is not a setting backoffice accepts",
+         renamed("STRATA_ADMIN_PASSWORD_FILE:", "STRATA_ADMIN_PASSWORD_PATH:")),
+        ("a per-context variable for no context", "STRATA_CATALOGUE_DATABASE_URL_FILE is not a setting data-service accepts",
+         renamed("STRATA_CATALOG_DATABASE_URL_FILE:", "STRATA_CATALOGUE_DATABASE_URL_FILE:")),
+        ("an unknown variable in a list-form environment", "service backoffice: STRATA_NO_SUCH_SETTING",
+         parsed(lambda s: as_list(s, "backoffice", ["STRATA_NO_SUCH_SETTING=1"]))),
+        ("a data-service variable on the storefront", "STRATA_SERVICE_TOKEN_STOREFRONT_FILE is not a setting storefront accepts",
+         parsed(lambda s: environment_of(s, "storefront-1").__setitem__("STRATA_SERVICE_TOKEN_STOREFRONT_FILE", "/run/secrets/storefront_token"))),
+        ("a file setting naming a secret the service is not given", "is not a secret the service is given",
+         renamed("STRATA_SERVICE_TOKEN_FILE: /run/secrets/storefront_token", "STRATA_SERVICE_TOKEN_FILE: /run/secrets/backoffice_token")),
+        ("the storefront presenting backoffice's credential", "presents the secret backoffice_token",
+         parsed(lambda s: (s["storefront-1"].__setitem__("secrets", ["backoffice_token", "jwt_secret"]),
+                           environment_of(s, "storefront-1").__setitem__("STRATA_SERVICE_TOKEN_FILE", "/run/secrets/backoffice_token")))),
+        ("the one credential for everything on a data service", "the credential for every call",
+         parsed(lambda s: environment_of(s, "catalog-inventory-1").__setitem__("STRATA_SERVICE_TOKEN_FILE", "/run/secrets/backoffice_token"))),
+        ("an identity host not reserving the staff email", "service identity-ordering-1: hosts identity but does not reserve",
+         parsed(lambda s: environment_of(s, "identity-ordering-1").pop("STRATA_IDENTITY_RESERVED_EMAILS"))),
+    ]
+
+
+def self_test_compose(path: str, sources: dict[str, Accepts]) -> tuple[int, int]:
+    """(failed, caught): the compose file passes, and so does every environment
+    written as a list; each breakage of a copy fails."""
+    import tempfile
+
+    failed = caught = 0
+    text = Path(path).read_text()
+    label = Path(path).name
+    with tempfile.TemporaryDirectory() as scratch:
+        copy_path = Path(scratch) / label
+
+        def run(broken_text):
+            copy_path.write_text(broken_text)
+            return check_compose(str(copy_path), sources)
+
+        problems = run(text)
+        compose = yaml.load(text, Loader=YAML_LOADER)
+        for service in compose["services"].values():
+            if isinstance(service.get("environment"), dict):
+                service["environment"] = [f"{k}={v}" for k, v in service["environment"].items()]
+        problems += run(yaml.safe_dump(compose))
+        if problems:
+            print(f"self-test: {label} should pass (as written, and with list environments) but does not:", *problems, sep="\n  ")
+            return 1, 0
+        for what, expect, breakage in compose_mutations(text):
+            broken = breakage(text)
+            if broken is None:
+                print(f"self-test: {label} with {what}: the breakage no longer applies to the file (update the self-test)")
+                failed += 1
+                continue
+            problems = run(broken)
+            if not any(expect in p for p in problems):
+                print(f"self-test: {label} with {what}: not caught (wanted a problem naming {expect!r}; got {problems})")
+                failed += 1
+            else:
+                caught += 1
+    return failed, caught
+
+
+def self_test(files: list[str], sources: dict[str, Accepts], compose: str | None = None) -> int:
     failed = 0
     # The sources were read: a few names each binary must be found to accept.
     expected = {
         "data-service": {"STRATA_LISTEN", "STRATA_CONTEXTS", "STRATA_SERVICE_TOKEN", "STRATA_CATALOG_DATABASE_URL",
-                         "STRATA_SHUTDOWN_GRACE_MS", "STRATA_IDENTITY_ARGON2_MEMORY_KIB"},
-        "storefront": {"STRATA_STOREFRONT_LISTEN", "STRATA_CATALOG_ADDR", "STRATA_JWT_SECRET_FILE", "STRATA_SERVICE_TOKEN"},
-        "backoffice": {"STRATA_BACKOFFICE_LISTEN", "STRATA_ADMIN_EMAIL", "STRATA_JWT_SECRET"},
+                         "STRATA_SHUTDOWN_GRACE_MS", "STRATA_IDENTITY_ARGON2_MEMORY_KIB", "STRATA_IDENTITY_RESERVED_EMAILS",
+                         # setting_or_file's *_FILE forms, per context and per caller (callers.rs)
+                         "STRATA_SERVICE_TOKEN_FILE", "STRATA_ORDERING_DATABASE_URL_FILE",
+                         "STRATA_SERVICE_TOKEN_STOREFRONT", "STRATA_SERVICE_TOKEN_BACKOFFICE_FILE"},
+        "storefront": {"STRATA_STOREFRONT_LISTEN", "STRATA_CATALOG_ADDR", "STRATA_JWT_SECRET_FILE", "STRATA_SERVICE_TOKEN",
+                       "STRATA_SERVICE_TOKEN_FILE", "STRATA_TRUSTED_PROXIES"},
+        "backoffice": {"STRATA_BACKOFFICE_LISTEN", "STRATA_ADMIN_EMAIL", "STRATA_JWT_SECRET", "STRATA_ADMIN_PASSWORD_FILE",
+                       "STRATA_SERVICE_TOKEN_FILE"},
+    }
+    refused = {
+        "data-service": {"STRATA_ADMIN_PASSWORD_FILE", "STRATA_SERVICE_TOKEN_STOREFRONT_FILE_FILE"},
+        "storefront": {"STRATA_ADMIN_EMAIL", "STRATA_ADMIN_PASSWORD_FILE", "STRATA_SERVICE_TOKEN_STOREFRONT_FILE",
+                       "STRATA_CATALOG_DATABASE_URL_FILE"},
+        "backoffice": {"STRATA_SERVICE_TOKEN_BACKOFFICE_FILE"},
     }
     for binary, names in expected.items():
         missing = names - sources[binary].env
         if missing or "listen" not in sources[binary].longs:
             print(f"self-test: reading {binary}'s settings from the sources missed {sorted(missing) or '--listen'}")
             failed += 1
-    if "STRATA_ADMIN_EMAIL" in sources["storefront"].env:
-        print("self-test: the storefront is said to accept the backoffice's STRATA_ADMIN_EMAIL")
+        wrong = refused[binary] & sources[binary].env
+        if wrong:
+            print(f"self-test: {binary} is said to accept {sorted(wrong)}, which it does not read")
+            failed += 1
+    if sources["data-service"].callers != ["storefront", "backoffice"]:
+        print(f"self-test: the callers read from callers.rs are {sources['data-service'].callers}, not storefront, backoffice")
         failed += 1
     caught = 0
     for path in files:
@@ -646,30 +1190,51 @@ def self_test(files: list[str], sources: dict[str, Accepts]) -> int:
                 failed += 1
             else:
                 caught += 1
+    compose_caught = 0
+    if compose:
+        compose_failed, compose_caught = self_test_compose(compose, sources)
+        failed += compose_failed
     if failed:
         print(f"self-test: FAILED ({failed})")
         return 1
-    print(f"self-test: {caught} breakages caught across {len(files)} overlays")
+    print(f"self-test: {caught} breakages caught across {len(files)} overlays"
+          + (f", {compose_caught} in {Path(compose).name}" if compose else ""))
     return 0
 
 
 def main(argv: list[str]) -> int:
     testing = "--self-test" in argv
+    compose = None
+    if "--compose" in argv:
+        at = argv.index("--compose")
+        compose = argv[at + 1] if at + 1 < len(argv) else None
+        argv = argv[:at] + argv[at + 2:]
+        if compose is None:
+            print("--compose needs a file")
+            return 2
     files = [a for a in argv if a != "--self-test"]
     if not files:
         print(__doc__)
         return 2
     sources = {binary: accepts(binary) for binary in BINARIES}
+    unresolved = [f"{binary}: {what}" for binary, accepted in sources.items() for what in accepted.unresolved]
+    if unresolved:
+        print("check-k8s: settings read in a way this script cannot follow (teach scripts/check-k8s.py):", *unresolved, sep="\n  ")
+        return 1
     if testing:
-        return self_test(files, sources)
+        return self_test(files, sources, compose)
     problems = check(files, sources)
+    if compose:
+        problems += check_compose(compose, sources)
     for p in problems:
         print(p)
     if problems:
         print(f"check-k8s: {len(problems)} problem(s)")
         return 1
     print(f"check-k8s: {', '.join(Path(f).name for f in files)}: probes, resources, securityContext, "
-          f"graceful stop, HPA/PDB, headless Services, default deny, and every setting known to the binaries")
+          f"graceful stop, HPA/PDB, headless Services, default deny, secrets as files, one credential per caller, "
+          f"and every setting known to the binaries"
+          + (f"; {Path(compose).name}: every setting known to the binaries, secrets and credentials" if compose else ""))
     return 0
 
 
