@@ -4,8 +4,8 @@
 //! ([`PasswordPolicy`]).
 //!
 //! Hashing is deliberately slow (tens of milliseconds, tens of MiB): it runs on
-//! tokio's blocking pool, never on a runtime worker, and at most
-//! `hash_concurrency` hashes run at once (one per core by default), so that a
+//! threads of its own, never on a runtime worker, and at most
+//! `hash_concurrency` hashes run at once (one per two cores by default), so that a
 //! flood of sign-ins costs a bounded amount of memory and leaves the other
 //! contexts their share of the CPU. A call that finds every slot taken waits
 //! up to `hash_wait` for one, then is refused with [`Error::Busy`]
@@ -207,11 +207,13 @@ impl PasswordPolicy {
         Params::new(self.memory_kib, self.iterations, self.parallelism, None)
     }
 
-    /// How many hashes may run at once: `hash_concurrency`, or one per core.
+    /// How many hashes may run at once: `hash_concurrency`, or one per two
+    /// cores (at least one), so that a flood of sign-ins leaves the other
+    /// contexts at least half the machine.
     #[must_use]
     pub fn hash_slots(&self) -> usize {
         match self.hash_concurrency {
-            0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            0 => (std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get) / 2).max(1),
             n => n as usize,
         }
     }
@@ -223,6 +225,63 @@ pub struct Argon2Hasher {
     argon2: Arc<Argon2<'static>>,
     slots: Arc<Semaphore>,
     wait: Duration,
+    workers: Arc<Workers>,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The threads that hash, as many as there are slots: a hash allocates its
+/// memory cost (19 MiB) on the thread that runs it, and the allocator keeps
+/// freed memory in that thread's arena for reuse. On tokio's blocking pool
+/// every hash could land on another of up to 512 threads, each keeping its
+/// own 19 MiB: a flood of sign-ins grew the process to 630 MiB with only two
+/// hashes at a time. On these threads it stays at slots x the memory cost.
+struct Workers {
+    jobs: std::sync::Mutex<std::sync::mpsc::Sender<Job>>,
+}
+
+impl std::fmt::Debug for Workers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workers").finish_non_exhaustive()
+    }
+}
+
+impl Workers {
+    /// `n` threads taking jobs until the last hasher is dropped.
+    fn start(n: usize) -> Result<Self, std::io::Error> {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for i in 0..n {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = queue
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .recv();
+                        match job {
+                            // A job that panics loses its answer (the caller
+                            // gets INTERNAL), not the thread.
+                            Ok(job) => drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))),
+                            Err(_) => return,
+                        }
+                    }
+                })?;
+        }
+        Ok(Self {
+            jobs: std::sync::Mutex::new(jobs),
+        })
+    }
+
+    fn run(&self, job: Job) -> Result<(), Error> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .send(job)
+            .map_err(|_| Error::Internal("the hashing threads are gone".into()))
+    }
 }
 
 impl Argon2Hasher {
@@ -236,14 +295,19 @@ impl Argon2Hasher {
             var: vars::MEMORY_KIB,
             problem: e.to_string(),
         })?;
+        let workers = Workers::start(policy.hash_slots()).map_err(|e| PolicyError {
+            var: vars::HASH_CONCURRENCY,
+            problem: format!("cannot start the hashing threads: {e}"),
+        })?;
         Ok(Self {
             argon2: Arc::new(Argon2::new(Algorithm::Argon2id, argon2::Version::V0x13, params)),
             slots: Arc::new(Semaphore::new(policy.hash_slots())),
             wait: policy.hash_wait,
+            workers: Arc::new(workers),
         })
     }
 
-    /// Runs `work` on the blocking pool in a hashing slot: waits up to the
+    /// Runs `work` on a hashing thread in a hashing slot: waits up to the
     /// policy's wait for one, skips `work` if the caller is gone before it
     /// begins, and holds the slot exactly while it runs.
     async fn in_slot<T: Send + 'static>(
@@ -259,17 +323,17 @@ impl Argon2Hasher {
             .map_err(|_| Error::Internal("the hashing slots were closed".into()))?;
         let caller = Caller::default();
         let gone = Arc::clone(&caller.gone);
-        tokio::task::spawn_blocking(move || {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.workers.run(Box::new(move || {
             let _slot = slot;
-            if gone.load(Ordering::Acquire) {
-                return None;
-            }
-            Some(work())
-        })
-        .await
-        .map_err(blocking_lost)?
-        .ok_or_else(|| Error::Internal("the caller left before its hash began".into()))?
-        .map_err(hashing_failed)
+            let done = (!gone.load(Ordering::Acquire)).then(work);
+            let _ = answer.send(done);
+        }))?;
+        answered
+            .await
+            .map_err(|_| Error::Internal("a hashing thread failed".into()))?
+            .ok_or_else(|| Error::Internal("the caller left before its hash began".into()))?
+            .map_err(hashing_failed)
     }
 }
 
@@ -288,10 +352,6 @@ impl Drop for Caller {
 /// Hashing errors never carry the password; they are still kept opaque.
 fn hashing_failed(error: password_hash::Error) -> Error {
     Error::Internal(format!("password hashing failed: {error}").into())
-}
-
-fn blocking_lost(error: tokio::task::JoinError) -> Error {
-    Error::Internal(format!("password hashing task failed: {error}").into())
 }
 
 #[async_trait]
@@ -365,8 +425,8 @@ mod tests {
         );
         assert_eq!(
             PasswordPolicy::default().hash_slots(),
-            std::thread::available_parallelism().unwrap().get(),
-            "one hash per core"
+            (std::thread::available_parallelism().unwrap().get() / 2).max(1),
+            "one hash per two cores"
         );
     }
 
