@@ -94,6 +94,18 @@ pub struct Flags {
     )]
     http2_max_streams: String,
 
+    /// Seconds a caller's connection may live before the server ends it
+    /// gracefully (GOAWAY, calls in flight finish), so that callers connect
+    /// again and reach replicas started since, whatever balances them
+    /// (kube-proxy balances connections, not calls). 0: for ever.
+    #[arg(
+        long,
+        env = "STRATA_MAX_CONNECTION_AGE_SECS",
+        default_value = "300",
+        value_name = "SECONDS"
+    )]
+    max_connection_age_secs: String,
+
     /// Serve without any service credential (STRATA_SERVICE_TOKEN or
     /// --tls-client-ca) on an address other than loopback. Without this flag
     /// such a start is refused: anyone who can reach the port could call
@@ -480,6 +492,19 @@ impl Flags {
                 ));
             }
         };
+        let max_connection_age = match self.max_connection_age_secs.trim().parse::<u64>() {
+            Ok(0) => None,
+            Ok(secs) => Some(Duration::from_secs(secs)),
+            Err(_) => {
+                return Err(config_error(
+                    "--max-connection-age-secs (STRATA_MAX_CONNECTION_AGE_SECS)",
+                    format!(
+                        "{:?} is not a whole number of seconds (0: for ever)",
+                        self.max_connection_age_secs
+                    ),
+                ));
+            }
+        };
         let tls = self.tls()?;
         let registry = self.registry(listen, tls.is_some())?;
         let service_token = strata_rpc::client::setting_or_file(strata_rpc::client::SERVICE_TOKEN_VAR, &env)
@@ -540,6 +565,7 @@ impl Flags {
                 max_concurrent_calls,
                 call_timeout,
                 max_streams,
+                max_connection_age,
             },
             metrics_listen,
             shutdown_grace,
@@ -828,6 +854,18 @@ mod tests {
         assert_eq!(
             err.setting,
             "--server-call-timeout-ms (STRATA_SERVER_CALL_TIMEOUT_MS)"
+        );
+        assert_eq!(
+            resolve(&["--max-connection-age-secs", "0"], &[])
+                .unwrap()
+                .admission
+                .max_connection_age,
+            None
+        );
+        let err = resolve(&["--max-connection-age-secs", "soon"], &[]).unwrap_err();
+        assert_eq!(
+            err.setting,
+            "--max-connection-age-secs (STRATA_MAX_CONNECTION_AGE_SECS)"
         );
         let err = resolve(&["--http2-max-streams", "0"], &[]).unwrap_err();
         assert_eq!(err.setting, "--http2-max-streams (STRATA_HTTP2_MAX_STREAMS)");

@@ -83,6 +83,11 @@ pub struct Admission {
     pub call_timeout: Option<Duration>,
     /// The most calls one HTTP/2 connection may have open at once.
     pub max_streams: u32,
+    /// How long a connection may live before the server ends it gracefully
+    /// (GOAWAY; calls in flight finish), so that callers connect again and
+    /// spread over replicas added since, whatever balances them (kube-proxy
+    /// balances connections, not calls); `None`: for ever.
+    pub max_connection_age: Option<Duration>,
 }
 
 /// The default bound on one call.
@@ -103,6 +108,7 @@ impl std::fmt::Debug for Admission {
             .field("max_concurrent_calls", &self.max_concurrent_calls)
             .field("call_timeout", &self.call_timeout)
             .field("max_streams", &self.max_streams)
+            .field("max_connection_age", &self.max_connection_age)
             .finish()
     }
 }
@@ -116,6 +122,7 @@ impl Default for Admission {
             max_concurrent_calls: Some(DEFAULT_MAX_CONCURRENT_CALLS),
             call_timeout: Some(DEFAULT_CALL_TIMEOUT),
             max_streams: DEFAULT_MAX_STREAMS,
+            max_connection_age: None,
         }
     }
 }
@@ -310,6 +317,9 @@ impl Server {
             .http2_max_header_list_size(Some(16 * 1024));
         if let Some(limit) = self.admission.call_timeout {
             builder = builder.timeout(limit);
+        }
+        if let Some(age) = self.admission.max_connection_age {
+            builder = builder.max_connection_age(age);
         }
         let builder = match &self.tls {
             Some(tls) => builder.tls_config(tls.config()).map_err(ServeError::Transport)?,

@@ -1313,3 +1313,38 @@ async fn refused_calls_add_no_metric_series_of_their_own() {
     let _ = running.stop.send(());
     running.task.await.unwrap().unwrap();
 }
+
+/// Past its maximum age a connection is ended by the server (GOAWAY), so a
+/// caller connects again and reaches replicas added since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_past_its_maximum_age_is_ended_by_the_server() {
+    let (gate, control) = Gate::new();
+    let _ = control.open.send(true);
+    let admission = strata_rpc::Admission {
+        max_connection_age: Some(Duration::from_millis(500)),
+        ..strata_rpc::Admission::default()
+    };
+    let running = serve(strata_rpc::Server::new().host(gate).admission(admission)).await;
+    let tcp = tokio::net::TcpStream::connect(running.address).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let ended = tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    // One whole call: an empty message, answered.
+    let (response, mut body) = client
+        .send_request(raw_call(running.address, GATE_PASS), false)
+        .unwrap();
+    body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+        .unwrap();
+    assert_eq!(response.await.unwrap().status(), 200);
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), ended)
+        .await
+        .expect("the server should end an old connection")
+        .unwrap()
+        .ok();
+    println!("ended {:?} after the first call", started.elapsed());
+    // A new connection is served as ever.
+    pass(running.address).await.unwrap();
+    let _ = running.stop.send(());
+    running.task.await.unwrap().unwrap();
+}
