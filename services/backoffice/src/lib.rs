@@ -19,7 +19,7 @@ pub mod products;
 pub mod session;
 pub mod stock;
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr};
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -100,9 +100,7 @@ pub async fn run(flags: Flags, shutdown: impl Future<Output = ()> + Send + 'stat
     let admin = admin::Admin::from_config(&flags.edge)?;
     let registering = admin.map(|admin| tokio::spawn(admin::register(edge.clone(), admin)));
     let router = edge.app("Strata backoffice", api(), App { edge: edge.clone() });
-    let served = edge
-        .serve("backoffice", router, listener, shutdown, Duration::from_secs(10))
-        .await;
+    let served = edge.serve("backoffice", router, listener, shutdown).await;
     if let Some(task) = registering {
         task.abort();
     }

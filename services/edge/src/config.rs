@@ -130,6 +130,24 @@ pub struct EdgeFlags {
     /// The largest HTTP/2 header list accepted (HTTP/1.1: at most 100 headers).
     #[arg(long, env = "STRATA_HTTP2_MAX_HEADER_BYTES", default_value_t = 16 * 1024, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1024..))]
     pub http2_max_header_bytes: u32,
+    /// At SIGTERM/SIGINT, keep serving this long while `/readyz` answers 503,
+    /// so that a balancer watching it stops sending here before connections
+    /// are refused; then drain.
+    #[arg(
+        long,
+        env = "STRATA_SHUTDOWN_GRACE_MS",
+        default_value_t = 0,
+        value_name = "MS"
+    )]
+    pub shutdown_grace_ms: u64,
+    /// The most requests in flight may take to finish once shutdown drains.
+    #[arg(
+        long,
+        env = "STRATA_DRAIN_TIMEOUT_SECS",
+        default_value_t = 10,
+        value_name = "SECONDS"
+    )]
+    pub drain_timeout_secs: u64,
     /// Serve `/metrics` on this address instead of the public listener (which
     /// then answers it 404): the metrics name internal addresses.
     #[arg(long, env = "STRATA_METRICS_LISTEN", value_name = "ADDR")]

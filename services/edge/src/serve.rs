@@ -46,6 +46,8 @@ pub struct Edge {
     pub limiter: Limiter,
     /// The password-hashing routes' own budget.
     pub sign_in: SignInThrottle,
+    /// Set once shutdown begins: `/readyz` then answers 503.
+    stopping: Stopping,
     /// The data services.
     pub downstream: Downstream,
 }
@@ -85,6 +87,7 @@ impl Edge {
             keys: Arc::new(keys),
             limiter,
             sign_in,
+            stopping: Stopping::default(),
             downstream,
         })
     }
@@ -136,14 +139,18 @@ impl Edge {
             probes = probes.route("/metrics", get(metrics));
         }
         api.merge(probes)
+            .layer(Extension(self.stopping.clone()))
             .layer(Extension(self.downstream.clone()))
             .layer(from_fn_with_state(self.flags.budget(), request::layer))
     }
 
     /// Serves `app` on `listener` within the flags' HTTP limits (and
-    /// `/metrics` on `--metrics-listen`, if set) until `shutdown` completes,
-    /// then lets requests in flight finish for at most `drain`. Prints
-    /// `<name> listening on http://…` once it accepts connections.
+    /// `/metrics` on `--metrics-listen`, if set) until `shutdown` completes;
+    /// then `/readyz` answers 503 while it keeps serving for
+    /// `--shutdown-grace-ms` (so that a balancer stops sending here before
+    /// connections are refused), and requests in flight get at most
+    /// `--drain-timeout-secs` to finish. Prints `<name> listening on
+    /// http://…` once it accepts connections.
     ///
     /// # Errors
     /// When the metrics listener cannot be bound.
@@ -153,8 +160,9 @@ impl Edge {
         app: Router,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
-        drain: Duration,
     ) -> anyhow::Result<()> {
+        let drain = Duration::from_secs(self.flags.drain_timeout_secs);
+        let grace = Duration::from_millis(self.flags.shutdown_grace_ms);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let metrics = match self.flags.metrics_listen {
             None => None,
@@ -185,6 +193,14 @@ impl Edge {
         tracing::info!(%address, "serving");
         println!("{name} listening on http://{address}");
         shutdown.await;
+        self.stopping.0.store(true, std::sync::atomic::Ordering::Release);
+        if !grace.is_zero() {
+            tracing::info!(
+                ?grace,
+                "shutting down: /readyz answers 503, still serving for the grace"
+            );
+            tokio::time::sleep(grace).await;
+        }
         tracing::info!("shutting down: draining requests in flight");
         let _ = stop_tx.send(true);
         if tokio::time::timeout(drain, server).await.is_err() {
@@ -246,9 +262,16 @@ async fn healthz() -> &'static str {
 /// Readiness: every data service this edge needs answers its health check.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
     (status = 200, description = "Every data service is serving"),
-    (status = 503, description = "Some data service is not serving", body = Problem, content_type = "application/problem+json"),
+    (status = 503, description = "Some data service is not serving, or this edge is shutting down", body = Problem, content_type = "application/problem+json"),
 ))]
-async fn readyz(ctx: Ctx, Extension(downstream): Extension<Downstream>) -> Response {
+async fn readyz(
+    ctx: Ctx,
+    Extension(downstream): Extension<Downstream>,
+    Extension(stopping): Extension<Stopping>,
+) -> Response {
+    if stopping.0.load(std::sync::atomic::Ordering::Acquire) {
+        return Problem::unavailable("shutting down", 1).into_response();
+    }
     let down = downstream.not_ready(&ctx.call).await;
     if down.is_empty() {
         "ready".into_response()
@@ -258,6 +281,10 @@ async fn readyz(ctx: Ctx, Extension(downstream): Extension<Downstream>) -> Respo
             .into_response()
     }
 }
+
+/// Whether the edge is shutting down.
+#[derive(Debug, Clone, Default)]
+struct Stopping(Arc<std::sync::atomic::AtomicBool>);
 
 /// Bearer tokens, as the sign-in routes issue them.
 struct SecurityAddon;

@@ -122,9 +122,7 @@ pub async fn run(flags: Flags, shutdown: impl Future<Output = ()> + Send + 'stat
     };
     let follower = (!flags.no_follower).then(|| tokio::spawn(follower::run(edge.clone())));
     let router = edge.app("Strata storefront", api(), app);
-    let served = edge
-        .serve("storefront", router, listener, shutdown, Duration::from_secs(10))
-        .await;
+    let served = edge.serve("storefront", router, listener, shutdown).await;
     if let Some(follower) = follower {
         follower.abort();
     }

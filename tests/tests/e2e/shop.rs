@@ -1717,3 +1717,47 @@ async fn each_edges_credential_is_kept_to_its_scope() {
         .unwrap();
     backoffice.suspend_account(suspend).await.unwrap();
 }
+
+/// At SIGTERM an edge keeps serving for its shutdown grace while `/readyz`
+/// answers 503 (a balancer stops sending there), then drains and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_says_it_is_not_ready_through_its_shutdown_grace_then_exits() {
+    let shop = Shop::start(Setup::default()).await;
+    let env = edge_env(&shop.data_address, &shop.inventory_address, &shop.dir);
+    let (mut edge, url) = block(|| {
+        start_edge(
+            "storefront",
+            &["--no-follower", "--shutdown-grace-ms", "3000"],
+            &env,
+        )
+    });
+    shop.call(Method::GET, format!("{url}/readyz"), None, None, &[])
+        .await
+        .expect(StatusCode::OK);
+    edge.terminate();
+    let started = Instant::now();
+    loop {
+        let answer = shop
+            .call(Method::GET, format!("{url}/readyz"), None, None, &[])
+            .await;
+        if answer.status == StatusCode::SERVICE_UNAVAILABLE {
+            answer.problem(StatusCode::SERVICE_UNAVAILABLE);
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "still ready after SIGTERM"
+        );
+    }
+    // Still serving during the grace.
+    shop.call(Method::GET, format!("{url}/v1/products"), None, None, &[])
+        .await
+        .expect(StatusCode::OK);
+    let (status, _) = block(|| edge.exit());
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
+}
