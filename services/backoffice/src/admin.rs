@@ -92,10 +92,13 @@ pub async fn register(edge: Edge, admin: Admin) {
         {
             Ok(_) => break,
             Err(status) if matches!(status.code(), Code::AlreadyExists) => break,
-            Err(status) if matches!(status.code(), Code::InvalidArgument) => {
+            Err(status) if matches!(status.code(), Code::InvalidArgument | Code::PermissionDenied) => {
+                // Neither passes by retrying: a setting to fix (the account's,
+                // or this service's credential, which must be backoffice's).
                 tracing::error!(
+                    code = ?status.code(),
                     message = status.message(),
-                    "the staff account's settings are refused; none is registered"
+                    "the staff account is refused; none is registered"
                 );
                 return;
             }

@@ -1761,3 +1761,33 @@ async fn an_edge_says_it_is_not_ready_through_its_shutdown_grace_then_exits() {
         started.elapsed()
     );
 }
+
+/// Dev mode keeps the staff account's password in a file only its owner can
+/// read, and never writes it to the output (which ends up in logs others
+/// may read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_never_prints_the_staff_password() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let shop = Shop::start(Setup::default()).await;
+    let dir = TempDir::new("dev-secrets");
+    let mut env = edge_env(&shop.data_address, &shop.inventory_address, &shop.dir);
+    env.retain(|(k, _)| *k != "STRATA_SERVICE_TOKEN");
+    env.push(("STRATA_SERVICE_TOKEN", BACKOFFICE_TOKEN.to_owned()));
+    let (mut edge, _) = block(|| start_edge("backoffice", &["--dev", "--data-dir", dir.arg()], &env));
+    let line = block(|| edge.wait_for_line("backoffice dev staff account: "));
+    let kept = dir.path().join("dev-admin.json");
+    let admin: Value = serde_json::from_str(&std::fs::read_to_string(&kept).unwrap()).unwrap();
+    let password = admin["password"].as_str().unwrap().to_owned();
+    assert!(
+        line.contains("admin@strata.dev") && !line.contains(&password),
+        "{line}"
+    );
+    let mode = std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", kept.display());
+    edge.terminate();
+    let (_, stderr) = block(|| edge.exit());
+    assert!(
+        stderr.iter().all(|l| !l.contains(&password)),
+        "the password is in the logs"
+    );
+}
