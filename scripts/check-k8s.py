@@ -538,7 +538,8 @@ class Checker:
             return
         grace_ms = int(setting("STRATA_SHUTDOWN_GRACE_MS") or 0) if "STRATA_SHUTDOWN_GRACE_MS" in accepted.env else 0
         if "STRATA_DRAIN_TIMEOUT_SECS" in accepted.env:
-            drain = int(setting("STRATA_DRAIN_TIMEOUT_SECS") or 0)
+            # Unset, the binaries' default (10 s, data service and edges alike).
+            drain = int(setting("STRATA_DRAIN_TIMEOUT_SECS") or 10)
         elif accepted.fixed_drain_secs is not None:
             drain = accepted.fixed_drain_secs
         else:
@@ -992,8 +993,8 @@ def mutations(docs):
             c["securityContext"].pop("seccompProfile"), w["spec"]["template"]["spec"]["securityContext"].pop("seccompProfile")))),
         ("an unknown variable", "STRATA_NO_SUCH_SETTING",
          edit(dep("storefront"), lambda w, c: c.setdefault("env", []).append({"name": "STRATA_NO_SUCH_SETTING", "value": "1"}))),
-        ("a data-service variable on an edge", "STRATA_DRAIN_TIMEOUT_SECS",
-         edit(dep("backoffice"), lambda w, c: c.setdefault("env", []).append({"name": "STRATA_DRAIN_TIMEOUT_SECS", "value": "5"}))),
+        ("a data-service variable on an edge", "STRATA_CONTEXTS",
+         edit(dep("backoffice"), lambda w, c: c.setdefault("env", []).append({"name": "STRATA_CONTEXTS", "value": "catalog"}))),
         ("a renamed setting in a ConfigMap", "STRATA_LISTEN_ADDRESS",
          lambda d: _config_of(d, "data-service")["data"].__setitem__("STRATA_LISTEN_ADDRESS", "0.0.0.0:50051")),
         ("an unknown flag", "--no-such-flag", edit(dep("data-service"), lambda w, c: c.__setitem__("args", ["--no-such-flag=1"]))),
