@@ -8,26 +8,12 @@ use strata_backoffice::Flags;
 #[tokio::main]
 async fn main() -> ExitCode {
     let flags = Flags::parse();
-    if flags.command == Some(strata_edge::config::Command::Health) {
-        return match strata_edge::serve::health(flags.listen).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("backoffice: not ready: {error:#}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    if flags.edge.check_config {
-        return match strata_backoffice::check(&flags) {
-            Ok(()) => {
-                println!("backoffice: configuration ok");
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                eprintln!("backoffice: invalid configuration: {error:#}");
-                ExitCode::from(2)
-            }
-        };
+    let check = || strata_backoffice::check(&flags);
+    if let Some(code) =
+        strata_edge::serve::instead_of_serving("backoffice", flags.listen, flags.command, &flags.edge, check)
+            .await
+    {
+        return code;
     }
     let telemetry = match strata_rpc::telemetry::init("backoffice", flags.edge.log_format) {
         Ok(telemetry) => telemetry,

@@ -218,17 +218,21 @@ pub async fn get(
     _staff: Staff,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
+    answer(StatusCode::OK, fetch(&app, &ctx, &id).await?)
+}
+
+/// Product `id` as the catalog has it.
+async fn fetch(app: &App, ctx: &Ctx, id: &str) -> Result<Option<catalog::Product>, Problem> {
     let request = ctx
         .call
-        .request(catalog::GetProductRequest { id: product_id(&id)? });
-    let product = ctx
+        .request(catalog::GetProductRequest { id: product_id(id)? });
+    Ok(ctx
         .run(
             "product",
             app.edge.downstream.catalog.clone().get_product(request),
         )
         .await?
-        .product;
-    answer(StatusCode::OK, product)
+        .product)
 }
 
 /// Edits the name and/or description.
@@ -253,16 +257,7 @@ pub async fn update(
     if body.name.is_none() && body.description.is_none() {
         // A merge patch that changes nothing: the product as it is (the
         // version still checked, so a stale If-Match is still 412).
-        let request = ctx
-            .call
-            .request(catalog::GetProductRequest { id: product_id(&id)? });
-        let product = ctx
-            .run(
-                "product",
-                app.edge.downstream.catalog.clone().get_product(request),
-            )
-            .await?
-            .product;
+        let product = fetch(&app, &ctx, &id).await?;
         if let (Some(expected), Some(product)) = (if_match(&headers)?, &product)
             && expected != product.version
         {
@@ -273,7 +268,7 @@ pub async fn update(
                     product.version
                 ),
             )
-            .kind("/problems/stale-version", "Stale version")
+            .kind(strata_edge::problem::kind::STALE, "Stale version")
             .with("current_version", product.version));
         }
         return answer(StatusCode::OK, product);

@@ -310,6 +310,23 @@ fn pool_size(setting: &str, raw: &str) -> Result<u32, ConfigError> {
         .ok_or_else(|| config_error(setting, format!("{raw:?} is not a whole number of at least 1")))
 }
 
+/// `raw` as a whole number of `unit`s, 0 meaning none.
+fn optional_duration(
+    setting: &str,
+    raw: &str,
+    unit: fn(u64) -> Duration,
+    units: &str,
+) -> Result<Option<Duration>, ConfigError> {
+    match raw.trim().parse::<u64>() {
+        Ok(0) => Ok(None),
+        Ok(n) => Ok(Some(unit(n))),
+        Err(_) => Err(config_error(
+            setting,
+            format!("{raw:?} is not a whole number of {units}"),
+        )),
+    }
+}
+
 impl Flags {
     /// What to do instead of serving, if anything.
     #[must_use]
@@ -470,19 +487,12 @@ impl Flags {
                 )
             })?),
         };
-        let call_timeout = match self.server_call_timeout_ms.trim().parse::<u64>() {
-            Ok(0) => None,
-            Ok(ms) => Some(Duration::from_millis(ms)),
-            Err(_) => {
-                return Err(config_error(
-                    "--server-call-timeout-ms (STRATA_SERVER_CALL_TIMEOUT_MS)",
-                    format!(
-                        "{:?} is not a whole number of milliseconds (0: no limit)",
-                        self.server_call_timeout_ms
-                    ),
-                ));
-            }
-        };
+        let call_timeout = optional_duration(
+            "--server-call-timeout-ms (STRATA_SERVER_CALL_TIMEOUT_MS)",
+            &self.server_call_timeout_ms,
+            Duration::from_millis,
+            "milliseconds (0: no limit)",
+        )?;
         let max_streams = match self.http2_max_streams.trim().parse::<u32>() {
             Ok(n) if n > 0 => n,
             _ => {
@@ -492,19 +502,12 @@ impl Flags {
                 ));
             }
         };
-        let max_connection_age = match self.max_connection_age_secs.trim().parse::<u64>() {
-            Ok(0) => None,
-            Ok(secs) => Some(Duration::from_secs(secs)),
-            Err(_) => {
-                return Err(config_error(
-                    "--max-connection-age-secs (STRATA_MAX_CONNECTION_AGE_SECS)",
-                    format!(
-                        "{:?} is not a whole number of seconds (0: for ever)",
-                        self.max_connection_age_secs
-                    ),
-                ));
-            }
-        };
+        let max_connection_age = optional_duration(
+            "--max-connection-age-secs (STRATA_MAX_CONNECTION_AGE_SECS)",
+            &self.max_connection_age_secs,
+            Duration::from_secs,
+            "seconds (0: for ever)",
+        )?;
         let tls = self.tls()?;
         let registry = self.registry(listen, tls.is_some())?;
         let service_token = strata_rpc::client::setting_or_file(strata_rpc::client::SERVICE_TOKEN_VAR, &env)

@@ -213,6 +213,42 @@ impl Edge {
     }
 }
 
+/// What an edge binary does instead of serving, if its flags ask for it:
+/// `health` (exit 0 when its `/readyz` answers 200, 1 otherwise) or
+/// `--check-config` (`check`, then exit 0, or 2 with the first bad
+/// setting). `None`: serve.
+pub async fn instead_of_serving(
+    name: &str,
+    listen: std::net::SocketAddr,
+    command: Option<crate::config::Command>,
+    flags: &EdgeFlags,
+    check: impl FnOnce() -> anyhow::Result<()>,
+) -> Option<std::process::ExitCode> {
+    use std::process::ExitCode;
+    if command == Some(crate::config::Command::Health) {
+        return Some(match health(listen).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("{name}: not ready: {error:#}");
+                ExitCode::FAILURE
+            }
+        });
+    }
+    if !flags.check_config {
+        return None;
+    }
+    Some(match check() {
+        Ok(()) => {
+            println!("{name}: configuration ok");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{name}: invalid configuration: {error:#}");
+            ExitCode::from(2)
+        }
+    })
+}
+
 /// Asks the edge listening on `listen` whether it is ready: `GET /readyz`
 /// (on loopback for a wildcard address), within 3 s.
 ///

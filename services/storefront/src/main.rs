@@ -8,26 +8,12 @@ use strata_storefront::Flags;
 #[tokio::main]
 async fn main() -> ExitCode {
     let flags = Flags::parse();
-    if flags.command == Some(strata_edge::config::Command::Health) {
-        return match strata_edge::serve::health(flags.listen).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("storefront: not ready: {error:#}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    if flags.edge.check_config {
-        return match strata_storefront::check(&flags) {
-            Ok(()) => {
-                println!("storefront: configuration ok");
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                eprintln!("storefront: invalid configuration: {error:#}");
-                ExitCode::from(2)
-            }
-        };
+    let check = || strata_storefront::check(&flags);
+    if let Some(code) =
+        strata_edge::serve::instead_of_serving("storefront", flags.listen, flags.command, &flags.edge, check)
+            .await
+    {
+        return code;
     }
     let telemetry = match strata_rpc::telemetry::init("storefront", flags.edge.log_format) {
         Ok(telemetry) => telemetry,
