@@ -96,6 +96,9 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// The default bound on the calls of one connection.
 pub const DEFAULT_MAX_STREAMS: u32 = 200;
 
+/// The default age past which a caller's connection is ended gracefully.
+pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
+
 /// The default limit of calls in flight.
 pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 1024;
 
@@ -122,7 +125,7 @@ impl Default for Admission {
             max_concurrent_calls: Some(DEFAULT_MAX_CONCURRENT_CALLS),
             call_timeout: Some(DEFAULT_CALL_TIMEOUT),
             max_streams: DEFAULT_MAX_STREAMS,
-            max_connection_age: None,
+            max_connection_age: Some(DEFAULT_MAX_CONNECTION_AGE),
         }
     }
 }
