@@ -10,7 +10,9 @@
 # terminal's. Settings: DATA_SERVICE_ARGS, STOREFRONT_ARGS, BACKOFFICE_ARGS
 # (extra arguments, word-split), CARGO, CARGO_TARGET_DIR, STRATA_BIN_DIR (where
 # the binaries are; default $CARGO_TARGET_DIR/debug), STRATA_*_ADDR (where the
-# application services find each context; default this data service).
+# application services find each context; default this data service),
+# STRATA_DATA_DIR (default ./var), STRATA_LISTEN and
+# STRATA_{STOREFRONT,BACKOFFICE}_LISTEN (default :50051, :8080, :8081).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -18,7 +20,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # user's alone.
 umask 077
 
-readonly start_timeout_secs=60 stop_timeout_secs=20 data_dir=./var log_dir=./var/log
+readonly start_timeout_secs=60 stop_timeout_secs=20
+readonly data_dir=${STRATA_DATA_DIR:-./var}
+readonly log_dir=$data_dir/log
 
 # The same build as `make test` (every binary of the workspace), so neither
 # undoes the other's.
@@ -92,7 +96,7 @@ start() {
   # The dev staff email is reserved in identity before anything serves, so
   # no shopper can take it first.
   STRATA_IDENTITY_RESERVED_EMAILS=${STRATA_IDENTITY_RESERVED_EMAILS:-admin@strata.dev} \
-    start data-service --listen 127.0.0.1:50051 --data-dir "$data_dir" ${DATA_SERVICE_ARGS:-}
+    start data-service --listen "${STRATA_LISTEN:-127.0.0.1:50051}" --data-dir "$data_dir" ${DATA_SERVICE_ARGS:-}
   data_service_url=http://$address
   export STRATA_CATALOG_ADDR=${STRATA_CATALOG_ADDR:-$data_service_url}
   export STRATA_INVENTORY_ADDR=${STRATA_INVENTORY_ADDR:-$data_service_url}

@@ -1791,3 +1791,63 @@ async fn dev_mode_never_prints_the_staff_password() {
         "the password is in the logs"
     );
 }
+
+/// `make run` (scripts/run.sh) writes what it keeps (databases, logs, dev
+/// secrets) readable by its user alone, and its output carries no secret.
+#[test]
+fn make_run_keeps_its_files_to_its_user() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new("make-run");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/run.sh");
+    let bin = workspace_bin("data-service");
+    let bin_dir = bin.parent().unwrap().to_str().unwrap().to_owned();
+    let mut run = Process::start(
+        std::path::Path::new("bash"),
+        &[script.to_str().unwrap()],
+        &[
+            // The binaries `make test` built; no second build.
+            ("CARGO", "true"),
+            ("STRATA_BIN_DIR", &bin_dir),
+            ("STRATA_DATA_DIR", dir.arg()),
+            ("STRATA_LISTEN", "127.0.0.1:0"),
+            ("STRATA_STOREFRONT_LISTEN", "127.0.0.1:0"),
+            ("STRATA_BACKOFFICE_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    // Printed once backoffice has registered the staff account, by then
+    // every part is up.
+    run.wait_for_line("backoffice dev staff account: ");
+    let admin: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("dev-admin.json")).unwrap()).unwrap();
+    let password = admin["password"].as_str().unwrap().to_owned();
+    let mut checked = Vec::new();
+    let mut pending = vec![dir.path().to_path_buf()];
+    while let Some(path) = pending.pop() {
+        for entry in std::fs::read_dir(&path).unwrap() {
+            let entry = entry.unwrap();
+            let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", entry.path().display());
+            if entry.file_type().unwrap().is_dir() {
+                pending.push(entry.path());
+            } else {
+                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                if entry.path().extension().is_some_and(|e| e == "log") {
+                    assert!(
+                        !text.contains(&password),
+                        "{} holds the password",
+                        entry.path().display()
+                    );
+                }
+                checked.push(entry.file_name());
+            }
+        }
+    }
+    assert!(checked.len() >= 6, "logs, databases and dev secrets: {checked:?}");
+    run.terminate();
+    let (status, stderr) = run.exit();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        stderr.iter().all(|l| !l.contains(&password)),
+        "the password is in the output"
+    );
+}
