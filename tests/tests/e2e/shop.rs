@@ -1816,10 +1816,11 @@ fn make_run_keeps_its_files_to_its_user() {
     );
     // Printed once backoffice has registered the staff account, by then
     // every part is up.
-    run.wait_for_line("backoffice dev staff account: ");
+    let line = run.wait_for_line("backoffice dev staff account: ");
     let admin: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("dev-admin.json")).unwrap()).unwrap();
     let password = admin["password"].as_str().unwrap().to_owned();
+    assert!(!line.contains(&password), "{line}");
     let mut checked = Vec::new();
     let mut pending = vec![dir.path().to_path_buf()];
     while let Some(path) = pending.pop() {
