@@ -106,3 +106,70 @@ image_label() {
 mib() {
     docker image inspect -f '{{ .Size }}' "$1" | awk '{ printf "%.1f MiB", $1 / 1048576 }'
 }
+
+# ensure_debian_image: the whole of an infrastructure image's ensure-image.sh
+# (etcd/, haproxy/): print the image (on fd 3, see `result`) when it exists,
+# else build it, once at a time (flock), from Debian packages downloaded with
+# apt and never installed, FROM scratch with the Dockerfile beside the script.
+# Reads these variables, set by the caller:
+#   name          for messages and scratch directories (etcd, haproxy)
+#   image         the reference to make (strata-etcd:3.4)
+#   major_minor   the version the first of `packages` must have (3.4)
+#   override      an image to use as is, unchecked, when not empty
+#   lock_file     the flock file serialising builds
+#   script_dir    where the Dockerfile is
+#   packages      array: Debian packages to fetch; the first is versioned
+#   programs      array: absolute paths of the programs to stage, as packaged
+#   dirs          array: directories to make in the build context (rootfs/…)
+#   smoke         array: arguments the built image is run with once, offline
+# and `say` and `result` (print the reference on fd 3 and exit 0).
+# shellcheck disable=SC2154 # the variables above are the caller's
+ensure_debian_image() {
+    [ -z "$override" ] || result "$override"
+    docker info >/dev/null 2>&1 || { say "error: no Docker engine answers (docker info failed)"; exit 1; }
+    docker image inspect "$image" >/dev/null 2>&1 && result "$image"
+
+    exec 9>>"$lock_file"
+    chmod 0666 "$lock_file" 2>/dev/null || true
+    if ! flock -n 9; then
+        say "another build of $image is running; waiting for it"
+        flock 9
+    fi
+    docker image inspect "$image" >/dev/null 2>&1 && result "$image"
+
+    local started=$SECONDS work version context dir program package
+    work=$(mktemp -d "${TMPDIR:-/tmp}/strata-$name.XXXXXX")
+    # shellcheck disable=SC2064 # the path is fixed now, on purpose
+    trap "rm -rf '$work'" EXIT
+
+    say "downloading Debian's ${packages[*]}"
+    download_debs "$work/debs" "${packages[@]}"
+    version=$(deb_version "$work/debs" "${packages[0]}")
+    case "$version" in
+        "$major_minor".*) ;;
+        *) say "error: Debian's ${packages[0]} is $version, not $major_minor.x: update $script_dir/ensure-image.sh and the compose file"; exit 1 ;;
+    esac
+    unpack_debs "$work/debs" "$work/packages"
+
+    context="$work/context"
+    mkdir -p "$context/rootfs/tmp"
+    for dir in "${dirs[@]}"; do mkdir -p "$context/$dir"; done
+    chmod 1777 "$context/rootfs/tmp"
+    for program in "${programs[@]}"; do
+        stage_elf "$context/rootfs" "$work/packages$program" "$program" "$work/packages"
+    done
+    for package in "${packages[@]}" libc6; do
+        install -D -m 0644 "$work/packages/usr/share/doc/$package/copyright" "$context/rootfs/usr/share/doc/$package/copyright"
+    done
+    cp "$script_dir/Dockerfile" "$context/Dockerfile"
+
+    say "building $image ($name $version)"
+    DOCKER_BUILDKIT=0 docker build -q \
+        --label "org.opencontainers.image.title=$image" \
+        --label "org.opencontainers.image.version=$version" \
+        --label "org.strata.built-by=deploy/images/$name/ensure-image.sh" \
+        -t "$image" "$context" >/dev/null 2> >(grep -v -e DEPRECATED -e 'legacy builder' -e BuildKit -e '^ *$' -e 'environment-variable' >&2)
+    docker run --rm --read-only --network none "$image" "${smoke[@]}" >&2
+    say "built $image in $((SECONDS - started)) s ($(mib "$image"))"
+    result "$image"
+}

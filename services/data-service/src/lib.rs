@@ -106,14 +106,7 @@ pub async fn host_when_reachable<S, E, F, Fut>(
     mount: F,
 ) -> anyhow::Result<strata_rpc::Server>
 where
-    S: tower_service::Service<http::Request<tonic::body::Body>, Error = std::convert::Infallible>
-        + tonic::server::NamedService
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Response: axum_core::response::IntoResponse,
-    S::Future: Send + 'static,
+    S: strata_rpc::Hostable,
     E: std::error::Error + Send + Sync + 'static,
     F: Fn(StoreConfig) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<S, E>> + Send,

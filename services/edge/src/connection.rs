@@ -26,7 +26,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     task::{Context, Poll},
     time::Duration,
@@ -43,7 +43,7 @@ use hyper_util::{
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
-    sync::{Semaphore, watch},
+    sync::{Notify, Semaphore, watch},
     time::{Instant, Sleep},
 };
 
@@ -80,10 +80,6 @@ impl Default for HttpLimits {
     }
 }
 
-/// More than any number of connections: each open one holds a permit, and
-/// stopping waits for all of them.
-const OPEN_PERMITS: u32 = u32::MAX >> 4;
-
 /// Serves `app` on `listener` within `limits` until `stop` turns true; then
 /// stops accepting, asks every connection to finish what it is doing
 /// (HTTP/1.1: close after the current response; HTTP/2: GOAWAY), and returns
@@ -100,8 +96,8 @@ pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits, mut s
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
         .max_header_list_size(limits.max_header_bytes);
     let builder = Arc::new(builder);
-    let places = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let open = Arc::new(Semaphore::new(OPEN_PERMITS as usize));
+    let cap = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX >> 4);
+    let places = Arc::new(Semaphore::new(cap as usize));
     loop {
         let place = tokio::select! {
             place = places.clone().acquire_owned() => place.expect("never closed"),
@@ -125,14 +121,14 @@ pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits, mut s
         let builder = builder.clone();
         let app = app.clone();
         let stop = stop.clone();
-        let counted = open.clone().acquire_owned().await.expect("never closed");
         tokio::spawn(async move {
             connection(&builder, stream, remote, app, limits, stop).await;
-            drop((place, counted));
+            drop(place);
         });
     }
-    // Every connection holds one permit of `open` until it ends.
-    let _ = open.acquire_many(OPEN_PERMITS).await;
+    // Every open connection holds a place until it ends: all of them back
+    // means every connection has ended.
+    let _ = places.acquire_many(cap).await;
 }
 
 /// What the watchdog knows of one connection.
@@ -141,9 +137,12 @@ struct Activity {
     opened: Instant,
     /// Milliseconds from `opened` to the last byte read or written.
     last_io_ms: AtomicU64,
-    /// Requests begun, and those whose handler has not answered yet.
-    requests: AtomicU64,
+    /// Whether a request has begun, and how many have not been answered yet.
+    served: AtomicBool,
     in_flight: AtomicUsize,
+    /// Woken when the last request in flight is answered: the idle timer
+    /// starts again.
+    settled: Notify,
 }
 
 impl Activity {
@@ -154,7 +153,7 @@ impl Activity {
 
     /// When the connection is to be closed as things stand, if ever.
     fn deadline(&self, limits: &HttpLimits) -> Option<Instant> {
-        if self.requests.load(Ordering::Acquire) == 0 {
+        if !self.served.load(Ordering::Acquire) {
             return Some(self.opened + limits.header_timeout);
         }
         (self.in_flight.load(Ordering::Acquire) == 0).then(|| {
@@ -168,7 +167,7 @@ struct InFlight(Arc<Activity>);
 
 impl InFlight {
     fn begin(activity: &Arc<Activity>) -> Self {
-        activity.requests.fetch_add(1, Ordering::AcqRel);
+        activity.served.store(true, Ordering::Release);
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
         Self(activity.clone())
     }
@@ -177,7 +176,10 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // A permit is kept if the watchdog is not waiting yet.
+            self.0.settled.notify_one();
+        }
     }
 }
 
@@ -192,8 +194,9 @@ async fn connection(
     let activity = Arc::new(Activity {
         opened: Instant::now(),
         last_io_ms: AtomicU64::new(0),
-        requests: AtomicU64::new(0),
+        served: AtomicBool::new(false),
         in_flight: AtomicUsize::new(0),
+        settled: Notify::new(),
     });
     let io = TokioIo::new(Watched {
         inner: stream,
@@ -227,7 +230,7 @@ async fn connection(
                 stopping = true;
                 connection.as_mut().graceful_shutdown();
             }
-            () = sleep_until(deadline) => {
+            () = until(deadline, &activity.settled) => {
                 // Looked at again: a request may have begun, or a byte moved.
                 if activity.deadline(&limits).is_some_and(|at| at <= Instant::now()) {
                     tracing::debug!(%remote, "closing a connection that sent no request, or sat idle, too long");
@@ -238,13 +241,12 @@ async fn connection(
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
+/// Until `deadline`, or, with none (a request in flight: its body is bounded
+/// by the body timeout), until the requests in flight are answered.
+async fn until(deadline: Option<Instant>, settled: &Notify) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
-        // Nothing to time while a request is in flight: its handler is bounded
-        // by the request budget, and its body by the body timeout. Looked at
-        // again once it ends (the next byte written, at the latest).
-        None => tokio::time::sleep(Duration::from_millis(250)).await,
+        None => settled.notified().await,
     }
 }
 

@@ -116,10 +116,11 @@ async fn read(
             u64::try_from(at.seconds).unwrap_or(0) * 1000 + u64::try_from(at.nanos).unwrap_or(0) / 1_000_000;
         let horizon = crate::auth::now_ms().saturating_sub(ttl_ms);
         if revokes && at_ms >= horizon {
+            // The map only grows here, so it is pruned here, not per event.
+            revocations.forget_before(horizon);
             revocations.revoke(account, at_ms);
             tracing::info!(%account, "tokens issued before the account's change are revoked");
         }
-        revocations.forget_before(horizon);
     }
     Ok(())
 }

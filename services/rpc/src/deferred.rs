@@ -66,12 +66,7 @@ impl<S: NamedService> NamedService for Deferred<S> {
     const NAME: &'static str = S::NAME;
 }
 
-impl<S> tower_service::Service<http::Request<Body>> for Deferred<S>
-where
-    S: tower_service::Service<http::Request<Body>, Error = Infallible> + Clone + Send + 'static,
-    S::Response: IntoResponse,
-    S::Future: Send + 'static,
-{
+impl<S: crate::Hostable> tower_service::Service<http::Request<Body>> for Deferred<S> {
     type Response = Response;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;

@@ -130,6 +130,37 @@ impl Default for Admission {
     }
 }
 
+/// What a server can host: a gRPC service as tonic generates them (named,
+/// cloneable, answering every request). Written once, for [`Server::host`]
+/// and for whoever hands it services.
+pub trait Hostable:
+    tower_service::Service<
+        http::Request<Body>,
+        Error = Infallible,
+        Response: axum_core::response::IntoResponse,
+        Future: Send + 'static,
+    > + NamedService
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> Hostable for S where
+    S: tower_service::Service<
+            http::Request<Body>,
+            Error = Infallible,
+            Response: axum_core::response::IntoResponse,
+            Future: Send + 'static,
+        > + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// Whether a hosted service can serve now (its store answers, say): asked
 /// every [`HEALTH_PERIOD`]; an answer that takes longer counts as no.
 pub type Probe = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
@@ -198,17 +229,7 @@ impl Server {
 
     /// Hosts `service`; health reports it SERVING under its fully-qualified name.
     #[must_use]
-    pub fn host<S>(mut self, service: S) -> Self
-    where
-        S: tower_service::Service<http::Request<Body>, Error = Infallible>
-            + NamedService
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Response: axum_core::response::IntoResponse,
-        S::Future: Send + 'static,
-    {
+    pub fn host<S: Hostable>(mut self, service: S) -> Self {
         self.routes.add_service(service);
         self.names.push(S::NAME);
         self

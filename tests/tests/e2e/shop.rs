@@ -86,9 +86,7 @@ impl Shop {
         };
         let env = edge_env(&data_address, &inventory_address, &dir);
         let (backoffice, bo) = block(|| {
-            let mut env = env.clone();
-            env.retain(|(k, _)| *k != "STRATA_SERVICE_TOKEN");
-            env.push(("STRATA_SERVICE_TOKEN", BACKOFFICE_TOKEN.to_owned()));
+            let mut env = backoffice_env(env.clone());
             env.push(("STRATA_ADMIN_EMAIL", ADMIN_EMAIL.to_owned()));
             env.push(("STRATA_ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()));
             env.extend(setup.backoffice_env.iter().cloned());
@@ -402,6 +400,14 @@ fn edge_env(data: &str, inventory: &str, dir: &TempDir) -> Vec<(&'static str, St
         ("STRATA_RATE_LIMIT_BURST", "1000".to_owned()),
         ("STRATA_SIGN_IN_PER_MINUTE", "100000".to_owned()),
     ]
+}
+
+/// `env` (an edge's, as [`edge_env`] makes it) with backoffice's own
+/// credential instead of the storefront's.
+fn backoffice_env(mut env: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
+    env.retain(|(k, _)| *k != "STRATA_SERVICE_TOKEN");
+    env.push(("STRATA_SERVICE_TOKEN", BACKOFFICE_TOKEN.to_owned()));
+    env
 }
 
 fn start_edge(name: &str, args: &[&str], env: &[(&'static str, String)]) -> (Process, String) {
@@ -1770,9 +1776,7 @@ async fn dev_mode_never_prints_the_staff_password() {
     use std::os::unix::fs::PermissionsExt as _;
     let shop = Shop::start(Setup::default()).await;
     let dir = TempDir::new("dev-secrets");
-    let mut env = edge_env(&shop.data_address, &shop.inventory_address, &shop.dir);
-    env.retain(|(k, _)| *k != "STRATA_SERVICE_TOKEN");
-    env.push(("STRATA_SERVICE_TOKEN", BACKOFFICE_TOKEN.to_owned()));
+    let env = backoffice_env(edge_env(&shop.data_address, &shop.inventory_address, &shop.dir));
     let (mut edge, _) = block(|| start_edge("backoffice", &["--dev", "--data-dir", dir.arg()], &env));
     let line = block(|| edge.wait_for_line("backoffice dev staff account: "));
     let kept = dir.path().join("dev-admin.json");
