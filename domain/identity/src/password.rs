@@ -325,8 +325,10 @@ impl Argon2Hasher {
         let gone = Arc::clone(&caller.gone);
         let (answer, answered) = tokio::sync::oneshot::channel();
         self.workers.run(Box::new(move || {
-            let _slot = slot;
             let done = (!gone.load(Ordering::Acquire)).then(work);
+            // The slot is free before the caller hears back, so that a
+            // caller that goes on at once finds it free.
+            drop(slot);
             let _ = answer.send(done);
         }))?;
         answered
