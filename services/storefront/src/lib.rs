@@ -53,8 +53,8 @@ pub struct Flags {
     /// The most units (the sum of the lines' quantities) one order may hold.
     #[arg(long, env = "STRATA_MAX_UNITS_PER_ORDER", default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_units_per_order: u32,
-    /// The most orders one shopper may have open (pending or confirmed, not
-    /// yet shipped or cancelled); past it a checkout is refused (409).
+    /// The most orders one shopper may have open (confirmed, not yet shipped
+    /// or cancelled); past it a checkout is refused (409).
     #[arg(long, env = "STRATA_MAX_OPEN_ORDERS", default_value_t = 20, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=500))]
     pub max_open_orders: u32,
     /// Do not follow ordering's events (another storefront instance does).

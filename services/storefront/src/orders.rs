@@ -130,34 +130,25 @@ pub async fn checkout(
     Ok((StatusCode::CREATED, Json(order.try_into()?)))
 }
 
-/// Refuses a new checkout while the caller already has
-/// `--max-open-orders` orders pending or confirmed (not yet shipped or
-/// cancelled), so that one account cannot hold the shop's stock; the order of
-/// this very checkout (a retry) does not count.
+/// Refuses a new checkout while the caller already has `--max-open-orders`
+/// confirmed orders not yet shipped or cancelled, so that one account cannot
+/// hold the shop's stock; the order of this very checkout (a retry) does not
+/// count. Pending orders are not counted: a checkout confirms its order at
+/// once, and one that died halfway gives its holds back when they expire
+/// (`--reservation-ttl-secs`), so counting them would cost a second call per
+/// checkout for orders that hold nothing for long.
 async fn within_open_orders(app: &App, ctx: &Ctx, caller: &Principal, this: &str) -> Result<(), Problem> {
     let limit = app.max_open_orders;
-    let page_size = i32::try_from(limit + 1).unwrap_or(i32::MAX);
-    let open = |status: ordering::OrderStatus| {
-        let request = ctx.call.request(ordering::ListOrdersRequest {
-            page_size,
-            page_token: String::new(),
-            buyer_id: caller.account_id.to_string(),
-            status: status as i32,
-        });
-        let mut orders = app.edge.downstream.ordering.clone();
-        async move { ctx.run("order", orders.list_orders(request)).await }
-    };
-    let (pending, confirmed) = futures_util::future::try_join(
-        open(ordering::OrderStatus::Pending),
-        open(ordering::OrderStatus::Confirmed),
-    )
-    .await?;
-    let count = pending
-        .orders
-        .iter()
-        .chain(&confirmed.orders)
-        .filter(|order| order.id != this)
-        .count();
+    let request = ctx.call.request(ordering::ListOrdersRequest {
+        page_size: i32::try_from(limit + 1).unwrap_or(i32::MAX),
+        page_token: String::new(),
+        buyer_id: caller.account_id.to_string(),
+        status: ordering::OrderStatus::Confirmed as i32,
+    });
+    let confirmed = ctx
+        .run("order", app.edge.downstream.ordering.clone().list_orders(request))
+        .await?;
+    let count = confirmed.orders.iter().filter(|order| order.id != this).count();
     if count >= limit as usize {
         return Err(Problem::conflict(format!(
             "{count} of your orders are still open (at most {limit}); wait until they ship, or cancel one"
