@@ -1,69 +1,69 @@
 #!/usr/bin/env python3
 """A sign-in flood against the real binaries, and what it costs the shop.
 
-Starts a data service (every context on SQLite in a scratch directory) and a
-storefront on loopback, registers one shopper, then:
+Starts a data service (every context on SQLite in a scratch directory), the
+flooded storefront and a second storefront the catalog is read through, all on
+loopback with their default sign-in limits, then runs `strata-load flood`
+(bench/src/shop/flood.rs) against them:
 
-1. idle: catalog reads (GET /v1/products, through a second storefront that
-   is not flooded) one after another, for their p99;
-2. flood: FLOOD_CLIENTS threads sign in as fast as they can for FLOOD_SECONDS,
-   spread over FLOOD_ADDRESSES loopback source addresses (127.0.0.2, …), half
-   with the right password and half with a wrong one, while the same catalog
-   reads run beside them.
+1. idle: catalog reads (GET /v1/products) at a fixed rate, for their p99;
+2. flood: sign-ins at FLOOD_RATE per second from FLOOD_ADDRESSES loopback
+   source addresses (127.0.1.x) over FLOOD_ACCOUNTS accounts, one in four with
+   a wrong password, while the same catalog reads run beside them.
+
+The catalog is read through a storefront of its own, so that its latency shows
+what the flood costs the data service (where hashing runs beside the other
+contexts), not the flooded edge's own queue.
+
+With two cores or more, the shop runs on all cores but the last and the load
+generator on the last (FLOOD_PIN=0 turns this off): the flood comes from other
+machines in real life, and a generator sharing the shop's cores measures
+itself.
 
 It prints the sign-ins' answers by status, the catalog reads' p50/p99 idle and
 under the flood, and the data service's peak memory (VmHWM). Every refused
-sign-in must be a clean 429 or 503 (problem+json); the script exits 1
-otherwise. The storefront keeps its default sign-in limits (the point is to
-see them work); its general rate limit is raised so that the catalog reads are
-not what gets limited.
+sign-in must be a clean 429 or 503 (problem+json); it exits 1 otherwise.
 
-    python3 scripts/signin-flood.py            # release binaries (cargo build --release first)
+    cargo build --release -p strata-data-service -p strata-storefront -p strata-bench
+    python3 scripts/signin-flood.py
     STRATA_BIN_DIR=target/debug python3 scripts/signin-flood.py
 
 Traffic goes to 127.0.0.0/8 only.
 """
 
-import http.client
 import json
 import os
-import re
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 BIN = os.environ.get("STRATA_BIN_DIR", "target/release")
-CLIENTS = int(os.environ.get("FLOOD_CLIENTS", "200"))
-SECONDS = float(os.environ.get("FLOOD_SECONDS", "10"))
-ADDRESSES = int(os.environ.get("FLOOD_ADDRESSES", "8"))
-PASSWORD = "a flooding password"
+SECONDS = os.environ.get("FLOOD_SECONDS", "10")
+RATE = os.environ.get("FLOOD_RATE", "400")
+ADDRESSES = os.environ.get("FLOOD_ADDRESSES", "100")
+ACCOUNTS = os.environ.get("FLOOD_ACCOUNTS", "40")
+READ_RATE = os.environ.get("FLOOD_READ_RATE", "100")
+CORES = os.cpu_count() or 1
+PIN = os.environ.get("FLOOD_PIN", "1") != "0" and CORES >= 2
+SHOP_CPUS = f"0-{CORES - 2}" if PIN else None
+LOAD_CPUS = f"{CORES - 1}" if PIN else None
+
+
+def pinned(command, cpus):
+    return ["taskset", "-c", cpus, *command] if cpus else command
 
 
 def start(name, args, env):
-    process = subprocess.Popen([f"{BIN}/{name}", *args], env=env, stdout=subprocess.PIPE,
+    process = subprocess.Popen(pinned([f"{BIN}/{name}", *args], SHOP_CPUS), env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, text=True)
     deadline = time.time() + 60
     while time.time() < deadline:
         line = process.stdout.readline()
         if line.startswith(f"{name} listening on "):
-            address = line.split()[3].removeprefix("http://")
-            host, port = address.rsplit(":", 1)
-            return process, (host, int(port))
+            address = line.split()[3]
+            return process, address if address.startswith("http") else f"http://{address}"
     raise SystemExit(f"{name} did not start")
-
-
-def request(address, method, path, body=None, source="127.0.0.1"):
-    connection = http.client.HTTPConnection(*address, timeout=30, source_address=(source, 0))
-    try:
-        headers = {"content-type": "application/json"} if body is not None else {}
-        connection.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
-        response = connection.getresponse()
-        return response.status, response.getheader("content-type") or "", response.read()
-    finally:
-        connection.close()
 
 
 def peak_rss_mib(pid):
@@ -74,20 +74,6 @@ def peak_rss_mib(pid):
     return float("nan")
 
 
-def reads(address, stop, out):
-    while not stop.is_set():
-        started = time.perf_counter()
-        status, _, _ = request(address, "GET", "/v1/products?page_size=20")
-        out.append((time.perf_counter() - started) * 1000)
-        if status != 200:
-            out.append(float("inf"))
-
-
-def percentile(values, q):
-    values = sorted(values)
-    return values[min(len(values) - 1, round((len(values) - 1) * q))]
-
-
 def main():
     scratch = tempfile.mkdtemp(prefix="strata-flood-")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STRATA_", "OTEL_"))}
@@ -95,76 +81,35 @@ def main():
     data, data_address = start("data-service", ["--listen", "127.0.0.1:0", "--data-dir", scratch], env)
     edge_env = dict(env)
     for context in ("CATALOG", "INVENTORY", "ORDERING", "IDENTITY"):
-        edge_env[f"STRATA_{context}_ADDR"] = "http://%s:%d" % data_address
-    storefront, address = start("storefront", ["--listen", "127.0.0.1:0", "--dev", "--data-dir", scratch,
-                                              "--rate-limit-per-sec", "100000", "--rate-limit-burst", "100000",
-                                              "--no-follower"], edge_env)
-    # The catalog is read through a storefront of its own, so that its
-    # latency shows what the flood costs the data service (where hashing
-    # runs beside the other contexts), not the flooded edge's own queue.
-    reading, read_address = start("storefront", ["--listen", "127.0.0.1:0", "--dev", "--data-dir", scratch,
-                                                 "--rate-limit-per-sec", "100000", "--rate-limit-burst", "100000",
-                                                 "--no-follower"], edge_env)
+        edge_env[f"STRATA_{context}_ADDR"] = data_address
+    edge_args = ["--listen", "127.0.0.1:0", "--dev", "--data-dir", scratch,
+                 "--rate-limit-per-sec", "100000", "--rate-limit-burst", "100000", "--no-follower"]
+    storefront, address = start("storefront", edge_args, edge_env)
+    reading, read_address = start("storefront", edge_args, edge_env)
+    processes = (storefront, reading, data)
     try:
-        email = f"flood-{time.time_ns()}@shop.test"
-        status, _, body = request(address, "POST", "/v1/accounts",
-                                  {"email": email, "password": PASSWORD, "display_name": "Flood"})
-        assert status == 201, body
-        idle = []
-        stop = threading.Event()
-        reader = threading.Thread(target=reads, args=(read_address, stop, idle))
-        reader.start()
-        time.sleep(5)
-        stop.set()
-        reader.join()
         rss_idle = peak_rss_mib(data.pid)
-
-        answers = {}
-        unclean = []
-        lock = threading.Lock()
-        flood_stop = threading.Event()
-
-        def sign_in(i):
-            source = f"127.0.0.{2 + i % ADDRESSES}"
-            password = PASSWORD if i % 2 == 0 else "not the password"
-            while not flood_stop.is_set():
-                status, content_type, body = request(address, "POST", "/v1/sessions",
-                                                     {"email": email, "password": password}, source)
-                with lock:
-                    answers[status] = answers.get(status, 0) + 1
-                    if status in (429, 503) and "problem+json" not in content_type:
-                        unclean.append((status, body[:200]))
-                    if status >= 500 and status != 503:
-                        unclean.append((status, body[:200]))
-
-        under = []
-        stop = threading.Event()
-        reader = threading.Thread(target=reads, args=(read_address, stop, under))
-        threads = [threading.Thread(target=sign_in, args=(i,)) for i in range(CLIENTS)]
-        reader.start()
-        for thread in threads:
-            thread.start()
-        time.sleep(SECONDS)
-        flood_stop.set()
-        for thread in threads:
-            thread.join()
-        stop.set()
-        reader.join()
+        load = subprocess.run(pinned([f"{BIN}/strata-load", "flood", "--storefront", address, "--reader", read_address,
+                                      "--rate", RATE, "--read-rate", READ_RATE, "--seconds", SECONDS,
+                                      "--addresses", ADDRESSES, "--accounts", ACCOUNTS], LOAD_CPUS),
+                              stdout=subprocess.PIPE, text=True)
         rss_flood = peak_rss_mib(data.pid)
-
-        print(f"sign-ins: {CLIENTS} clients from {ADDRESSES} addresses for {SECONDS:.0f} s: "
-              + ", ".join(f"{status}: {count}" for status, count in sorted(answers.items())))
-        for name, values in (("idle", idle), ("under the flood", under)):
-            print(f"catalog reads {name}: {len(values)}, p50 {percentile(values, 0.5):.1f} ms, "
-                  f"p99 {percentile(values, 0.99):.1f} ms")
-        print(f"catalog p99 under the flood / idle: {percentile(under, 0.99) / percentile(idle, 0.99):.2f}x")
-        print(f"data service peak memory (VmHWM): {rss_idle:.1f} MiB idle, {rss_flood:.1f} MiB after the flood")
-        if unclean:
-            print(f"{len(unclean)} refusals were not clean problem+json 429/503: {unclean[:3]}")
+        print(load.stdout, end="")
+        if load.returncode != 0:
             return 1
+        summary = json.loads(load.stdout)
+        sign_ins, reads = summary["sign_ins"], summary["catalog_reads"]
+        print(f"shop on CPUs {SHOP_CPUS or 'all'}, load generator on {LOAD_CPUS or 'all'}")
+        print(f"sign-ins: {sign_ins['started']} at {RATE}/s from {ADDRESSES} addresses over {ACCOUNTS} accounts: "
+              + ", ".join(f"{status}: {count}" for status, count in sign_ins["by_status"].items()))
+        for name in ("idle", "flood"):
+            print(f"catalog reads {name}: {reads[name]['count']}, p50 {reads[name]['p50_ms']:.2f} ms, "
+                  f"p99 {reads[name]['p99_ms']:.2f} ms")
+        print(f"catalog p99 under the flood / idle: {reads['p99_ratio']:.2f}x")
+        print(f"data service peak memory (VmHWM): {rss_idle:.1f} MiB before, {rss_flood:.1f} MiB after the flood")
         return 0
     finally:
-        for process in (storefront, reading, data):
+        for process in processes:
             process.terminate()
             process.wait(timeout=20)
 

@@ -7,9 +7,14 @@
 //! threads of its own, never on a runtime worker, and at most
 //! `hash_concurrency` hashes run at once (one per two cores by default), so that a
 //! flood of sign-ins costs a bounded amount of memory and leaves the other
-//! contexts their share of the CPU. A call that finds every slot taken waits
-//! up to `hash_wait` for one, then is refused with [`Error::Busy`]
-//! (`RESOURCE_EXHAUSTED`, a 503 with `Retry-After` at the edge). A call
+//! contexts their share of the CPU. The hashing threads run at the lowest
+//! priority (nice 19): they take what CPU the other contexts leave, so a
+//! flood slows sign-ins, not catalog reads. A call that finds every slot
+//! taken waits up to `hash_wait` for one, then is refused with
+//! [`Error::Busy`] (`RESOURCE_EXHAUSTED`, a 503 with `Retry-After` at the
+//! edge); past `hash_queue` callers waiting, it is refused at once, since it
+//! could not be served within the wait anyway and each waiting call holds an
+//! HTTP/2 stream and an admission place of the server. A call
 //! cancelled while it waits (its deadline passed, its client left) takes no
 //! slot, and one cancelled before its hash began skips the hash. A hash that
 //! has begun cannot be interrupted (argon2 has no cancellation point), so it
@@ -20,14 +25,14 @@ use std::{
     fmt::Debug,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
 
 use argon2::{
-    Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _,
-    password_hash::{self, SaltString, rand_core::OsRng},
+    Algorithm, Argon2, Block, Params,
+    password_hash::{self, Output, ParamsString, Salt, SaltString, rand_core::OsRng},
 };
 use async_trait::async_trait;
 use strata_kernel::Error;
@@ -65,6 +70,9 @@ pub mod vars {
     pub const HASH_CONCURRENCY: &str = "STRATA_IDENTITY_HASH_CONCURRENCY";
     /// How long a call waits for a hashing slot before it is refused, in ms.
     pub const HASH_WAIT_MS: &str = "STRATA_IDENTITY_HASH_WAIT_MS";
+    /// How many calls may wait for a hashing slot at once (0: 16 per slot);
+    /// more are refused at once.
+    pub const HASH_QUEUE: &str = "STRATA_IDENTITY_HASH_QUEUE";
 }
 
 /// How passwords are hashed and how long new ones must be. The defaults are
@@ -85,6 +93,8 @@ pub struct PasswordPolicy {
     pub hash_concurrency: u32,
     /// How long a call waits for a hashing slot before it is refused.
     pub hash_wait: Duration,
+    /// How many calls may wait for a slot at once (0: 16 per slot).
+    pub hash_queue: u32,
 }
 
 impl Default for PasswordPolicy {
@@ -96,6 +106,7 @@ impl Default for PasswordPolicy {
             min_password_chars: 12,
             hash_concurrency: 0,
             hash_wait: Duration::from_secs(1),
+            hash_queue: 0,
         }
     }
 }
@@ -121,6 +132,7 @@ impl PasswordPolicy {
             min_password_chars: 12,
             hash_concurrency: 0,
             hash_wait: Duration::from_secs(1),
+            hash_queue: 0,
         }
     }
 
@@ -160,6 +172,7 @@ impl PasswordPolicy {
                 vars::HASH_WAIT_MS,
                 u32::try_from(defaults.hash_wait.as_millis()).unwrap_or(u32::MAX),
             )?)),
+            hash_queue: number(vars::HASH_QUEUE, defaults.hash_queue)?,
         };
         policy.check()?;
         Ok(policy)
@@ -217,6 +230,17 @@ impl PasswordPolicy {
             n => n as usize,
         }
     }
+
+    /// How many calls may wait for a slot at once: `hash_queue`, or 16 per
+    /// slot (at OWASP's parameters a hash takes 15 to 50 ms, so 16 waiting
+    /// calls are served well within the default wait of 1 s).
+    #[must_use]
+    pub fn hash_queue_len(&self) -> usize {
+        match self.hash_queue {
+            0 => self.hash_slots() * 16,
+            n => n as usize,
+        }
+    }
 }
 
 /// [`PasswordHasher`] on argon2id, PHC strings with a salt from the OS.
@@ -225,6 +249,9 @@ pub struct Argon2Hasher {
     argon2: Arc<Argon2<'static>>,
     slots: Arc<Semaphore>,
     wait: Duration,
+    /// Calls waiting for a slot now, and how many may.
+    waiting: Arc<AtomicUsize>,
+    max_waiting: usize,
     workers: Arc<Workers>,
 }
 
@@ -256,6 +283,7 @@ impl Workers {
             std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
                 .spawn(move || {
+                    lowest_priority();
                     loop {
                         let job = queue
                             .lock()
@@ -284,6 +312,17 @@ impl Workers {
     }
 }
 
+/// Puts the calling thread at nice 19, the lowest priority: it then runs
+/// when no thread of normal priority wants the CPU (Linux: the nice value of
+/// one thread, not the process). Where that is refused, hashing goes on at
+/// normal priority, with a warning.
+fn lowest_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
+        tracing::warn!(error = %e, "could not lower the hashing thread's priority");
+    }
+}
+
 impl Argon2Hasher {
     /// A hasher with the policy's parameters.
     ///
@@ -303,6 +342,8 @@ impl Argon2Hasher {
             argon2: Arc::new(Argon2::new(Algorithm::Argon2id, argon2::Version::V0x13, params)),
             slots: Arc::new(Semaphore::new(policy.hash_slots())),
             wait: policy.hash_wait,
+            waiting: Arc::new(AtomicUsize::new(0)),
+            max_waiting: policy.hash_queue_len(),
             workers: Arc::new(workers),
         })
     }
@@ -314,13 +355,23 @@ impl Argon2Hasher {
         &self,
         work: impl FnOnce() -> Result<T, password_hash::Error> + Send + 'static,
     ) -> Result<T, Error> {
-        let slot = tokio::time::timeout(self.wait, Arc::clone(&self.slots).acquire_owned())
-            .await
-            .map_err(|_| Error::Busy {
-                what: "password hashing",
-                retry_after: Duration::from_secs(1),
-            })?
-            .map_err(|_| Error::Internal("the hashing slots were closed".into()))?;
+        let busy = || Error::Busy {
+            what: "password hashing",
+            retry_after: Duration::from_secs(1),
+        };
+        let slot = match Arc::clone(&self.slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(tokio::sync::TryAcquireError::Closed) => {
+                return Err(Error::Internal("the hashing slots were closed".into()));
+            }
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                let _place = Waiting::take(&self.waiting, self.max_waiting).ok_or_else(busy)?;
+                tokio::time::timeout(self.wait, Arc::clone(&self.slots).acquire_owned())
+                    .await
+                    .map_err(|_| busy())?
+                    .map_err(|_| Error::Internal("the hashing slots were closed".into()))?
+            }
+        };
         let caller = Caller::default();
         let gone = Arc::clone(&caller.gone);
         let (answer, answered) = tokio::sync::oneshot::channel();
@@ -336,6 +387,28 @@ impl Argon2Hasher {
             .map_err(|_| Error::Internal("a hashing thread failed".into()))?
             .ok_or_else(|| Error::Internal("the caller left before its hash began".into()))?
             .map_err(hashing_failed)
+    }
+}
+
+/// A place among the calls waiting for a slot, given back when dropped
+/// (served, timed out or cancelled).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    /// A place, if fewer than `max` are taken.
+    fn take(waiting: &'a AtomicUsize, max: usize) -> Option<Self> {
+        waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self(waiting))
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -363,10 +436,11 @@ impl PasswordHasher for Argon2Hasher {
         let password = password.clone();
         let phc = self
             .in_slot(move || {
-                let salt = SaltString::generate(&mut OsRng);
-                argon2
-                    .hash_password(password.expose().as_bytes(), &salt)
-                    .map(|hash| hash.to_string())
+                hash_phc(
+                    &argon2,
+                    password.expose().as_bytes(),
+                    &SaltString::generate(&mut OsRng),
+                )
             })
             .await?;
         PasswordHash::from_phc(phc).map_err(|v| Error::Internal(v.to_string().into()))
@@ -376,20 +450,82 @@ impl PasswordHasher for Argon2Hasher {
         let Some(phc) = hash.phc().map(str::to_owned) else {
             return Ok(false);
         };
-        let argon2 = Arc::clone(&self.argon2);
         let password = password.clone();
-        self.in_slot(move || {
-            let parsed = password_hash::PasswordHash::new(&phc)?;
-            // The parameters come from the stored hash itself, so hashes made
-            // under an older policy still verify.
-            match argon2.verify_password(password.expose().as_bytes(), &parsed) {
-                Ok(()) => Ok(true),
-                Err(password_hash::Error::Password) => Ok(false),
-                Err(other) => Err(other),
-            }
-        })
-        .await
+        self.in_slot(move || verify_phc(password.expose().as_bytes(), &phc))
+            .await
     }
+}
+
+thread_local! {
+    /// This hashing thread's argon2 memory (19 MiB at the default cost),
+    /// allocated at its first hash and reused by every later one. Left to the
+    /// allocator, each hash's freed block was not reused: the process grew by
+    /// the memory cost at each of the first ten or so hashes, to 230 MiB with
+    /// a single slot. Reused, the process holds slots × the memory cost.
+    static MEMORY: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs argon2 over `password` and `salt` with `argon2`'s parameters into an
+/// output of `len` bytes, in this thread's [`MEMORY`] (grown to the largest
+/// cost it has seen: a stored hash may carry an older policy's).
+fn raw_hash(
+    argon2: &Argon2<'_>,
+    password: &[u8],
+    salt: Salt<'_>,
+    len: usize,
+) -> password_hash::Result<Output> {
+    let mut salt_bytes = [0_u8; Salt::MAX_LENGTH];
+    let salt_bytes = salt.decode_b64(&mut salt_bytes)?;
+    let blocks = argon2.params().block_count();
+    MEMORY.with_borrow_mut(|memory| {
+        if memory.len() < blocks {
+            memory.resize(blocks, Block::default());
+        }
+        Output::init_with(len, |out| {
+            Ok(argon2.hash_password_into_with_memory(password, salt_bytes, out, &mut memory[..blocks])?)
+        })
+    })
+}
+
+/// A new PHC string for `password` (what `argon2.hash_password` makes, in
+/// this thread's memory).
+fn hash_phc(argon2: &Argon2<'_>, password: &[u8], salt: &SaltString) -> password_hash::Result<String> {
+    let params = argon2.params();
+    let output = raw_hash(
+        argon2,
+        password,
+        salt.as_salt(),
+        params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN),
+    )?;
+    Ok(password_hash::PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(argon2::Version::V0x13.into()),
+        params: ParamsString::try_from(params)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    }
+    .to_string())
+}
+
+/// Whether `password` is the one `phc` was made from (what
+/// `verify_password` checks, in this thread's memory). The parameters come
+/// from the stored hash itself, so hashes made under an older policy still
+/// verify; outputs are compared in constant time (`Output`'s `==`).
+fn verify_phc(password: &[u8], phc: &str) -> password_hash::Result<bool> {
+    let parsed = password_hash::PasswordHash::new(phc)?;
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return Ok(false);
+    };
+    let argon2 = Argon2::new(
+        Algorithm::try_from(parsed.algorithm)?,
+        parsed
+            .version
+            .map(argon2::Version::try_from)
+            .transpose()?
+            .unwrap_or_default(),
+        Params::try_from(&parsed)?,
+    );
+    Ok(raw_hash(&argon2, password, salt, expected.len())? == expected)
 }
 
 #[cfg(test)]
@@ -423,7 +559,12 @@ mod tests {
                 min_password_chars: 12,
                 hash_concurrency: 0,
                 hash_wait: Duration::from_secs(1),
+                hash_queue: 0,
             }
+        );
+        assert_eq!(
+            PasswordPolicy::default().hash_queue_len(),
+            PasswordPolicy::default().hash_slots() * 16
         );
         assert_eq!(
             PasswordPolicy::default().hash_slots(),
@@ -598,5 +739,176 @@ mod tests {
         assert_eq!(hasher.in_slot(|| Ok(3)).await.unwrap(), 3);
         assert!(!ran.load(Ordering::SeqCst), "the cancelled call's work never ran");
         assert_eq!(hasher.slots.available_permits(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn past_the_queue_a_call_is_refused_at_once_and_a_place_is_given_back() {
+        for round in 0..10 {
+            let hasher = Arc::new(
+                Argon2Hasher::new(&PasswordPolicy {
+                    hash_concurrency: 1,
+                    hash_wait: Duration::from_secs(30),
+                    hash_queue: 2,
+                    ..PasswordPolicy::for_tests()
+                })
+                .unwrap(),
+            );
+            let (release, gate) = std::sync::mpsc::channel::<()>();
+            let running = tokio::spawn({
+                let hasher = hasher.clone();
+                async move {
+                    hasher
+                        .in_slot(move || {
+                            let _ = gate.recv();
+                            Ok(0)
+                        })
+                        .await
+                }
+            });
+            while hasher.slots.available_permits() > 0 {
+                tokio::task::yield_now().await;
+            }
+            // Four callers at once for the two places: two wait, two are
+            // refused without waiting (the wait is 30 s).
+            let barrier = Arc::new(tokio::sync::Barrier::new(4));
+            let callers: Vec<_> = (1..=4)
+                .map(|n| {
+                    let (hasher, barrier) = (hasher.clone(), barrier.clone());
+                    tokio::spawn(async move {
+                        barrier.wait().await;
+                        hasher.in_slot(move || Ok(n)).await
+                    })
+                })
+                .collect();
+            while hasher.waiting.load(Ordering::SeqCst) < 2 {
+                tokio::task::yield_now().await;
+            }
+            // Two are refused while the slot is still taken: without waiting for it.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while callers.iter().filter(|c| c.is_finished()).count() < 2 {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "round {round}: nobody refused"
+                );
+                tokio::task::yield_now().await;
+            }
+            let (refused, mut waiting): (Vec<_>, Vec<_>) = callers.into_iter().partition(|c| c.is_finished());
+            for caller in refused {
+                assert!(
+                    matches!(caller.await.unwrap(), Err(Error::Busy { .. })),
+                    "round {round}"
+                );
+            }
+            assert_eq!(waiting.len(), 2, "round {round}");
+            assert_eq!(
+                hasher.slots.available_permits(),
+                0,
+                "the first hash still holds the slot"
+            );
+            // One waiter gives up: its place is free for a new caller.
+            waiting.pop().unwrap().abort();
+            while hasher.waiting.load(Ordering::SeqCst) > 1 {
+                tokio::task::yield_now().await;
+            }
+            let late = tokio::spawn({
+                let hasher = hasher.clone();
+                async move { hasher.in_slot(|| Ok(5)).await }
+            });
+            release.send(()).unwrap();
+            assert_eq!(running.await.unwrap().unwrap(), 0);
+            assert!(waiting.pop().unwrap().await.unwrap().is_ok(), "round {round}");
+            assert_eq!(late.await.unwrap().unwrap(), 5, "round {round}");
+            assert_eq!(hasher.waiting.load(Ordering::SeqCst), 0);
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hashes_run_at_the_lowest_priority() {
+        let hasher = Argon2Hasher::new(&PasswordPolicy::for_tests()).unwrap();
+        let nice = hasher
+            .in_slot(|| {
+                Ok(rustix::process::getpriority_process(Some(
+                    rustix::thread::gettid(),
+                )))
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(nice, 19, "a hashing thread's nice value");
+        let here = rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
+        assert!(here < 19, "only the hashing threads are lowered");
+    }
+
+    #[tokio::test]
+    async fn hashes_are_argon2s_own_both_ways() {
+        use argon2::{PasswordHasher as _, PasswordVerifier as _};
+        let policy = PasswordPolicy {
+            memory_kib: 64,
+            iterations: 2,
+            ..PasswordPolicy::for_tests()
+        };
+        let hasher = Argon2Hasher::new(&policy).unwrap();
+        let password = Password::given("password", "correct horse battery").unwrap();
+        let reference = Argon2::new(
+            Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            policy.params().unwrap(),
+        );
+        // Ours, checked by argon2's verifier.
+        let ours = hasher.hash(&password).await.unwrap();
+        let parsed = password_hash::PasswordHash::new(ours.phc().unwrap()).unwrap();
+        assert!(
+            reference
+                .verify_password(b"correct horse battery", &parsed)
+                .is_ok()
+        );
+        assert!(
+            reference
+                .verify_password(b"correct horse batterY", &parsed)
+                .is_err()
+        );
+        // argon2's own, as stored before this hasher reused its memory, checked by ours.
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = reference
+            .hash_password(b"correct horse battery", &salt)
+            .unwrap()
+            .to_string();
+        assert!(verify_phc(b"correct horse battery", &theirs).unwrap());
+        assert!(!verify_phc(b"correct horse batterY", &theirs).unwrap());
+        // One made under another policy (more memory) verifies too.
+        let bigger = Argon2::new(
+            Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            Params::new(256, 1, 1, None).unwrap(),
+        );
+        let old = bigger
+            .hash_password(b"correct horse battery", &salt)
+            .unwrap()
+            .to_string();
+        assert!(verify_phc(b"correct horse battery", &old).unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hashing_thread_reuses_its_memory() {
+        let hasher = Argon2Hasher::new(&PasswordPolicy {
+            hash_concurrency: 1,
+            memory_kib: 64,
+            ..PasswordPolicy::for_tests()
+        })
+        .unwrap();
+        let password = Password::given("password", "correct horse battery").unwrap();
+        let memory = || MEMORY.with_borrow(|m| (m.as_ptr() as usize, m.len()));
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            let hash = hasher.hash(&password).await.unwrap();
+            assert!(hasher.verify(&password, &hash).await.unwrap());
+            seen.push(hasher.in_slot(move || Ok(memory())).await.unwrap());
+        }
+        assert_eq!(seen[0].1, 64, "one block per KiB of the memory cost");
+        assert!(
+            seen.iter().all(|m| *m == seen[0]),
+            "the same memory every time: {seen:?}"
+        );
     }
 }
