@@ -127,7 +127,7 @@ fmt: ## format the code
 # container is healthy and prints the URLs; `make demo` runs against it with
 # STRATA_ADMIN_EMAIL / STRATA_ADMIN_PASSWORD exported (up prints how).
 # docker-compose is Debian's 1.29, installed here when missing.
-.PHONY: images up down
+.PHONY: images up down test-cluster
 
 images: ## build the OCI images (no registry), rebuilding only missing or stale ones
 	CARGO="$(CARGO)" bash deploy/images/build.sh
@@ -136,6 +136,15 @@ up: ## the replicated topology (deploy/compose): storefront x2 behind HAProxy on
 	@command -v docker-compose >/dev/null || { echo "installing Debian's docker-compose"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
 	CARGO="$(CARGO)" bash deploy/compose/up.sh
+
+# Faults on the compose topology under load (scripts/test-cluster.py says
+# which): images, `make up`, then per fault strata-load shop through the
+# balancer while the fault happens, the truth read back and checked; writes
+# target/cluster/report.md and report.json, then `make down`.
+test-cluster: ## faults (kill -9 of replicas) on the compose topology under load: 0 failed, 0 lost, 0 duplicated
+	@command -v docker-compose >/dev/null || { echo "installing Debian's docker-compose"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
+	python3 scripts/test-cluster.py
 
 down: ## stop and remove the compose topology, volumes included
 	@command -v docker-compose >/dev/null || { echo "docker-compose is not installed: nothing was started with it"; exit 0; }; \

@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""`make test-cluster`: faults on the replicated topology under load, and
+nothing lost.
+
+Brings up deploy/compose/ (`make up`, the images of `make images`) with the
+storefronts' rate limits raised for the load, then for each fault runs
+`strata-load shop` (bench/src/shop/shop.rs) through the balancer and
+backoffice at a fixed rate, injects the fault while it runs, and reads the
+truth back at the end (the load generator checks the invariants: every
+acknowledged order exists once with its lines and total, no order that no
+key explains, stock never negative nor oversold, reserved units exactly
+those of confirmed orders).
+
+Faults (CLUSTER_FAULTS, comma list; default all implemented):
+  kill   kill -9 (from the host, of the container's process) of one
+         data-service replica of each group in turn, catalog-inventory-1 then
+         identity-ordering-1; Docker restarts each (restart: unless-stopped).
+         Asserted: 0 failed requests, 0 lost, 0 duplicated.
+
+Writes target/cluster/report.md and report.json (per fault: requests sent,
+acknowledged, failed by status, lost, duplicated; p50/p99 before, during and
+after; seconds to detect and to recover), and each run's requests.jsonl and
+summary.json under target/cluster/<fault>/. Exits 1 when an assertion fails.
+Leaves the topology up with CLUSTER_KEEP=1 (else `make down` at the end).
+
+Settings: CLUSTER_RATE (requests/s, 40), CLUSTER_SECONDS (per run, 40).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "target" / "cluster"
+COMPOSE = ["docker-compose", "-p", "strata", "-f", str(ROOT / "deploy/compose/docker-compose.yml")]
+RATE = float(os.environ.get("CLUSTER_RATE", "40"))
+SECONDS = float(os.environ.get("CLUSTER_SECONDS", "40"))
+LOAD = ROOT / "target" / "release" / "strata-load"
+
+
+def say(message):
+    print(f"test-cluster: {message}", file=sys.stderr, flush=True)
+
+
+def run(command, **kwargs):
+    return subprocess.run(command, check=True, text=True, **kwargs)
+
+
+def container(service):
+    return run([*COMPOSE, "ps", "-q", service], stdout=subprocess.PIPE).stdout.strip()
+
+
+def inspect(service, template):
+    return run(["docker", "inspect", "-f", template, container(service)], stdout=subprocess.PIPE).stdout.strip()
+
+
+def wait_healthy(service, since, timeout=120):
+    """Seconds from `since` until `service` is running again and healthy."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if inspect(service, "{{.State.Running}} {{.State.Health.Status}}") == "true healthy":
+                return time.time() - since
+        except subprocess.CalledProcessError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{service} did not come back healthy within {timeout} s")
+
+
+def kill9(service):
+    pid = inspect(service, "{{.State.Pid}}")
+    say(f"kill -9 {service} (host pid {pid})")
+    run(["kill", "-9", pid])
+
+
+def fault_kill(timeline):
+    """kill -9 one replica of each data-service group, one after the other."""
+    time.sleep(SECONDS * 0.2)
+    for service in ("catalog-inventory-1", "identity-ordering-1"):
+        at = time.time()
+        kill9(service)
+        timeline.append({"t_ms": int(at * 1000), "event": f"kill -9 {service}"})
+        back = wait_healthy(service, at)
+        timeline.append({"t_ms": int((at + back) * 1000), "event": f"{service} healthy again"})
+        say(f"{service} healthy again {back:.1f} s after the kill")
+        time.sleep(SECONDS * 0.15)
+
+
+FAULTS = {"kill": fault_kill}
+
+
+def percentile(values, q):
+    if not values:
+        return None
+    values = sorted(values)
+    return values[min(len(values) - 1, round((len(values) - 1) * q))]
+
+
+def phases(records, timeline):
+    """p50/p99 (ms) before the first fault, during (first fault to last
+    recovery) and after, and seconds from each fault to the first failed
+    request (detect) and to the last one (recover)."""
+    start = timeline[0]["t_ms"] if timeline else None
+    end = timeline[-1]["t_ms"] if timeline else None
+    buckets = {"before": [], "during": [], "after": []}
+    for r in records:
+        phase = "before" if start is None or r["due_ms"] < start else "during" if r["due_ms"] <= end else "after"
+        buckets[phase].append(r["latency_us"] / 1000)
+    out = {name: {"requests": len(v), "p50_ms": percentile(v, 0.5), "p99_ms": percentile(v, 0.99)}
+           for name, v in buckets.items()}
+    failed = sorted(r["due_ms"] for r in records if r["status"] == 0 or r["status"] >= 500 or r["status"] == 429)
+    faults = [e for e in timeline if not e["event"].endswith("healthy again")]
+    detect, recover = [], []
+    for i, fault in enumerate(faults):
+        until = faults[i + 1]["t_ms"] if i + 1 < len(faults) else float("inf")
+        mine = [t for t in failed if fault["t_ms"] <= t < until]
+        detect.append((mine[0] - fault["t_ms"]) / 1000 if mine else 0.0)
+        recover.append((mine[-1] - fault["t_ms"]) / 1000 if mine else 0.0)
+    out["seconds_to_detect"] = detect
+    out["seconds_to_recover"] = recover
+    return out
+
+
+def one_fault(name, env):
+    out = OUT / name
+    out.mkdir(parents=True, exist_ok=True)
+    say(f"fault {name}: {RATE:g} requests/s for {SECONDS:g} s")
+    load = subprocess.Popen([str(LOAD), "shop", "--storefront", "http://127.0.0.1:8080",
+                             "--backoffice", "http://127.0.0.1:8081", "--rate", str(RATE),
+                             "--seconds", str(SECONDS), "--out", str(out)],
+                            env=env, stdout=subprocess.PIPE, text=True)
+    # The load's setup (products, shoppers) takes a moment: the fault's clock
+    # starts once the generator says the load has begun.
+    timeline = []
+    deadline = time.time() + 120
+    while not (out / "started").exists() and load.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    if load.poll() is None:
+        FAULTS[name](timeline)
+    stdout, _ = load.communicate()
+    if not (out / "summary.json").exists():
+        raise SystemExit(f"fault {name}: the load generator ended without a summary (exit {load.returncode}): {stdout}")
+    summary = json.loads((out / "summary.json").read_text())
+    records = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
+    failed_by_status = {}
+    for r in records:
+        if r["status"] == 0 or r["status"] >= 500 or r["status"] == 429:
+            failed_by_status[str(r["status"])] = failed_by_status.get(str(r["status"]), 0) + 1
+    result = {
+        "fault": name,
+        "sent": summary["sent"],
+        "acknowledged": summary["acknowledged"],
+        "failed": summary["failed"],
+        "failed_by_status": failed_by_status,
+        "lost": summary["lost"],
+        "duplicated": summary["duplicated"],
+        "violations": summary["violations"],
+        "timeline": timeline,
+        **phases(records, timeline),
+        "load_exit": load.returncode,
+    }
+    (out / "timeline.json").write_text(json.dumps(timeline, indent=2))
+    return result
+
+
+def report(results):
+    lines = ["# Faults on the replicated topology under load", "",
+             f"{RATE:g} requests/s through the balancer and backoffice for {SECONDS:g} s per fault "
+             "(`make test-cluster`; scripts/test-cluster.py).", "",
+             "| fault | sent | acknowledged | failed (by status) | lost | duplicated | p50/p99 before | during | after | detect s | recover s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    def pp(phase):
+        return "—" if phase["p50_ms"] is None else f"{phase['p50_ms']:.1f} / {phase['p99_ms']:.1f} ms"
+    for r in results:
+        failed = ", ".join(f"{s}: {n}" for s, n in sorted(r["failed_by_status"].items())) or "0"
+        lines.append(f"| {r['fault']} | {r['sent']} | {r['acknowledged']} | {failed} | {r['lost']} | {r['duplicated']} | "
+                     f"{pp(r['before'])} | {pp(r['during'])} | {pp(r['after'])} | "
+                     f"{', '.join(f'{s:.1f}' for s in r['seconds_to_detect'])} | "
+                     f"{', '.join(f'{s:.1f}' for s in r['seconds_to_recover'])} |")
+    for r in results:
+        lines += ["", f"## {r['fault']}: timeline", ""]
+        lines += [f"- {time.strftime('%H:%M:%S', time.gmtime(e['t_ms'] / 1000))}.{e['t_ms'] % 1000:03d} {e['event']}"
+                  for e in r["timeline"]]
+        if r["violations"]:
+            lines += ["", "Invariants broken:", ""] + [f"- {v}" for v in r["violations"]]
+    (OUT / "report.md").write_text("\n".join(lines) + "\n")
+    (OUT / "report.json").write_text(json.dumps(results, indent=2))
+
+
+def main():
+    faults = [f for f in os.environ.get("CLUSTER_FAULTS", ",".join(FAULTS)).split(",") if f]
+    unknown = [f for f in faults if f not in FAULTS]
+    if unknown:
+        raise SystemExit(f"unknown faults {unknown}; known: {sorted(FAULTS)}")
+    OUT.mkdir(parents=True, exist_ok=True)
+    run(["cargo", "build", "--locked", "--release", "-p", "strata-bench", "--bin", "strata-load"], cwd=ROOT)
+    run(["bash", "deploy/images/build.sh"], cwd=ROOT)
+    env = dict(os.environ)
+    env.update(STRATA_RATE_LIMIT_PER_SEC="100000", STRATA_RATE_LIMIT_BURST="100000",
+               STRATA_SIGN_IN_PER_MINUTE="100000")
+    run(["bash", "deploy/compose/up.sh"], cwd=ROOT, env=env)
+    env["STRATA_ADMIN_EMAIL"] = env.get("STRATA_ADMIN_EMAIL", "admin@strata.dev")
+    env["STRATA_ADMIN_PASSWORD"] = (ROOT / "deploy/compose/secrets/admin_password").read_text().strip()
+    results = []
+    try:
+        for name in faults:
+            results.append(one_fault(name, env))
+    finally:
+        if results:
+            report(results)
+            print((OUT / "report.md").read_text())
+        if os.environ.get("CLUSTER_KEEP") != "1":
+            subprocess.run([*COMPOSE, "down", "--volumes", "--remove-orphans"], cwd=ROOT)
+    broken = [r for r in results if r["failed"] or r["lost"] or r["duplicated"] or r["violations"] or r["load_exit"]]
+    for r in broken:
+        say(f"fault {r['fault']}: {r['failed']} failed, {r['lost']} lost, {r['duplicated']} duplicated, "
+            f"{len(r['violations'])} invariants broken")
+    return 1 if broken else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
