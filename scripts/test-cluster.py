@@ -39,6 +39,10 @@ COMPOSE = ["docker-compose", "-p", "strata", "-f", str(ROOT / "deploy/compose/do
 RATE = float(os.environ.get("CLUSTER_RATE", "40"))
 SECONDS = float(os.environ.get("CLUSTER_SECONDS", "40"))
 LOAD = ROOT / "target" / "release" / "strata-load"
+# docker-compose's environment for the topology: the storefronts' limits
+# raised for a load that comes from one address.
+TOPOLOGY_ENV = dict(os.environ, STRATA_RATE_LIMIT_PER_SEC="100000", STRATA_RATE_LIMIT_BURST="100000",
+                    STRATA_SIGN_IN_PER_MINUTE="100000")
 
 
 def say(message):
@@ -89,7 +93,114 @@ def fault_kill(timeline):
         time.sleep(SECONDS * 0.15)
 
 
-FAULTS = {"kill": fault_kill}
+def address(service, network="strata_back"):
+    return inspect(service, "{{(index .NetworkSettings.Networks \"%s\").IPAddress}}" % network)
+
+
+def black_hole(service, peer, on):
+    """Drops every packet between `service` and `peer`, both ways, inside
+    `service`'s network namespace: nothing is refused, nothing answers."""
+    pid, ip = inspect(service, "{{.State.Pid}}"), address(peer)
+    flag = "-I" if on else "-D"
+    for chain, direction in (("OUTPUT", "-d"), ("INPUT", "-s")):
+        run(["nsenter", "-t", pid, "-n", "iptables", flag, chain, direction, ip, "-j", "DROP"])
+
+
+def cut(timeline, service, peer, how, hold):
+    at = time.time()
+    if how == "disconnect":
+        run(["docker", "network", "disconnect", "strata_back", container(service)])
+        what = f"{service} disconnected from the back network (PostgreSQL, etcd, callers)"
+    else:
+        black_hole(service, peer, True)
+        what = f"{service} black-holed from {peer}"
+    timeline.append({"t_ms": int(at * 1000), "event": what})
+    say(what)
+    time.sleep(hold)
+    if how == "disconnect":
+        run(["docker", "network", "connect", "--alias", service, "strata_back", container(service)])
+    else:
+        black_hole(service, peer, False)
+    timeline.append({"t_ms": int(time.time() * 1000), "event": f"{service} path back"})
+    back = wait_healthy(service, time.time())
+    say(f"{service}: the path is back; healthy {back:.1f} s later")
+
+
+def fault_db_cut(timeline):
+    """A data-service replica cut off from PostgreSQL: once as a black hole
+    (iptables in its network namespace), once disconnected from the network."""
+    time.sleep(SECONDS * 0.15)
+    cut(timeline, "catalog-inventory-1", "postgres", "black-hole", SECONDS * 0.25)
+    time.sleep(SECONDS * 0.1)
+    cut(timeline, "identity-ordering-1", "postgres", "disconnect", SECONDS * 0.25)
+
+
+def fault_edge_cut(timeline):
+    """Both storefronts cut off from one data-service replica (a black hole):
+    their breakers open and calls go to the other replica."""
+    time.sleep(SECONDS * 0.2)
+    at = time.time()
+    for storefront in ("storefront-1", "storefront-2", "backoffice"):
+        black_hole(storefront, "catalog-inventory-1", True)
+    timeline.append({"t_ms": int(at * 1000), "event": "the edges black-holed from catalog-inventory-1"})
+    say("the edges black-holed from catalog-inventory-1")
+    time.sleep(SECONDS * 0.5)
+    for storefront in ("storefront-1", "storefront-2", "backoffice"):
+        black_hole(storefront, "catalog-inventory-1", False)
+    timeline.append({"t_ms": int(time.time() * 1000), "event": "path back"})
+
+
+def fault_etcd(timeline):
+    """etcd stopped for 30 s (or half the run, if shorter)."""
+    time.sleep(SECONDS * 0.15)
+    at = time.time()
+    run([*COMPOSE, "stop", "-t", "0", "etcd"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    timeline.append({"t_ms": int(at * 1000), "event": "etcd stopped"})
+    say("etcd stopped")
+    time.sleep(min(30, SECONDS * 0.5))
+    run([*COMPOSE, "start", "etcd"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    timeline.append({"t_ms": int(time.time() * 1000), "event": "etcd started"})
+    say(f"etcd started; healthy {wait_healthy('etcd', time.time()):.1f} s later")
+
+
+def fault_postgres(timeline):
+    """PostgreSQL restarted under load."""
+    time.sleep(SECONDS * 0.2)
+    at = time.time()
+    run([*COMPOSE, "restart", "-t", "5", "postgres"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    timeline.append({"t_ms": int(at * 1000), "event": "PostgreSQL restart begun"})
+    back = wait_healthy("postgres", at)
+    timeline.append({"t_ms": int((at + back) * 1000), "event": "PostgreSQL healthy again"})
+    say(f"PostgreSQL healthy again {back:.1f} s after the restart began")
+
+
+def fault_roll(timeline):
+    """Every service rolled to a new image tag, one replica at a time: the
+    data services, then the storefronts, then backoffice. The new tag is the
+    same image retagged (`next`)."""
+    for app in ("data-service", "storefront", "backoffice"):
+        run(["docker", "tag", f"strata/{app}:latest", f"strata/{app}:next"])
+    env = dict(TOPOLOGY_ENV, STRATA_IMAGE_TAG="next")
+    time.sleep(SECONDS * 0.1)
+    for service in ("catalog-inventory-1", "catalog-inventory-2", "identity-ordering-1", "identity-ordering-2",
+                    "storefront-1", "storefront-2", "backoffice"):
+        at = time.time()
+        run([*COMPOSE, "up", "-d", "--no-deps", service], env=env, cwd=ROOT,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        back = wait_healthy(service, at)
+        timeline.append({"t_ms": int(at * 1000), "event": f"{service} rolled to :next"})
+        say(f"{service} on :next, healthy {back:.1f} s after its roll began")
+    # The later faults run on :next: the same images.
+
+
+FAULTS = {
+    "kill": fault_kill,
+    "roll": fault_roll,
+    "db-cut": fault_db_cut,
+    "edge-cut": fault_edge_cut,
+    "etcd": fault_etcd,
+    "postgres": fault_postgres,
+}
 
 
 def percentile(values, q):
@@ -166,6 +277,28 @@ def one_fault(name, env):
     return result
 
 
+# The faults after which some requests may fail, and how they may: a replica
+# cut off from its database, or the database itself restarting, fails the
+# requests in flight on it until callers move away or it returns; each such
+# failure must be a clean 503 (problem+json), answered within the deadline.
+MAY_FAIL = {"db-cut": {"503"}, "postgres": {"503"}}
+
+
+def broken_by(result):
+    """What the run broke, in words (empty: nothing)."""
+    problems = []
+    allowed = MAY_FAIL.get(result["fault"], set())
+    bad = {s: n for s, n in result["failed_by_status"].items() if s not in allowed}
+    if bad:
+        problems.append(f"failed requests {bad}")
+    if result["lost"] or result["duplicated"] or result["violations"]:
+        problems.append(f"{result['lost']} lost, {result['duplicated']} duplicated, "
+                        f"{len(result['violations'])} invariants broken")
+    if result["load_exit"]:
+        problems.append(f"the load generator exited with {result['load_exit']}")
+    return problems
+
+
 def report(results):
     lines = ["# Faults on the replicated topology under load", "",
              f"{RATE:g} requests/s through the balancer and backoffice for {SECONDS:g} s per fault "
@@ -198,9 +331,7 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     run(["cargo", "build", "--locked", "--release", "-p", "strata-bench", "--bin", "strata-load"], cwd=ROOT)
     run(["bash", "deploy/images/build.sh"], cwd=ROOT)
-    env = dict(os.environ)
-    env.update(STRATA_RATE_LIMIT_PER_SEC="100000", STRATA_RATE_LIMIT_BURST="100000",
-               STRATA_SIGN_IN_PER_MINUTE="100000")
+    env = dict(TOPOLOGY_ENV)
     run(["bash", "deploy/compose/up.sh"], cwd=ROOT, env=env)
     env["STRATA_ADMIN_EMAIL"] = env.get("STRATA_ADMIN_EMAIL", "admin@strata.dev")
     env["STRATA_ADMIN_PASSWORD"] = (ROOT / "deploy/compose/secrets/admin_password").read_text().strip()
@@ -214,10 +345,9 @@ def main():
             print((OUT / "report.md").read_text())
         if os.environ.get("CLUSTER_KEEP") != "1":
             subprocess.run([*COMPOSE, "down", "--volumes", "--remove-orphans"], cwd=ROOT)
-    broken = [r for r in results if r["failed"] or r["lost"] or r["duplicated"] or r["violations"] or r["load_exit"]]
+    broken = [r for r in results if broken_by(r)]
     for r in broken:
-        say(f"fault {r['fault']}: {r['failed']} failed, {r['lost']} lost, {r['duplicated']} duplicated, "
-            f"{len(r['violations'])} invariants broken")
+        say(f"fault {r['fault']}: " + "; ".join(broken_by(r)))
     return 1 if broken else 0
 
 

@@ -360,3 +360,122 @@ where
         }
     }
 }
+
+/// The header that marks a call refused because its service cannot serve on
+/// this instance (its store does not answer): callers' breakers open at once
+/// on it, as on a refused connection, and their retries go elsewhere.
+pub const NOT_SERVING: &str = "x-strata-not-serving";
+
+/// The hosted services whose health probe says no right now, shared by the
+/// probe follower (which writes it) and [`NotServingLayer`] (which reads it).
+#[derive(Debug, Default)]
+pub struct NotServingSet(std::sync::RwLock<Vec<&'static str>>);
+
+impl NotServingSet {
+    /// Notes whether `service` (a fully-qualified name) can serve.
+    pub fn set(&self, service: &'static str, serving: bool) {
+        let mut down = self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        down.retain(|s| *s != service);
+        if !serving {
+            down.push(service);
+        }
+    }
+
+    /// The service of `path` (`/pkg.Service/Method`), if it cannot serve.
+    fn refusing(&self, path: &str) -> Option<&'static str> {
+        let service = path.strip_prefix('/')?.split('/').next()?;
+        let down = self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        down.iter().copied().find(|s| *s == service)
+    }
+}
+
+/// Refuses at once, with UNAVAILABLE and [`NOT_SERVING`], every call to a
+/// service whose health probe says no (its store cannot be reached from this
+/// instance), instead of letting it wait on the store until its deadline:
+/// the caller's retry goes to another replica.
+#[derive(Debug, Clone)]
+pub struct NotServingLayer {
+    down: Arc<NotServingSet>,
+}
+
+impl NotServingLayer {
+    /// Refuses what `down` names.
+    #[must_use]
+    pub fn new(down: Arc<NotServingSet>) -> Self {
+        Self { down }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for NotServingLayer {
+    type Service = NotServingService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        NotServingService {
+            inner,
+            down: self.down.clone(),
+        }
+    }
+}
+
+/// See [`NotServingLayer`].
+#[derive(Debug, Clone)]
+pub struct NotServingService<S> {
+    inner: S,
+    down: Arc<NotServingSet>,
+}
+
+impl<S, ReqBody, ResBody> tower_service::Service<http::Request<ReqBody>> for NotServingService<S>
+where
+    S: tower_service::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    ResBody: Default + Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<ResBody>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let Some(service) = self.down.refusing(request.uri().path()) else {
+            return Box::pin(self.inner.call(request));
+        };
+        let mut response: http::Response<ResBody> = Status::unavailable(format!(
+            "{service} cannot serve on this instance now: its store does not answer"
+        ))
+        .into_http();
+        response
+            .headers_mut()
+            .insert(NOT_SERVING, http::HeaderValue::from_static("1"));
+        Box::pin(async move { Ok(response) })
+    }
+}
+
+#[cfg(test)]
+mod not_serving_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_service_that_cannot_serve_is_refused_at_once_and_the_others_pass() {
+        use tower_layer::Layer as _;
+        use tower_service::Service as _;
+        let down = Arc::new(NotServingSet::default());
+        let inner = tower::service_fn(|_: http::Request<()>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(String::from("served")))
+        });
+        let mut service = NotServingLayer::new(down.clone()).layer(inner);
+        let call = |path: &str| http::Request::builder().uri(path).body(()).unwrap();
+        down.set("strata.catalog.v1.ProductService", false);
+        let refused = service.call(call("/strata.catalog.v1.ProductService/GetProduct")).await.unwrap();
+        assert_eq!(refused.headers()["grpc-status"], "14");
+        assert_eq!(refused.headers()[NOT_SERVING], "1");
+        let passed = service.call(call("/strata.inventory.v1.StockItemService/GetStockItem")).await.unwrap();
+        assert_eq!(passed.into_body(), "served");
+        down.set("strata.catalog.v1.ProductService", true);
+        let passed = service.call(call("/strata.catalog.v1.ProductService/GetProduct")).await.unwrap();
+        assert_eq!(passed.into_body(), "served", "serving again");
+    }
+}

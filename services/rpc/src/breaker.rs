@@ -10,11 +10,20 @@
 //!   code included, shows the endpoint works. Its own refusals are not
 //!   failures: they never reach the endpoint.
 //! - After [`FAILURES_TO_OPEN`] failures in a row, or at once when nothing
-//!   listens at the endpoint (connection refused), it opens: calls are refused
+//!   listens at the endpoint (connection refused) or the service says it
+//!   cannot serve there (`x-strata-not-serving`: its store does not answer),
+//!   it opens: calls are refused
 //!   at once with UNAVAILABLE and the reason ("breaker open for
 //!   http://10.0.0.3:50051 since 16:10:03Z after 5 failures"). After a pause
 //!   ([`FIRST_OPEN`], doubling up to [`LONGEST_OPEN`]) one call goes through as
-//!   a probe: its success closes the breaker, its failure opens it again.
+//!   a probe: its success closes the breaker, its failure opens it again (a
+//!   probe cancelled by its caller opens it again for the same pause).
+//! - While open, and while its probe is in flight, the endpoint is not ready:
+//!   a balancer passes it over and sends the calls elsewhere. (It used to be
+//!   ready while probing and refuse the calls a balancer gave it; against a
+//!   black-holed endpoint, whose probe waits out its deadline, the balancer
+//!   gave it half the calls, since instant refusals left it the fewest in
+//!   flight: `make test-cluster`'s edge-cut fault failed 569 requests.)
 //! - Every change of state is logged and shown in `/metrics` as
 //!   `strata_rpc_client_breaker_state{endpoint}` (0 closed, 1 open, 2
 //!   half-open), with `strata_rpc_client_breaker_refusals_total{endpoint}`.
@@ -114,6 +123,8 @@ struct Shared {
     /// (A few methods times a few codes: a short list, searched without
     /// allocating.)
     counters: std::sync::RwLock<Vec<(Box<str>, &'static str, Counter)>>,
+    /// Woken when a probe ends (the endpoint may be ready again).
+    probe_ended: Arc<tokio::sync::Notify>,
 }
 
 impl Shared {
@@ -170,7 +181,13 @@ impl Shared {
         }
     }
 
-    /// The refusal a call gets now, if the breaker is open.
+    /// Whether a probe is in flight.
+    fn probing(&self) -> bool {
+        matches!(*self.state(), State::HalfOpen { .. })
+    }
+
+    /// The refusal a call gets now, if the breaker takes no call: open, or
+    /// half-open with its probe in flight.
     fn refusal(&self) -> Option<Status> {
         match *self.state() {
             State::Open {
@@ -179,8 +196,22 @@ impl Shared {
                 failures,
                 ..
             } if Instant::now() < until => Some(self.open_refusal(since, failures)),
+            State::HalfOpen { .. } => Some(self.probing_refusal()),
             _ => None,
         }
+    }
+
+    fn probing_refusal(&self) -> Status {
+        METRICS
+            .refusals
+            .get_or_create(&EndpointLabels {
+                endpoint: self.endpoint.clone(),
+            })
+            .inc();
+        Status::unavailable(format!(
+            "breaker half-open for {}: a probe is in flight",
+            self.endpoint
+        ))
     }
 
     fn open_refusal(&self, since: time::OffsetDateTime, failures: u32) -> Status {
@@ -221,10 +252,7 @@ impl Shared {
                 }
             }
             // One probe at a time: the others are refused as if open.
-            State::HalfOpen { .. } => Err(Status::unavailable(format!(
-                "breaker half-open for {}: a probe is in flight",
-                self.endpoint
-            ))),
+            State::HalfOpen { .. } => Err(self.probing_refusal()),
         }
     }
 
@@ -240,6 +268,10 @@ impl Shared {
             },
             (State::Closed { failures }, true) => open(FIRST_OPEN, failures + 1),
             (State::HalfOpen { .. }, false) if probe => State::Closed { failures: 0 },
+            // Cancelled by its caller: it says nothing of the endpoint.
+            (State::HalfOpen { open_for }, true) if probe && verdict == Verdict::Cancelled => {
+                open(open_for, FAILURES_TO_OPEN)
+            }
             (State::HalfOpen { open_for }, true) if probe => {
                 open((open_for * 2).min(LONGEST_OPEN), FAILURES_TO_OPEN)
             }
@@ -260,7 +292,35 @@ impl Shared {
             }
             self.show(next);
         }
+        let probe_ended = matches!(*state, State::HalfOpen { .. }) && !matches!(next, State::HalfOpen { .. });
         *state = next;
+        drop(state);
+        if probe_ended {
+            self.probe_ended.notify_waiters();
+        }
+    }
+}
+
+/// Records a probe's end if its call is dropped before it ended (its caller
+/// cancelled it): else the breaker would stay half-open, and not ready, for
+/// good.
+struct ProbeGuard {
+    shared: Arc<Shared>,
+    armed: bool,
+}
+
+impl ProbeGuard {
+    /// The probe ended: its outcome is recorded by the caller.
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for ProbeGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            self.shared.record(Verdict::Cancelled, true);
+        }
     }
 }
 
@@ -282,12 +342,16 @@ enum Verdict {
     Failed,
     /// Nothing listens there: refused connection. Opens at once.
     Down,
+    /// The caller went away before an outcome (only a probe records it).
+    Cancelled,
 }
 
 /// How an outcome judges the endpoint (see the module docs).
 fn verdict<B>(outcome: &Result<http::Response<B>, BoxError>) -> Verdict {
     match outcome {
         Err(error) if refused(error.as_ref()) => Verdict::Down,
+        // The service cannot serve there now (its store does not answer).
+        Ok(response) if response.headers().contains_key(crate::admission::NOT_SERVING) => Verdict::Down,
         other if failed(other) => Verdict::Failed,
         _ => Verdict::Works,
     }
@@ -342,6 +406,8 @@ pub struct Breaker<S> {
     shared: Arc<Shared>,
     /// Wakes the task that found it open when the pause ends.
     wake: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Wakes the task that found its probe in flight when the probe ends.
+    probe_end: Option<Pin<Box<tokio::sync::futures::OwnedNotified>>>,
 }
 
 impl<S: Clone> Clone for Breaker<S> {
@@ -350,6 +416,7 @@ impl<S: Clone> Clone for Breaker<S> {
             inner: self.inner.clone(),
             shared: self.shared.clone(),
             wake: None,
+            probe_end: None,
         }
     }
 }
@@ -464,12 +531,14 @@ impl<S> Breaker<S> {
             endpoint: endpoint.to_owned(),
             state: Mutex::new(State::Closed { failures: 0 }),
             counters: std::sync::RwLock::default(),
+            probe_ended: Arc::default(),
         });
         shared.show(State::Closed { failures: 0 });
         Self {
             inner,
             shared,
             wake: None,
+            probe_end: None,
         }
     }
 }
@@ -503,6 +572,26 @@ where
             }
             self.wake = None;
         }
+        while self.shared.probing() {
+            let probe_end = self
+                .probe_end
+                .get_or_insert_with(|| Box::pin(self.shared.probe_ended.clone().notified_owned()));
+            // Registered before the state is read again, so that a probe
+            // ending in between still wakes this task.
+            probe_end.as_mut().enable();
+            if !self.shared.probing() {
+                self.probe_end = None;
+                break;
+            }
+            if probe_end.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.probe_end = None;
+        }
+        if self.shared.open_until().is_some() {
+            // The probe failed: open again. Wait for the new pause's end.
+            return self.poll_ready(cx);
+        }
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
@@ -520,6 +609,10 @@ where
         let deadline = crate::retry::deadline(request.headers());
         let path = request.uri().clone();
         let call = inner.call(request);
+        let mut guard = ProbeGuard {
+            shared: shared.clone(),
+            armed: probe,
+        };
         Box::pin(async move {
             let answered = |outcome: Result<http::Response<ResBody>, S::Error>| {
                 outcome
@@ -537,6 +630,7 @@ where
                     Err(_) => late(),
                 },
             };
+            guard.disarm();
             shared.record(verdict(&outcome), probe);
             shared.count(path.path(), code_of(&outcome));
             outcome
@@ -553,6 +647,7 @@ mod tests {
             endpoint: "http://test:1".into(),
             state: Mutex::new(State::Closed { failures: 0 }),
             counters: std::sync::RwLock::default(),
+            probe_ended: Arc::default(),
         }
     }
 
@@ -610,5 +705,65 @@ mod tests {
         let reset: BoxError = Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
         assert_eq!(verdict::<()>(&Err(reset)), Verdict::Failed);
         assert_eq!(verdict(&Ok(http::Response::new(()))), Verdict::Works);
+        let not_serving = http::Response::builder()
+            .header("grpc-status", "14")
+            .header(crate::admission::NOT_SERVING, "1")
+            .body(())
+            .unwrap();
+        assert_eq!(verdict(&Ok(not_serving)), Verdict::Down, "opens at once");
+    }
+
+    /// An endpoint whose calls wait until let go, then answer OK.
+    fn gated(gate: Arc<tokio::sync::Notify>) -> Breaker<impl tower_service::Service<http::Request<()>, Response = http::Response<tonic::body::Body>, Error = BoxError, Future = impl Future + Send> + Clone + Send + 'static> {
+        Breaker::new(
+            "http://test:2",
+            tower::service_fn(move |_: http::Request<()>| {
+                let gate = gate.clone();
+                async move {
+                    gate.notified().await;
+                    Ok::<_, BoxError>(http::Response::new(tonic::body::Body::empty()))
+                }
+            }),
+        )
+    }
+
+    fn ready_now<S: tower_service::Service<http::Request<()>>>(service: &mut S) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        service.poll_ready(&mut cx).is_ready()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_its_probe_is_in_flight_the_endpoint_is_not_ready_and_a_cancelled_probe_reopens_it() {
+        use tower_service::Service as _;
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let mut breaker = gated(gate.clone());
+        let mut other = breaker.clone();
+        *breaker.shared.state() = open(FIRST_OPEN, FAILURES_TO_OPEN);
+        assert!(!ready_now(&mut breaker), "open: not ready");
+        tokio::time::advance(FIRST_OPEN).await;
+        assert!(ready_now(&mut breaker), "the pause is over: ready for a probe");
+        let probe = breaker.call(http::Request::new(()));
+        assert!(!ready_now(&mut other), "a probe is in flight: not ready");
+        assert!(breaker.shared.refusal().is_some(), "and the guard refuses for it");
+        // The probe's caller gives up: open again for the same pause.
+        drop(probe);
+        assert!(breaker.shared.open_until().is_some(), "a cancelled probe opens it again");
+        assert!(!ready_now(&mut other));
+        tokio::time::advance(FIRST_OPEN).await;
+        assert!(ready_now(&mut breaker));
+        let probe = tokio::spawn(breaker.call(http::Request::new(())));
+        tokio::task::yield_now().await;
+        // A caller waiting for readiness is woken by the probe's end.
+        let waiting = tokio::spawn(async move { std::future::poll_fn(|cx| other.poll_ready(cx)).await });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "not ready while the probe is in flight");
+        gate.notify_one();
+        probe.await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("the probe's end wakes the caller waiting for readiness")
+            .unwrap()
+            .unwrap();
+        assert!(matches!(*breaker.shared.state(), State::Closed { failures: 0 }));
     }
 }

@@ -27,6 +27,12 @@ use crate::X_REQUEST_ID;
 /// How long a connection attempt may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How often an HTTP/2 ping goes out on a connection with calls in flight.
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long a ping may go unanswered before the connection is dropped.
+pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The metadata that carries a command's idempotency key (its `request_id`).
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
@@ -202,8 +208,12 @@ fn endpoint(
     let channel = endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10))
+        // A peer that stops answering without closing the connection (a
+        // black hole) is noticed within 15 s, and the channel connects
+        // again; at 30 + 10 s, calls and breaker probes kept going into the
+        // dead connection for 40 s after the path was back.
+        .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
         .connect_lazy();
     Ok(crate::breaker::Breaker::new(
         &format!("{downstream}@{address}"),

@@ -299,8 +299,9 @@ impl Server {
         let (health, health_service) = tonic_health::server::health_reporter();
         set_status(&health, &self.names, ServingStatus::Serving).await;
         // Probed services start as their probe's first answer says.
+        let not_serving = Arc::new(admission::NotServingSet::default());
         let first = ask(&self.probes).await;
-        report(&health, &self.probes, &mut vec![None; first.len()], first).await;
+        report(&health, &not_serving, &self.probes, &mut vec![None; first.len()], first).await;
 
         // Reflection lists exactly what this server hosts: the hosted services,
         // health, and (per protocol version) itself. It also describes the
@@ -369,6 +370,9 @@ impl Server {
                 )
                 .client_certificate(self.tls.as_ref().is_some_and(tls::ServerTls::verifies_clients)),
             )
+            // A service that cannot serve here (its store does not answer)
+            // refuses at once, before taking a place.
+            .layer(admission::NotServingLayer::new(not_serving.clone()))
             .layer(admission::ShedLayer::new(self.admission.max_concurrent_calls))
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, async move {
@@ -381,7 +385,7 @@ impl Server {
         tracing::info!(address = ?local, services = ?self.names, tls = self.tls.is_some(), "serving");
         let registration = self.registrar.map(registry::Registrar::start);
         let watching =
-            (!self.probes.is_empty()).then(|| tokio::spawn(follow_probes(health.clone(), self.probes)));
+            (!self.probes.is_empty()).then(|| tokio::spawn(follow_probes(health.clone(), not_serving, self.probes)));
 
         tokio::select! {
             result = &mut server => return result.map_err(ServeError::Transport),
@@ -444,14 +448,18 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 /// Asks every probe each [`HEALTH_PERIOD`] and reports what changed.
-async fn follow_probes(health: HealthReporter, probes: Vec<(&'static str, Probe)>) {
+async fn follow_probes(
+    health: HealthReporter,
+    not_serving: Arc<admission::NotServingSet>,
+    probes: Vec<(&'static str, Probe)>,
+) {
     let mut serving: Vec<Option<bool>> = vec![None; probes.len()];
     let mut tick = tokio::time::interval(HEALTH_PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let answers = ask(&probes).await;
-        report(&health, &probes, &mut serving, answers).await;
+        report(&health, &not_serving, &probes, &mut serving, answers).await;
     }
 }
 
@@ -466,9 +474,11 @@ async fn ask(probes: &[(&'static str, Probe)]) -> Vec<bool> {
 }
 
 /// Sets the health of each probed service whose answer changed from
-/// `serving`, and of the server as a whole (SERVING while all are).
+/// `serving`, and of the server as a whole (SERVING while all are); a
+/// NOT_SERVING service's calls are refused at once (`not_serving`).
 async fn report(
     health: &HealthReporter,
+    not_serving: &admission::NotServingSet,
     probes: &[(&'static str, Probe)],
     serving: &mut [Option<bool>],
     answers: Vec<bool>,
@@ -479,6 +489,7 @@ async fn report(
             continue;
         }
         changed = true;
+        not_serving.set(name, now);
         if now {
             tracing::info!(service = name, "SERVING: its probe answers");
             health.set_service_status(name, ServingStatus::Serving).await;
