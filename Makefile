@@ -141,10 +141,12 @@ up: ## the replicated topology (deploy/compose): storefront x2 behind HAProxy on
 # which): images, `make up`, then per fault strata-load shop through the
 # balancer while the fault happens, the truth read back and checked; writes
 # target/cluster/report.md and report.json, then `make down`.
-test-cluster: ## faults (kill -9 of replicas) on the compose topology under load: 0 failed, 0 lost, 0 duplicated
+test-cluster: ## six faults (kill, roll, db-cut, edge-cut, etcd, postgres) on the compose topology under load: nothing lost or duplicated
 	@command -v docker-compose >/dev/null || { echo "installing Debian's docker-compose"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
-	python3 scripts/test-cluster.py
+	@command -v iptables >/dev/null && command -v nsenter >/dev/null || { echo "installing Debian's iptables"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables util-linux >/dev/null; }
+	CARGO="$(CARGO)" python3 scripts/test-cluster.py
 
 down: ## stop and remove the compose topology, volumes included
 	@command -v docker-compose >/dev/null || { echo "docker-compose is not installed: nothing was started with it"; exit 0; }; \

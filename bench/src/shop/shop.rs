@@ -116,6 +116,8 @@ struct Ledger {
     shipped: HashSet<String>,
     /// Units received per sku: acknowledged, and sent without an answer.
     received: HashMap<String, (u64, u64)>,
+    /// Requests sent again because no connection could be made.
+    reconnects: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -163,10 +165,24 @@ impl World {
         request: reqwest::RequestBuilder,
     ) -> Option<(u16, Value)> {
         let sent = tokio::time::Instant::now();
-        let answer = request
-            .timeout(Duration::from_millis(self.load.deadline_ms))
-            .send()
-            .await;
+        let give_up = sent + Duration::from_millis(self.load.deadline_ms);
+        let request = request.timeout(Duration::from_millis(self.load.deadline_ms));
+        let mut answer = request.try_clone().expect("no streamed bodies").send().await;
+        // A request that never left (no connection: the one backoffice
+        // restarting, say) is sent again, as any HTTP client would; the
+        // resends are counted, not hidden.
+        // Shipping is idempotent (shipping a shipped order answers it as it
+        // is): a ship that got no answer at all is sent again too, as when
+        // the connection it was sent on was closed by a stopping backoffice.
+        while let Err(e) = &answer {
+            let resend = e.is_connect() || (kind == "ship" && !e.is_timeout());
+            if !resend || tokio::time::Instant::now() + Duration::from_millis(100) >= give_up {
+                break;
+            }
+            self.ledger.lock().expect("ledger").reconnects += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            answer = request.try_clone().expect("no streamed bodies").send().await;
+        }
         let (status, body, error) = match answer {
             Ok(response) => {
                 let status = response.status().as_u16();
@@ -249,7 +265,8 @@ pub(crate) async fn run(load: ShopLoad) -> anyhow::Result<()> {
         file.write_all(b"\n")?;
     }
     file.flush()?;
-    let summary = summarize(&ledger.records, run.skipped, &verdict)?;
+    let mut summary = summarize(&ledger.records, run.skipped, &verdict)?;
+    summary["resent_for_want_of_a_connection"] = json!(ledger.reconnects);
     std::fs::write(
         load.out.join("summary.json"),
         serde_json::to_vec_pretty(&summary)?,

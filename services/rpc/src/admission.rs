@@ -469,13 +469,22 @@ mod not_serving_tests {
         let mut service = NotServingLayer::new(down.clone()).layer(inner);
         let call = |path: &str| http::Request::builder().uri(path).body(()).unwrap();
         down.set("strata.catalog.v1.ProductService", false);
-        let refused = service.call(call("/strata.catalog.v1.ProductService/GetProduct")).await.unwrap();
+        let refused = service
+            .call(call("/strata.catalog.v1.ProductService/GetProduct"))
+            .await
+            .unwrap();
         assert_eq!(refused.headers()["grpc-status"], "14");
         assert_eq!(refused.headers()[NOT_SERVING], "1");
-        let passed = service.call(call("/strata.inventory.v1.StockItemService/GetStockItem")).await.unwrap();
+        let passed = service
+            .call(call("/strata.inventory.v1.StockItemService/GetStockItem"))
+            .await
+            .unwrap();
         assert_eq!(passed.into_body(), "served");
         down.set("strata.catalog.v1.ProductService", true);
-        let passed = service.call(call("/strata.catalog.v1.ProductService/GetProduct")).await.unwrap();
+        let passed = service
+            .call(call("/strata.catalog.v1.ProductService/GetProduct"))
+            .await
+            .unwrap();
         assert_eq!(passed.into_body(), "served", "serving again");
     }
 }

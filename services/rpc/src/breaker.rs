@@ -714,7 +714,18 @@ mod tests {
     }
 
     /// An endpoint whose calls wait until let go, then answer OK.
-    fn gated(gate: Arc<tokio::sync::Notify>) -> Breaker<impl tower_service::Service<http::Request<()>, Response = http::Response<tonic::body::Body>, Error = BoxError, Future = impl Future + Send> + Clone + Send + 'static> {
+    fn gated(
+        gate: Arc<tokio::sync::Notify>,
+    ) -> Breaker<
+        impl tower_service::Service<
+            http::Request<()>,
+            Response = http::Response<tonic::body::Body>,
+            Error = BoxError,
+            Future = impl Future + Send,
+        > + Clone
+        + Send
+        + 'static,
+    > {
         Breaker::new(
             "http://test:2",
             tower::service_fn(move |_: http::Request<()>| {
@@ -747,7 +758,10 @@ mod tests {
         assert!(breaker.shared.refusal().is_some(), "and the guard refuses for it");
         // The probe's caller gives up: open again for the same pause.
         drop(probe);
-        assert!(breaker.shared.open_until().is_some(), "a cancelled probe opens it again");
+        assert!(
+            breaker.shared.open_until().is_some(),
+            "a cancelled probe opens it again"
+        );
         assert!(!ready_now(&mut other));
         tokio::time::advance(FIRST_OPEN).await;
         assert!(ready_now(&mut breaker));

@@ -301,7 +301,14 @@ impl Server {
         // Probed services start as their probe's first answer says.
         let not_serving = Arc::new(admission::NotServingSet::default());
         let first = ask(&self.probes).await;
-        report(&health, &not_serving, &self.probes, &mut vec![None; first.len()], first).await;
+        report(
+            &health,
+            &not_serving,
+            &self.probes,
+            &mut vec![None; first.len()],
+            first,
+        )
+        .await;
 
         // Reflection lists exactly what this server hosts: the hosted services,
         // health, and (per protocol version) itself. It also describes the
@@ -384,8 +391,8 @@ impl Server {
         tokio::pin!(server);
         tracing::info!(address = ?local, services = ?self.names, tls = self.tls.is_some(), "serving");
         let registration = self.registrar.map(registry::Registrar::start);
-        let watching =
-            (!self.probes.is_empty()).then(|| tokio::spawn(follow_probes(health.clone(), not_serving, self.probes)));
+        let watching = (!self.probes.is_empty())
+            .then(|| tokio::spawn(follow_probes(health.clone(), not_serving, self.probes)));
 
         tokio::select! {
             result = &mut server => return result.map_err(ServeError::Transport),

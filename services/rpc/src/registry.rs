@@ -123,11 +123,16 @@ impl Etcd {
                     .connect_timeout(Duration::from_secs(2))
                     .tcp_nodelay(true)
                     // A member that died without closing the connection is
-                    // noticed in seconds, which ends the watch or keep-alive
-                    // on it.
-                    .http2_keep_alive_interval(Duration::from_secs(2))
-                    .keep_alive_timeout(Duration::from_secs(2))
-                    .keep_alive_while_idle(true);
+                    // noticed within 8 s, which ends the watch or keep-alive
+                    // on it. Not more often, nor while idle: etcd takes a
+                    // ping sooner than 5 s after the last, or one with no
+                    // stream open, as abuse, and after a few closes the
+                    // connection (GOAWAY "too_many_pings"). At 2 s and while
+                    // idle, every watch failed and was read again every 8 s
+                    // (seen under make test-cluster).
+                    .http2_keep_alive_interval(Duration::from_secs(5))
+                    .keep_alive_timeout(Duration::from_secs(3))
+                    .keep_alive_while_idle(false);
                 Ok((host, endpoint.connect_lazy()))
             })
             .collect::<Result<Vec<_>, RegistryError>>()?;
