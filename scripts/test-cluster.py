@@ -35,7 +35,7 @@ after; seconds to detect and to recover), and each run's requests.jsonl and
 summary.json under target/cluster/<fault>/. Exits 1 when an assertion fails.
 Leaves the topology up with CLUSTER_KEEP=1 (else `make down` at the end).
 
-Settings: CLUSTER_RATE (requests/s, 40), CLUSTER_SECONDS (per run, 40).
+Settings: CLUSTER_RATE (requests/s, 40), CLUSTER_SECONDS (per run, 60).
 """
 
 import json
@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "target" / "cluster"
 COMPOSE = ["docker-compose", "-p", "strata", "-f", str(ROOT / "deploy/compose/docker-compose.yml")]
 RATE = float(os.environ.get("CLUSTER_RATE", "40"))
-SECONDS = float(os.environ.get("CLUSTER_SECONDS", "40"))
+SECONDS = float(os.environ.get("CLUSTER_SECONDS", "60"))
 LOAD = ROOT / "target" / "release" / "strata-load"
 # docker-compose's environment for the topology: the storefronts' limits
 # raised for a load that comes from one address.

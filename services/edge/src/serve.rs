@@ -139,6 +139,7 @@ impl Edge {
             probes = probes.route("/metrics", get(metrics));
         }
         api.merge(probes)
+            .layer(from_fn_with_state(self.stopping.clone(), close_when_stopping))
             .layer(Extension(self.stopping.clone()))
             .layer(Extension(self.downstream.clone()))
             .layer(from_fn_with_state(self.flags.budget(), request::layer))
@@ -321,6 +322,27 @@ async fn readyz(
 /// Whether the edge is shutting down.
 #[derive(Debug, Clone, Default)]
 struct Stopping(Arc<std::sync::atomic::AtomicBool>);
+
+/// Through the shutdown grace, every HTTP/1.1 answer says `Connection:
+/// close`: a client does not keep the connection for its next request, so
+/// that when the server stops, few kept-alive connections remain for a
+/// client to send on at the instant they are closed (a request lost in that
+/// race was seen when backoffice, one replica, rolled under load). HTTP/2
+/// clients get GOAWAY when the grace ends.
+async fn close_when_stopping(
+    axum::extract::State(stopping): axum::extract::State<Stopping>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let http1 = request.version() <= http::Version::HTTP_11;
+    let mut response = next.run(request).await;
+    if http1 && stopping.0.load(std::sync::atomic::Ordering::Acquire) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    response
+}
 
 /// Bearer tokens, as the sign-in routes issue them.
 struct SecurityAddon;

@@ -18,14 +18,21 @@
 //! (tower's `TpsBudget`: retries may add at most a fifth to the calls made, so
 //! a failing downstream is not buried under retries).
 //!
-//! Reads (`Get*`, `BatchGet*`, `List*`) are also **hedged**: when an attempt
+//! Reads (`Get*`, `BatchGet*`, `List*`) and commands with an idempotency key
+//! are also **hedged**: when an attempt
 //! has not answered after the 95th percentile of that method's recent
 //! latencies (the last [`LATENCY_SAMPLES`] answers on this channel, once there
 //! are at least [`MIN_SAMPLES`]), a second one is sent, to whichever endpoint
 //! the balancer picks, and the first good answer wins; the other is cancelled.
 //! Hedges draw on the same budget as retries, so a slow downstream gets at
 //! most a fifth more calls, and they are counted in
-//! `strata_rpc_client_hedges_total`.
+//! `strata_rpc_client_hedges_total`. A keyed command sent twice has one
+//! effect: the kernel answers a retry that races the first attempt with the
+//! first attempt's result. Without hedging, a command in flight to a replica
+//! that stopped answering (a black hole) waited out its whole deadline:
+//! `make test-cluster`'s edge-cut fault failed 13 checkouts and ships so.
+//! The commands that hash a password (`RegisterAccount`, `ChangePassword`)
+//! are not hedged: a hash is expensive by design.
 
 use std::{
     future::Future,
@@ -134,11 +141,14 @@ pub fn policy(path: &str, headers: &http::HeaderMap) -> Policy {
     }
 }
 
-/// Whether the call to `path` is a read that may be hedged: sending it twice
-/// costs a little load and no effect. (`VerifyCredentials` is not: a password
-/// hash is expensive by design.)
-fn hedgeable(path: &str) -> bool {
-    path.starts_with("/strata.") && reads(path.rsplit('/').next().unwrap_or_default())
+/// Whether the call to `path` may be hedged: a read, or a command with an
+/// idempotency key (`keyed`): sending it twice costs a little load and no
+/// effect. (Not `VerifyCredentials`, `RegisterAccount` or `ChangePassword`:
+/// a password hash is expensive by design.)
+fn hedgeable(path: &str, keyed: bool) -> bool {
+    let method = path.rsplit('/').next().unwrap_or_default();
+    path.starts_with("/strata.")
+        && (reads(method) || (keyed && !matches!(method, "RegisterAccount" | "ChangePassword")))
 }
 
 /// Recent answer times of one method: a ring of samples, and the delay after
@@ -322,7 +332,11 @@ where
             return Box::pin(inner.call(request));
         }
         let budget = self.budget.clone();
-        let latencies = hedgeable(request.uri().path()).then(|| self.latencies.clone());
+        let keyed = request
+            .headers()
+            .get(IDEMPOTENCY_KEY)
+            .is_some_and(|k| !k.is_empty());
+        let latencies = hedgeable(request.uri().path(), keyed).then(|| self.latencies.clone());
         Box::pin(async move {
             budget.deposit();
             let deadline = deadline(request.headers());
@@ -505,13 +519,38 @@ mod tests {
 
     #[test]
     fn reads_are_hedged_after_the_95th_percentile_of_recent_answers() {
-        assert!(hedgeable("/strata.catalog.v1.ProductService/GetProduct"));
-        assert!(hedgeable("/strata.catalog.v1.ProductService/BatchGetProducts"));
-        assert!(hedgeable("/strata.ordering.v1.OrderService/ListOrders"));
-        assert!(!hedgeable("/strata.identity.v1.AccountService/VerifyCredentials"));
-        assert!(!hedgeable("/strata.catalog.v1.ProductService/ChangePrice"));
-        assert!(!hedgeable("/strata.catalog.v1.ProductService/StreamEvents"));
-        assert!(!hedgeable("/grpc.health.v1.Health/Check"));
+        assert!(hedgeable("/strata.catalog.v1.ProductService/GetProduct", false));
+        assert!(hedgeable(
+            "/strata.catalog.v1.ProductService/BatchGetProducts",
+            false
+        ));
+        assert!(hedgeable("/strata.ordering.v1.OrderService/ListOrders", false));
+        assert!(!hedgeable(
+            "/strata.identity.v1.AccountService/VerifyCredentials",
+            false
+        ));
+        assert!(!hedgeable("/strata.catalog.v1.ProductService/ChangePrice", false));
+        assert!(
+            hedgeable("/strata.catalog.v1.ProductService/ChangePrice", true),
+            "keyed"
+        );
+        assert!(
+            hedgeable("/strata.inventory.v1.StockItemService/Reserve", true),
+            "keyed"
+        );
+        assert!(!hedgeable(
+            "/strata.identity.v1.AccountService/RegisterAccount",
+            true
+        ));
+        assert!(!hedgeable(
+            "/strata.identity.v1.AccountService/ChangePassword",
+            true
+        ));
+        assert!(!hedgeable(
+            "/strata.catalog.v1.ProductService/StreamEvents",
+            false
+        ));
+        assert!(!hedgeable("/grpc.health.v1.Health/Check", false));
 
         let latencies = Latencies::default();
         let path = "/strata.catalog.v1.ProductService/GetProduct";

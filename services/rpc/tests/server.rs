@@ -716,7 +716,7 @@ async fn queries_and_keyed_commands_are_retried_and_other_commands_are_not() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_slower_than_usual_is_hedged_and_a_command_never_is() {
+async fn a_read_or_keyed_command_slower_than_usual_is_hedged_and_an_unkeyed_command_never_is() {
     let flaky = Flaky::default();
     let running = serve(strata_rpc::Server::new().host(flaky.clone())).await;
     let channel = strata_rpc::client::channel(
@@ -725,13 +725,18 @@ async fn a_read_slower_than_usual_is_hedged_and_a_command_never_is() {
         strata_rpc::client::ServiceToken::default(),
     )
     .unwrap();
-    let call = |path: &'static str, timeout: Duration| {
+    let keyed_call = |path: &'static str, timeout: Duration, key: Option<String>| {
         let channel = channel.clone();
         async move {
             let mut grpc = tonic::client::Grpc::new(channel);
             grpc.ready().await?;
             let mut request = tonic::Request::new(());
             request.set_timeout(timeout);
+            if let Some(key) = key {
+                request
+                    .metadata_mut()
+                    .insert(strata_rpc::client::IDEMPOTENCY_KEY, key.parse().unwrap());
+            }
             grpc.unary(
                 request,
                 http::uri::PathAndQuery::from_static(path),
@@ -741,6 +746,7 @@ async fn a_read_slower_than_usual_is_hedged_and_a_command_never_is() {
             .map(tonic::Response::into_inner)
         }
     };
+    let call = |path: &'static str, timeout: Duration| keyed_call(path, timeout, None);
     // The method's usual latency, learned from its answers.
     for _ in 0..strata_rpc::retry::MIN_SAMPLES {
         call("/strata.test.Flaky/GetThing", Duration::from_secs(5))
@@ -770,7 +776,35 @@ async fn a_read_slower_than_usual_is_hedged_and_a_command_never_is() {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or(0);
     assert!((5..=10).contains(&hedges), "hedges counted: {hedges}\n{text}");
-    // A command is never sent twice: the one that hangs costs its deadline.
+    // A command with an idempotency key is hedged the same way (a second
+    // attempt has no second effect: the context replays the first answer).
+    flaky.hang_every.store(0, std::sync::atomic::Ordering::SeqCst);
+    for i in 0..strata_rpc::retry::MIN_SAMPLES {
+        keyed_call(
+            "/strata.test.Flaky/DoKeyedThing",
+            Duration::from_secs(5),
+            Some(format!("learn-{i}")),
+        )
+        .await
+        .unwrap();
+    }
+    flaky.hang_every.store(2, std::sync::atomic::Ordering::SeqCst);
+    for i in 0..10 {
+        let started = Instant::now();
+        keyed_call(
+            "/strata.test.Flaky/DoKeyedThing",
+            Duration::from_secs(2),
+            Some(format!("key-{i}")),
+        )
+        .await
+        .unwrap_or_else(|status| panic!("keyed command {i}: {status:?}"));
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "keyed command {i} took {:?}",
+            started.elapsed()
+        );
+    }
+    // A command without a key is never sent twice: the one that hangs costs its deadline.
     // (Whichever side's timer fires first answers: the client's says
     // DEADLINE_EXCEEDED, tonic's server CANCELLED "Timeout expired".)
     let mut outcomes = Vec::new();

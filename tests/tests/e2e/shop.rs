@@ -1847,10 +1847,17 @@ async fn an_edge_says_it_is_not_ready_through_its_shutdown_grace_then_exits() {
             "still ready after SIGTERM"
         );
     }
-    // Still serving during the grace.
-    shop.call(Method::GET, format!("{url}/v1/products"), None, None, &[])
-        .await
-        .expect(StatusCode::OK);
+    // Still serving during the grace, each answer closing its connection
+    // (so that clients keep none for the instant the server stops).
+    let answer = shop
+        .call(Method::GET, format!("{url}/v1/products"), None, None, &[])
+        .await;
+    assert_eq!(
+        answer.headers.get("connection").map(|v| v.to_str().unwrap()),
+        Some("close"),
+        "an answer during the grace keeps the connection open"
+    );
+    answer.expect(StatusCode::OK);
     let (status, _) = block(|| edge.exit());
     assert!(status.success(), "{status:?}");
     assert!(
