@@ -38,6 +38,7 @@ Leaves the topology up with CLUSTER_KEEP=1 (else `make down` at the end).
 Settings: CLUSTER_RATE (requests/s, 40), CLUSTER_SECONDS (per run, 60).
 """
 
+import collections
 import json
 import os
 import subprocess
@@ -281,6 +282,9 @@ def one_fault(name, env):
         "lost": summary["lost"],
         "duplicated": summary["duplicated"],
         "slowest_ms": max((r["latency_us"] for r in records), default=0) / 1000,
+        "failure_details": dict(collections.Counter(
+            f"{r['kind']} {r['status']}: {r.get('error') or ''}"[:200]
+            for r in records if r["status"] == 0 or r["status"] >= 500 or r["status"] == 429).most_common()),
         "resent_for_want_of_a_connection": summary.get("resent_for_want_of_a_connection", 0),
         "violations": summary["violations"],
         "timeline": timeline,
@@ -288,6 +292,12 @@ def one_fault(name, env):
         "load_exit": load.returncode,
     }
     (out / "timeline.json").write_text(json.dumps(timeline, indent=2))
+    if broken_by(result):
+        # What the processes said, for a look at why (breakers, watches, health).
+        logs = subprocess.run([*COMPOSE, "logs", "--no-color", "--timestamps"], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
+        (out / "compose.log").write_text(logs)
+        say(f"fault {name}: the topology's logs are in {out / 'compose.log'}")
     return result
 
 
@@ -338,6 +348,9 @@ def report(results):
                      f"{', '.join(f'{s:.1f}' for s in r['seconds_to_recover'])} |")
     for r in results:
         lines += ["", f"## {r['fault']}: timeline", ""]
+        if r["failure_details"]:
+            lines += ["Failed requests, by what the answer said:", ""]
+            lines += [f"- {n} × {detail}" for detail, n in r["failure_details"].items()] + [""]
         lines += [f"- {time.strftime('%H:%M:%S', time.gmtime(e['t_ms'] / 1000))}.{e['t_ms'] % 1000:03d} {e['event']}"
                   for e in r["timeline"]]
         if r["violations"]:

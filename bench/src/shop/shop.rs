@@ -187,7 +187,9 @@ impl World {
             Ok(response) => {
                 let status = response.status().as_u16();
                 let body = response.json::<Value>().await.unwrap_or(Value::Null);
-                (status, Some(body), None)
+                // A failure's problem detail says why (a breaker, a deadline…).
+                let detail = (status >= 500).then(|| body["detail"].as_str().unwrap_or_default().to_owned());
+                (status, Some(body), detail)
             }
             Err(e) => (0, None, Some(e.to_string())),
         };

@@ -18,8 +18,8 @@
 //! (tower's `TpsBudget`: retries may add at most a fifth to the calls made, so
 //! a failing downstream is not buried under retries).
 //!
-//! Reads (`Get*`, `BatchGet*`, `List*`) and commands with an idempotency key
-//! are also **hedged**: when an attempt
+//! Reads (`Get*`, `BatchGet*`, `List*`, health `Check`) and commands with an
+//! idempotency key are also **hedged**: when an attempt
 //! has not answered after the 95th percentile of that method's recent
 //! latencies (the last [`LATENCY_SAMPLES`] answers on this channel, once there
 //! are at least [`MIN_SAMPLES`]), a second one is sent, to whichever endpoint
@@ -147,8 +147,13 @@ pub fn policy(path: &str, headers: &http::HeaderMap) -> Policy {
 /// a password hash is expensive by design.)
 fn hedgeable(path: &str, keyed: bool) -> bool {
     let method = path.rsplit('/').next().unwrap_or_default();
-    path.starts_with("/strata.")
-        && (reads(method) || (keyed && !matches!(method, "RegisterAccount" | "ChangePassword")))
+    // A health check is a read too: an edge's /readyz asks one per
+    // downstream, and a balancer gives it 2 s. Unhedged, a check that p2c
+    // sent to a black-holed replica hung past that, and both storefronts
+    // were taken out of the balancer at once (`make test-cluster`, edge-cut).
+    path == "/grpc.health.v1.Health/Check"
+        || (path.starts_with("/strata.")
+            && (reads(method) || (keyed && !matches!(method, "RegisterAccount" | "ChangePassword"))))
 }
 
 /// Recent answer times of one method: a ring of samples, and the delay after
@@ -550,7 +555,11 @@ mod tests {
             "/strata.catalog.v1.ProductService/StreamEvents",
             false
         ));
-        assert!(!hedgeable("/grpc.health.v1.Health/Check", false));
+        assert!(
+            hedgeable("/grpc.health.v1.Health/Check", false),
+            "a health check is a read"
+        );
+        assert!(!hedgeable("/grpc.health.v1.Health/Watch", false));
 
         let latencies = Latencies::default();
         let path = "/strata.catalog.v1.ProductService/GetProduct";
