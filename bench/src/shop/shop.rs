@@ -4,8 +4,8 @@
 //! Shoppers sign up and in, browse (list and get products), and check out
 //! one or two skus with an Idempotency-Key of their own; a checkout that gets
 //! no answer, a 5xx or a 429 is retried with the same key, as a client
-//! should, until its deadline. Staff receive stock and ship acknowledged
-//! orders. The mix per 20 requests: 11 browse, 4 checkouts, 4 ships (a browse
+//! should, until its deadline. Staff receive stock (each receive with an
+//! Idempotency-Key of its own) and ship acknowledged orders. The mix per 20 requests: 11 browse, 4 checkouts, 4 ships (a browse
 //! when nothing waits to be shipped), 1 receive.
 //!
 //! At the end ([`verify`]), backoffice is asked for every order and every
@@ -172,10 +172,11 @@ impl World {
         // restarting, say) is sent again, as any HTTP client would; the
         // resends are counted, not hidden.
         // Shipping is idempotent (shipping a shipped order answers it as it
-        // is): a ship that got no answer at all is sent again too, as when
-        // the connection it was sent on was closed by a stopping backoffice.
+        // is), and a receive carries an Idempotency-Key: one that got no
+        // answer at all is sent again too, as when the connection it was
+        // sent on was closed by a stopping backoffice at that instant.
         while let Err(e) = &answer {
-            let resend = e.is_connect() || (kind == "ship" && !e.is_timeout());
+            let resend = e.is_connect() || (matches!(kind, "ship" | "receive") && !e.is_timeout());
             if !resend || tokio::time::Instant::now() + Duration::from_millis(100) >= give_up {
                 break;
             }
@@ -401,6 +402,7 @@ impl World {
                 self.load.backoffice, product.sku
             ))
             .bearer_auth(&self.staff)
+            .header("idempotency-key", uuid::Uuid::now_v7().simple().to_string())
             .json(&json!({"quantity": 10}));
         let answer = self.send("receive", due, None, request).await;
         let mut ledger = self.ledger.lock().expect("ledger");
