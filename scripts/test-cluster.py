@@ -20,7 +20,9 @@ Faults (CLUSTER_FAULTS, comma list; default all), each in a run of its own:
             (iptables DROP in its network namespace, nothing refused), then
             `docker network disconnect` of another.
   edge-cut  the edges black-holed from one data-service replica.
-  etcd      etcd stopped (SIGKILL) for 30 s, then started.
+  etcd      etcd stopped (SIGKILL) for 30 s, then started; a data-service
+            replica restarts meanwhile. Every registration must be back in
+            etcd within the lease TTL of its start.
   postgres  PostgreSQL restarted.
 Asserted for every fault: 0 lost, 0 duplicated, every invariant holds, no
 request past the deadline (10.5 s). kill, roll and etcd: 0 failed requests.
@@ -163,17 +165,55 @@ def fault_edge_cut(timeline):
     timeline.append({"t_ms": int(time.time() * 1000), "event": "path back"})
 
 
+# Every replica's registration: 4 contexts, each on 2 replicas.
+REGISTRATIONS = 8
+
+
+def registrations():
+    """The keys under the registry's prefix, as etcd has them now."""
+    listed = subprocess.run(["docker", "exec", container("etcd"), "etcdctl", "get", "--prefix", "--keys-only",
+                             "/strata/services/"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return {line for line in listed.stdout.splitlines() if line.strip()}
+
+
 def fault_etcd(timeline):
-    """etcd stopped for 30 s (or half the run, if shorter)."""
+    """etcd stopped for 30 s (or half the run, if shorter); meanwhile a
+    data-service replica restarts, so it starts with no registry to write
+    to. Asserted besides the load's figures: once etcd is back, every
+    replica's registration is back within the lease TTL (5 s), the
+    restarted one's included."""
     time.sleep(SECONDS * 0.15)
     at = time.time()
     run([*COMPOSE, "stop", "-t", "0", "etcd"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     timeline.append({"t_ms": int(at * 1000), "event": "etcd stopped"})
     say("etcd stopped")
-    time.sleep(min(30, SECONDS * 0.5))
+    time.sleep(5)
+    restarted = time.time()
+    run([*COMPOSE, "restart", "catalog-inventory-2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    timeline.append({"t_ms": int(restarted * 1000), "event": "catalog-inventory-2 restarted while etcd is down"})
+    say(f"catalog-inventory-2 restarted while etcd is down; healthy {wait_healthy('catalog-inventory-2', restarted):.1f} s later")
+    time.sleep(max(0.0, at + min(30, SECONDS * 0.5) - time.time()))
     run([*COMPOSE, "start", "etcd"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    timeline.append({"t_ms": int(time.time() * 1000), "event": "etcd started"})
-    say(f"etcd started; healthy {wait_healthy('etcd', time.time()):.1f} s later")
+    back = time.time()
+    timeline.append({"t_ms": int(back * 1000), "event": "etcd started"})
+    say(f"etcd started; healthy {wait_healthy('etcd', back):.1f} s later")
+    deadline = back + 30
+    while len(registrations()) < REGISTRATIONS and time.time() < deadline:
+        time.sleep(0.2)
+    found = registrations()
+    took = time.time() - back
+    timeline.append({"t_ms": int(time.time() * 1000),
+                     "event": f"{len(found)} of {REGISTRATIONS} registrations in etcd, {took:.1f} s after its start"})
+    say(f"{len(found)} of {REGISTRATIONS} registrations back {took:.1f} s after etcd started")
+    if len(found) < REGISTRATIONS or took > LEASE_TTL_SECS + 5:
+        REGISTRY_PROBLEMS.append(f"{len(found)} of {REGISTRATIONS} registrations {took:.1f} s after etcd started "
+                                 f"(the lease TTL is {LEASE_TTL_SECS} s): {sorted(found)}")
+
+
+# The registrations' lease TTL (services/rpc/src/registry.rs).
+LEASE_TTL_SECS = 5
+# What the etcd fault found wrong with the registry, beside the load's figures.
+REGISTRY_PROBLEMS = []
 
 
 def fault_postgres(timeline):
@@ -329,6 +369,8 @@ def broken_by(result):
                         f"{len(result['violations'])} invariants broken")
     if result["load_exit"]:
         problems.append(f"the load generator exited with {result['load_exit']}")
+    if result["fault"] == "etcd":
+        problems += REGISTRY_PROBLEMS
     return problems
 
 
