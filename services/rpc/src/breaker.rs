@@ -186,49 +186,31 @@ impl Shared {
         matches!(*self.state(), State::HalfOpen { .. })
     }
 
-    /// The refusal a call gets now, if the breaker takes no call: open, or
-    /// half-open with its probe in flight.
-    fn refusal(&self) -> Option<Status> {
+    /// Why a call is refused now, if the breaker takes none: open, or
+    /// half-open with its probe in flight. (Counted only once a call is
+    /// refused with it: [`Shared::refuse`].)
+    fn refusing(&self) -> Option<String> {
         match *self.state() {
             State::Open {
                 since,
                 until,
                 failures,
                 ..
-            } if Instant::now() < until => Some(self.open_refusal(since, failures)),
-            State::HalfOpen { .. } => Some(self.probing_refusal()),
+            } if Instant::now() < until => Some(open_reason(&self.endpoint, since, failures)),
+            State::HalfOpen { .. } => Some(probing_reason(&self.endpoint)),
             _ => None,
         }
     }
 
-    fn probing_refusal(&self) -> Status {
+    /// A call refused for `reason`, counted in the refusals metric.
+    fn refuse(&self, reason: String) -> Status {
         METRICS
             .refusals
             .get_or_create(&EndpointLabels {
                 endpoint: self.endpoint.clone(),
             })
             .inc();
-        Status::unavailable(format!(
-            "breaker half-open for {}: a probe is in flight",
-            self.endpoint
-        ))
-    }
-
-    fn open_refusal(&self, since: time::OffsetDateTime, failures: u32) -> Status {
-        METRICS
-            .refusals
-            .get_or_create(&EndpointLabels {
-                endpoint: self.endpoint.clone(),
-            })
-            .inc();
-        Status::unavailable(format!(
-            "breaker open for {} since {} after {failures} failure{}",
-            self.endpoint,
-            since
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default(),
-            if failures == 1 { "" } else { "s" }
-        ))
+        Status::unavailable(reason)
     }
 
     /// Whether a call may go now: `Ok(probe?)`, or the refusal.
@@ -248,11 +230,11 @@ impl Shared {
                     tracing::info!(endpoint = %self.endpoint, "breaker half-open: probing with one call");
                     Ok(true)
                 } else {
-                    Err(self.open_refusal(since, failures))
+                    Err(self.refuse(open_reason(&self.endpoint, since, failures)))
                 }
             }
             // One probe at a time: the others are refused as if open.
-            State::HalfOpen { .. } => Err(self.probing_refusal()),
+            State::HalfOpen { .. } => Err(self.refuse(probing_reason(&self.endpoint))),
         }
     }
 
@@ -322,6 +304,20 @@ impl Drop for ProbeGuard {
             self.shared.record(Verdict::Cancelled, true);
         }
     }
+}
+
+fn open_reason(endpoint: &str, since: time::OffsetDateTime, failures: u32) -> String {
+    format!(
+        "breaker open for {endpoint} since {} after {failures} failure{}",
+        since
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        if failures == 1 { "" } else { "s" }
+    )
+}
+
+fn probing_reason(endpoint: &str) -> String {
+    format!("breaker half-open for {endpoint}: a probe is in flight")
 }
 
 fn open(open_for: Duration, failures: u32) -> State {
@@ -487,14 +483,15 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        // Every endpoint open: the first one's refusal (no allocation unless so).
+        // Every endpoint refusing: the first one's refusal, counted against
+        // it alone (an endpoint that takes calls was counted for none).
         let every_refusal = {
             let all = self.all.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut first = None;
+            let mut first: Option<(&Arc<Shared>, String)> = None;
             for breaker in all.iter() {
-                match breaker.refusal() {
-                    Some(refusal) => {
-                        first.get_or_insert(refusal);
+                match breaker.refusing() {
+                    Some(reason) => {
+                        first.get_or_insert((breaker, reason));
                     }
                     None => {
                         first = None;
@@ -502,7 +499,7 @@ where
                     }
                 }
             }
-            first
+            first.map(|(breaker, reason)| breaker.refuse(reason))
         };
         if let Some(refusal) = every_refusal {
             let mut refused = refusal.into_http::<tonic::body::Body>();
@@ -755,7 +752,10 @@ mod tests {
         assert!(ready_now(&mut breaker), "the pause is over: ready for a probe");
         let probe = breaker.call(http::Request::new(()));
         assert!(!ready_now(&mut other), "a probe is in flight: not ready");
-        assert!(breaker.shared.refusal().is_some(), "and the guard refuses for it");
+        assert!(
+            breaker.shared.refusing().is_some(),
+            "and the guard refuses for it"
+        );
         // The probe's caller gives up: open again for the same pause.
         drop(probe);
         assert!(
