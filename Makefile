@@ -127,7 +127,7 @@ fmt: ## format the code
 # container is healthy and prints the URLs; `make demo` runs against it with
 # STRATA_ADMIN_EMAIL / STRATA_ADMIN_PASSWORD exported (up prints how).
 # docker-compose is Debian's 1.29, installed here when missing.
-.PHONY: images up down test-cluster
+.PHONY: images up down test-cluster loadtest
 
 images: ## build the OCI images (no registry), rebuilding only missing or stale ones
 	CARGO="$(CARGO)" bash deploy/images/build.sh
@@ -147,6 +147,16 @@ test-cluster: ## six faults (kill, roll, db-cut, edge-cut, etcd, postgres) on th
 	@command -v iptables >/dev/null && command -v nsenter >/dev/null || { echo "installing Debian's iptables"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables util-linux >/dev/null; }
 	CARGO="$(CARGO)" python3 scripts/test-cluster.py
+
+# The whole shop under closed-loop load at rising concurrency, on the
+# one-process default and on the compose topology (scripts/loadtest.py says
+# how): throughput, latency, and what each request costs each process in
+# CPU, gRPC calls and statements; writes target/loadtest/report.md. Not in CI
+# (a measurement, about 6 minutes).
+loadtest: ## the shop under load on both topologies: req/s, p50/p99/p99.9, CPU, gRPC calls and statements per request
+	@command -v docker-compose >/dev/null || { echo "installing Debian's docker-compose"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
+	CARGO="$(CARGO)" python3 scripts/loadtest.py
 
 down: ## stop and remove the compose topology, volumes included
 	@command -v docker-compose >/dev/null || { echo "docker-compose is not installed: nothing was started with it"; exit 0; }; \

@@ -20,9 +20,9 @@ Faults (CLUSTER_FAULTS, comma list; default all), each in a run of its own:
             (iptables DROP in its network namespace, nothing refused), then
             `docker network disconnect` of another.
   edge-cut  the edges black-holed from one data-service replica.
-  etcd      etcd stopped (SIGKILL) for 30 s, then started. Every
-            registration must be back in etcd within the lease TTL of its
-            start.
+  etcd      etcd stopped (SIGKILL) for 30 s, then started; a data-service
+            replica restarts meanwhile. Every registration must be back in
+            etcd within the lease TTL of its start.
   postgres  PostgreSQL restarted.
 Asserted for every fault: 0 lost, 0 duplicated, every invariant holds, no
 request past the deadline (10.5 s). kill, roll and etcd: 0 failed requests.
@@ -177,20 +177,25 @@ def registrations():
 
 
 def fault_etcd(timeline):
-    """etcd stopped for 30 s (or half the run, if shorter). Asserted
-    besides the load's figures: once etcd is back, every replica's
-    registration is back within the lease TTL (5 s) and a little."""
+    """etcd stopped for 30 s (or half the run, if shorter); meanwhile a
+    data-service replica restarts, so it starts with no registry to write
+    to. Asserted besides the load's figures: once etcd is back, every
+    replica's registration is back within the lease TTL (5 s) and a little,
+    the restarted one's included."""
     time.sleep(SECONDS * 0.15)
     at = time.time()
     run([*COMPOSE, "stop", "-t", "0", "etcd"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     timeline.append({"t_ms": int(at * 1000), "event": "etcd stopped"})
     say("etcd stopped")
-    # Not done yet: restarting a replica here. With etcd down its
-    # deregistration reaches no edge, and its NOT_SERVING answer through its
-    # shutdown grace made both storefronts' /readyz fail (an edge is ready
-    # only when the endpoint asked says SERVING), so the balancer took both
-    # out: 133 requests answered 503. An edge should be ready while each
-    # downstream has one serving endpoint.
+    # A replica restarts with no registry to write to. Its deregistration
+    # reaches no edge either, so the edges keep asking it through its
+    # shutdown grace and its start: its NOT_SERVING answers open their
+    # breakers, and an edge stays ready while the other replica serves.
+    time.sleep(5)
+    restarted = time.time()
+    run([*COMPOSE, "restart", "catalog-inventory-2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    timeline.append({"t_ms": int(restarted * 1000), "event": "catalog-inventory-2 restarted while etcd is down"})
+    say(f"catalog-inventory-2 restarted while etcd is down; healthy {wait_healthy('catalog-inventory-2', restarted):.1f} s later")
     time.sleep(max(0.0, at + min(30, SECONDS * 0.5) - time.time()))
     run([*COMPOSE, "start", "etcd"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     back = time.time()

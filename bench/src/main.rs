@@ -13,6 +13,7 @@
 //! [`load::work`], its statements in [`pgbench::script`] and its method in the
 //! Python and Go servers.
 
+mod cpu;
 mod load;
 mod model;
 mod pgbench;
@@ -293,7 +294,7 @@ impl<'a> Marks<'a> {
         let reading = self
             .db
             .cpu()
-            .and_then(|db| Ok((db, self.pid.map(sys::process_cpu).transpose()?)));
+            .and_then(|db| Ok((db, self.pid.map(cpu::process).transpose()?)));
         match reading {
             Ok(reading) => self.readings.push(reading),
             Err(error) => self.error = Some(error),

@@ -10,35 +10,6 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-/// CPU time (user + system) a process has used so far.
-pub(crate) fn process_cpu(pid: u32) -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name may contain spaces: fields are counted after its ')'.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .context("malformed /proc stat")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after ')'.
-    let ticks: u64 = fields.get(11).context("no utime")?.parse::<u64>()?
-        + fields.get(12).context("no stime")?.parse::<u64>()?;
-    Ok(Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second()))
-}
-
-fn clock_ticks_per_second() -> f64 {
-    // `getconf CLK_TCK`; 100 on every Linux this runs on, read once.
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(100.0)
-    })
-}
-
 /// Resets the peak-RSS mark of a process (Linux `clear_refs`), so the next
 /// [`peak_rss_mib`] covers only what follows. Best effort.
 pub(crate) fn reset_peak_rss(pid: u32) {
@@ -64,7 +35,6 @@ pub(crate) fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
 #[derive(Debug)]
 pub(crate) struct Container {
     pub(crate) id: String,
-    cpu_file: Option<PathBuf>,
 }
 
 impl Container {
@@ -93,33 +63,13 @@ impl Container {
             args.extend(["-c", setting]);
         }
         let id = run("docker", &args)?;
-        let container = Self {
-            cpu_file: cgroup_cpu_file(&id),
-            id,
-        };
+        let container = Self { id };
         Ok((container, port))
     }
 
     /// CPU time the container has used so far, from its cgroup.
     pub(crate) fn cpu(&self) -> anyhow::Result<Duration> {
-        let file = self
-            .cpu_file
-            .as_ref()
-            .context("no cgroup CPU accounting found for the container")?;
-        let text = std::fs::read_to_string(file)?;
-        if file.ends_with("cpu.stat") {
-            // cgroup v2: `usage_usec N`
-            let usec: u64 = text
-                .lines()
-                .find_map(|l| l.strip_prefix("usage_usec "))
-                .context("no usage_usec")?
-                .trim()
-                .parse()?;
-            Ok(Duration::from_micros(usec))
-        } else {
-            // cgroup v1: cpuacct.usage in nanoseconds
-            Ok(Duration::from_nanos(text.trim().parse()?))
-        }
+        crate::cpu::container(&self.id)
     }
 }
 
@@ -133,20 +83,6 @@ impl Drop for Container {
     }
 }
 
-/// Where the kernel accounts a container's CPU: cgroup v1 (cgroupfs or systemd
-/// driver) or v2.
-fn cgroup_cpu_file(id: &str) -> Option<PathBuf> {
-    [
-        format!("/sys/fs/cgroup/cpuacct/docker/{id}/cpuacct.usage"),
-        format!("/sys/fs/cgroup/cpu,cpuacct/docker/{id}/cpuacct.usage"),
-        format!("/sys/fs/cgroup/cpuacct/system.slice/docker-{id}.scope/cpuacct.usage"),
-        format!("/sys/fs/cgroup/system.slice/docker-{id}.scope/cpu.stat"),
-        format!("/sys/fs/cgroup/docker/{id}/cpu.stat"),
-    ]
-    .into_iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
-}
 
 /// Runs a command to completion; its trimmed stdout, or an error with its stderr.
 pub(crate) fn run(program: &str, args: &[&str]) -> anyhow::Result<String> {

@@ -7,9 +7,15 @@
 //!   and runs it).
 //! - `shop`: shoppers and staff through the edges at a fixed rate, every
 //!   request recorded, then the truth read back and the invariants checked.
+//! - `capacity`: closed loops at rising concurrency, with what each request
+//!   costs every process (`make loadtest`).
 
+mod capacity;
+#[path = "../cpu.rs"]
+mod cpu;
 mod flood;
 mod schedule;
+mod setup;
 mod shop;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +34,9 @@ enum Command {
     /// The whole shop under a steady load, every request recorded, then the
     /// truth read back and checked (nothing lost, nothing duplicated).
     Shop(shop::ShopLoad),
+    /// Closed loops at rising concurrency: throughput, latency, and what each
+    /// request costs in CPU, gRPC calls and statements.
+    Capacity(capacity::Capacity),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,6 +46,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Flood(flood) => flood::run(flood).await,
             Command::Shop(load) => shop::run(load).await,
+            Command::Capacity(load) => capacity::run(load).await,
         }
     })
 }

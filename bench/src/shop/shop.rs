@@ -28,23 +28,17 @@ use anyhow::{Context as _, bail};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::schedule::{histogram, open_loop};
+use crate::{
+    schedule::{histogram, open_loop},
+    setup::{Product, Shopper, Target, setup_products, setup_shoppers, staff_token},
+};
 
 /// The shop load's settings (`strata-load shop --help`).
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ShopLoad {
-    /// The storefront (or the balancer in front of the storefronts).
-    #[arg(long)]
-    storefront: String,
-    /// Backoffice.
-    #[arg(long)]
-    backoffice: String,
-    /// The staff account's email.
-    #[arg(long, env = "STRATA_ADMIN_EMAIL")]
-    staff_email: String,
-    /// Its password.
-    #[arg(long, env = "STRATA_ADMIN_PASSWORD", hide_env_values = true)]
-    staff_password: String,
+    /// Where the shop is, and its staff account.
+    #[command(flatten)]
+    target: Target,
     /// Requests per second (open loop).
     #[arg(long, default_value_t = 50.0)]
     rate: f64,
@@ -88,20 +82,6 @@ struct Record {
     order: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
-}
-
-/// A product on sale: its id, sku and price.
-#[derive(Debug, Clone)]
-struct Product {
-    id: String,
-    sku: String,
-    price: i64,
-}
-
-#[derive(Debug, Clone)]
-struct Shopper {
-    id: uuid::Uuid,
-    token: String,
 }
 
 /// What the run knows it did.
@@ -220,10 +200,10 @@ pub(crate) async fn run(load: ShopLoad) -> anyhow::Result<()> {
         .pool_max_idle_per_host(256)
         .build()
         .context("an HTTP client")?;
-    let staff = staff_token(&http, &load).await?;
+    let staff = staff_token(&http, &load.target).await?;
     let tag = &uuid::Uuid::now_v7().simple().to_string()[20..];
-    let products = setup_products(&http, &load, &staff, tag).await?;
-    let shoppers = setup_shoppers(&http, &load, tag).await?;
+    let products = setup_products(&http, &load.target, &staff, tag, load.skus, load.stock).await?;
+    let shoppers = setup_shoppers(&http, &load.target, tag, load.shoppers).await?;
     eprintln!(
         "strata-load shop: {} products, {} shoppers; {} requests/s for {} s",
         products.len(),
@@ -306,10 +286,10 @@ impl World {
     async fn browse(&self, n: u64, due: tokio::time::Instant) {
         let shopper = &self.shoppers[fastrand::usize(..self.shoppers.len())];
         let url = if n.is_multiple_of(2) {
-            format!("{}/v1/products?page_size=20", self.load.storefront)
+            format!("{}/v1/products?page_size=20", self.load.target.storefront)
         } else {
             let product = &self.products[fastrand::usize(..self.products.len())];
-            format!("{}/v1/products/{}", self.load.storefront, product.id)
+            format!("{}/v1/products/{}", self.load.target.storefront, product.id)
         };
         self.send(
             "browse",
@@ -344,7 +324,7 @@ impl World {
         loop {
             let request = self
                 .http
-                .post(format!("{}/v1/orders", self.load.storefront))
+                .post(format!("{}/v1/orders", self.load.target.storefront))
                 .bearer_auth(&shopper.token)
                 .header("idempotency-key", &key)
                 .json(&body);
@@ -380,7 +360,7 @@ impl World {
     async fn ship(&self, order: String, due: tokio::time::Instant) {
         let request = self
             .http
-            .post(format!("{}/v1/orders/{order}/ship", self.load.backoffice))
+            .post(format!("{}/v1/orders/{order}/ship", self.load.target.backoffice))
             .bearer_auth(&self.staff);
         let answer = self.send("ship", due, None, request).await;
         let mut ledger = self.ledger.lock().expect("ledger");
@@ -399,7 +379,7 @@ impl World {
             .http
             .post(format!(
                 "{}/v1/stock/{}/receive",
-                self.load.backoffice, product.sku
+                self.load.target.backoffice, product.sku
             ))
             .bearer_auth(&self.staff)
             .header("idempotency-key", uuid::Uuid::now_v7().simple().to_string())
@@ -413,129 +393,6 @@ impl World {
             _ => received.1 += 10,
         }
     }
-}
-
-/// Backoffice's staff token (backoffice registers its staff account in the
-/// background at start, so 401 is waited out for a while).
-async fn staff_token(http: &reqwest::Client, load: &ShopLoad) -> anyhow::Result<String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let answer = http
-            .post(format!("{}/v1/sessions", load.backoffice))
-            .json(&json!({"email": load.staff_email, "password": load.staff_password}))
-            .send()
-            .await;
-        if let Ok(response) = answer {
-            let status = response.status();
-            let body: Value = response.json().await.unwrap_or(Value::Null);
-            if status == 200 {
-                return body["access_token"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .context("no access_token");
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!("staff sign-in: {status} {body}");
-            }
-        } else if tokio::time::Instant::now() > deadline {
-            bail!("staff sign-in: backoffice does not answer at {}", load.backoffice);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// `POST url` with `body` and `token`, expecting `want`: the answer's body.
-async fn expect(
-    http: &reqwest::Client,
-    url: String,
-    token: Option<&str>,
-    body: Value,
-    want: u16,
-) -> anyhow::Result<Value> {
-    let mut request = http.post(&url).json(&body);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.with_context(|| format!("POST {url}"))?;
-    let status = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if status != want {
-        bail!("POST {url}: {status} {body}");
-    }
-    Ok(body)
-}
-
-async fn setup_products(
-    http: &reqwest::Client,
-    load: &ShopLoad,
-    staff: &str,
-    tag: &str,
-) -> anyhow::Result<Vec<Product>> {
-    let mut products = Vec::new();
-    for i in 0..load.skus {
-        let sku = format!("LOAD-{tag}-{i}");
-        let price = 100 + i64::from(i) * 10;
-        let created = expect(
-            http,
-            format!("{}/v1/products", load.backoffice),
-            Some(staff),
-            json!({"sku": sku, "name": format!("Load {tag} {i}"), "description": "strata-load",
-                   "price": {"currency": "EUR", "amount_minor": price}}),
-            201,
-        )
-        .await?;
-        let id = created["id"].as_str().context("no product id")?.to_owned();
-        expect(
-            http,
-            format!("{}/v1/products/{id}/publish", load.backoffice),
-            Some(staff),
-            json!({}),
-            200,
-        )
-        .await?;
-        expect(
-            http,
-            format!("{}/v1/stock/{sku}/receive", load.backoffice),
-            Some(staff),
-            json!({"quantity": load.stock}),
-            200,
-        )
-        .await?;
-        products.push(Product { id, sku, price });
-    }
-    Ok(products)
-}
-
-async fn setup_shoppers(http: &reqwest::Client, load: &ShopLoad, tag: &str) -> anyhow::Result<Vec<Shopper>> {
-    let mut shoppers = Vec::new();
-    for i in 0..load.shoppers {
-        let email = format!("load-{tag}-{i}@shop.test");
-        let password = format!("load password {tag}");
-        let account = expect(
-            http,
-            format!("{}/v1/accounts", load.storefront),
-            None,
-            json!({"email": email, "password": password, "display_name": format!("Shopper {i}")}),
-            201,
-        )
-        .await?;
-        let session = expect(
-            http,
-            format!("{}/v1/sessions", load.storefront),
-            None,
-            json!({"email": email, "password": password}),
-            200,
-        )
-        .await?;
-        shoppers.push(Shopper {
-            id: account["id"].as_str().context("no account id")?.parse()?,
-            token: session["access_token"]
-                .as_str()
-                .context("no access_token")?
-                .to_owned(),
-        });
-    }
-    Ok(shoppers)
 }
 
 /// What the final read found.
@@ -555,7 +412,7 @@ pub(crate) struct Verdict {
 /// them against the ledger.
 async fn verify(world: &World) -> anyhow::Result<Verdict> {
     let http = &world.http;
-    let bo = &world.load.backoffice;
+    let bo = &world.load.target.backoffice;
     let mut orders: HashMap<String, Value> = HashMap::new();
     let mut token = String::new();
     loop {

@@ -88,14 +88,26 @@ impl Downstream {
     }
 }
 
-/// Whether `service` reports SERVING; its name when it does not.
+/// Whether some endpoint of `service` reports SERVING; its name when none
+/// does. An endpoint answering NOT_SERVING (a replica shutting down, or whose
+/// store does not answer) is not the whole downstream: its answer opens its
+/// breaker (it carries `x-strata-not-serving`), so asking again reaches
+/// another endpoint, until one serves or every breaker is open (refused at
+/// once). Readiness is per downstream, not per endpoint asked.
 async fn health_check(service: &'static str, channel: RpcChannel, call: Call) -> Option<&'static str> {
-    let request = call.request(HealthCheckRequest {
-        service: service.to_owned(),
-    });
-    let serving = call
-        .run(HealthClient::new(channel).check(request))
-        .await
-        .is_ok_and(|r| r.status == ServingStatus::Serving as i32);
-    (!serving).then_some(service)
+    for _ in 0..MOST_ENDPOINTS_ASKED {
+        let request = call.request(HealthCheckRequest {
+            service: service.to_owned(),
+        });
+        match call.run(HealthClient::new(channel.clone()).check(request)).await {
+            Ok(answer) if answer.status == ServingStatus::Serving as i32 => return None,
+            Ok(_) => {}
+            Err(_) => return Some(service),
+        }
+    }
+    Some(service)
 }
+
+/// The most endpoints of one downstream a readiness check asks before it
+/// calls the downstream not ready.
+const MOST_ENDPOINTS_ASKED: usize = 8;

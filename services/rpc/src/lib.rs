@@ -296,7 +296,10 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
         let local: Option<SocketAddr> = listener.local_addr().ok();
-        let (health, health_service) = tonic_health::server::health_reporter();
+        let health = HealthReporter::new();
+        let health_service = tonic_health::pb::health_server::HealthServer::new(MarkedHealth(
+            tonic_health::server::HealthService::from_health_reporter(health.clone()),
+        ));
         set_status(&health, &self.names, ServingStatus::Serving).await;
         // Probed services start as their probe's first answer says.
         let not_serving = Arc::new(admission::NotServingSet::default());
@@ -513,6 +516,41 @@ async fn report(
             ServingStatus::NotServing
         };
         health.set_service_status("", all).await;
+    }
+}
+
+/// gRPC health, whose NOT_SERVING answers carry [`admission::NOT_SERVING`]
+/// as the refusals of a service that cannot serve do: a caller's breaker then
+/// passes this endpoint over (it opens at once) without waiting for the
+/// registry to drop it. With etcd down, a replica shutting down stays
+/// registered, and a readiness check that asked it again and again through the
+/// balancer found its downstream not ready though the other replica served:
+/// `make test-cluster`'s etcd fault, with a replica restarted during the
+/// outage, took both storefronts out of the load balancer (133 x 503).
+struct MarkedHealth(tonic_health::server::HealthService);
+
+#[tonic::async_trait]
+impl tonic_health::pb::health_server::Health for MarkedHealth {
+    async fn check(
+        &self,
+        request: tonic::Request<tonic_health::pb::HealthCheckRequest>,
+    ) -> Result<tonic::Response<tonic_health::pb::HealthCheckResponse>, tonic::Status> {
+        let mut response = self.0.check(request).await?;
+        if response.get_ref().status != tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
+            response
+                .metadata_mut()
+                .insert(admission::NOT_SERVING, tonic::metadata::MetadataValue::from_static("1"));
+        }
+        Ok(response)
+    }
+
+    type WatchStream = tonic_health::server::WatchStream;
+
+    async fn watch(
+        &self,
+        request: tonic::Request<tonic_health::pb::HealthCheckRequest>,
+    ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
+        self.0.watch(request).await
     }
 }
 

@@ -1070,6 +1070,74 @@ async fn during_the_shutdown_grace_health_says_not_serving_and_calls_are_still_s
         .unwrap();
 }
 
+/// A replica shutting down answers health NOT_SERVING, marked
+/// `x-strata-not-serving`, while it stays registered (etcd down): a caller
+/// balancing over it and a serving replica gets that answer at most once
+/// before its breaker passes the replica over, so asking again reaches the
+/// serving one; with both shutting down, the breakers refuse at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_not_serving_health_answer_moves_callers_to_another_replica() {
+    let grace = Duration::from_secs(30);
+    let a = serve(strata_rpc::Server::new().host(Flaky::default()).shutdown_grace(grace)).await;
+    let b = serve(strata_rpc::Server::new().host(Flaky::default()).shutdown_grace(grace)).await;
+    let addresses = format!("http://{},http://{}", a.address, b.address);
+    let balanced =
+        strata_rpc::client::channel("flaky", &addresses, strata_rpc::client::ServiceToken::default())
+            .unwrap();
+    let check = || {
+        let balanced = balanced.clone();
+        async move {
+            let mut request = tonic::Request::new(HealthCheckRequest {
+                service: String::new(),
+            });
+            request.set_timeout(Duration::from_secs(2));
+            HealthClient::new(balanced).check(request).await
+        }
+    };
+    let not_serving_soon = |address: SocketAddr| async move {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while health_status(address).await.unwrap() != ServingStatus::NotServing as i32 {
+            assert!(Instant::now() < deadline, "health never turned NOT_SERVING");
+            tokio::task::yield_now().await;
+        }
+    };
+
+    let _ = a.stop.send(());
+    not_serving_soon(a.address).await;
+    let marked = HealthClient::new(channel(a.address))
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(marked.metadata().get(strata_rpc::admission::NOT_SERVING).unwrap(), "1");
+
+    let mut answers = std::collections::BTreeMap::<i32, usize>::new();
+    for _ in 0..60 {
+        *answers.entry(check().await.unwrap().into_inner().status).or_default() += 1;
+    }
+    let not_serving = answers.get(&(ServingStatus::NotServing as i32)).copied().unwrap_or(0);
+    let serving = answers.get(&(ServingStatus::Serving as i32)).copied().unwrap_or(0);
+    // At most one answer per pause of a's breaker (its probe), the rest from b.
+    assert!(not_serving <= 2 && serving + not_serving == 60, "{answers:?}");
+
+    let _ = b.stop.send(());
+    not_serving_soon(b.address).await;
+    let mut refused = None;
+    for _ in 0..4 {
+        match check().await {
+            Ok(_) => {}
+            Err(status) => {
+                refused = Some(status);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("with every replica NOT_SERVING, the breakers refuse");
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("breaker open"), "{refused:?}");
+}
+
 /// `dns://name:port`: the endpoints are what the name resolves to. Here
 /// `localhost`, which may resolve to ::1 too, where nothing listens: that
 /// endpoint's breaker opens at once and the calls go to 127.0.0.1.
