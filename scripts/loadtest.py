@@ -128,8 +128,8 @@ def container(service):
     return run([*COMPOSE, "ps", "-q", service], stdout=subprocess.PIPE, cwd=ROOT).stdout.strip()
 
 
-def meters_address(service):
-    template = '{{(index .NetworkSettings.Networks "strata_meters").IPAddress}}'
+def address(service, network):
+    template = '{{(index .NetworkSettings.Networks "strata_%s").IPAddress}}' % network
     return run(["docker", "inspect", "-f", template, container(service)], stdout=subprocess.PIPE).stdout.strip()
 
 
@@ -142,15 +142,20 @@ def compose():
     run(["bash", "deploy/compose/up.sh"], cwd=ROOT, env=env)
     try:
         secrets = ROOT / "deploy/compose/secrets"
-        args = ["--storefront", "http://127.0.0.1:8080", "--backoffice", "http://127.0.0.1:8081",
+        # The balancer and backoffice at their addresses on the front network,
+        # not through the ports Docker publishes on the host: its userland
+        # proxy (docker-proxy, a host process no container accounts for) would
+        # add a hop and CPU that no real deployment has.
+        args = ["--storefront", f"http://{address('balancer', 'front')}:8080",
+                "--backoffice", f"http://{address('backoffice', 'front')}:8081",
                 "--workloads", "browse,direct-browse,checkout",
-                "--direct", f"http://{meters_address('catalog-inventory-1')}:50051"]
+                "--direct", f"http://{address('catalog-inventory-1', 'meters')}:50051"]
         for service in CONTAINERS:
             args += ["--cpu", f"{service}=container:{container(service)}"]
         for service in DATA_SERVICES:
-            args += ["--metrics", f"{service}=http://{meters_address(service)}:{METRICS_PORT}/metrics"]
+            args += ["--metrics", f"{service}=http://{address(service, 'meters')}:{METRICS_PORT}/metrics"]
         postgres = (f"postgres://postgres:{(secrets / 'postgres_password').read_text().strip()}"
-                    f"@{meters_address('postgres')}:5432/postgres")
+                    f"@{address('postgres', 'meters')}:5432/postgres")
         load_env = dict(env, STRATA_ADMIN_EMAIL=env.get("STRATA_ADMIN_EMAIL", "admin@strata.dev"),
                         STRATA_ADMIN_PASSWORD=(secrets / "admin_password").read_text().strip(),
                         STRATA_LOAD_SERVICE_TOKEN=(secrets / "storefront_token").read_text().strip(),

@@ -485,9 +485,23 @@ impl World {
                             return anyhow::Ok(());
                         };
                         let url = format!("{}/v1/orders/{order}/ship", world.load.target.backoffice);
-                        let response = world.http.post(&url).bearer_auth(&world.staff).send().await?;
-                        if response.status() != 200 {
-                            bail!("POST {url}: {}", response.status());
+                        let give_up = Instant::now() + Duration::from_secs(60);
+                        loop {
+                            let response = world.http.post(&url).bearer_auth(&world.staff).send().await?;
+                            let status = response.status().as_u16();
+                            if status == 200 {
+                                break;
+                            }
+                            // Backoffice's own limit on one client: wait as it says.
+                            if !matches!(status, 429 | 503) || Instant::now() > give_up {
+                                bail!("POST {url}: {status}");
+                            }
+                            let wait = response
+                                .headers()
+                                .get("retry-after")
+                                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                                .unwrap_or(1);
+                            tokio::time::sleep(Duration::from_secs(wait.clamp(1, 10))).await;
                         }
                     }
                 })
