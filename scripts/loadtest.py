@@ -183,6 +183,10 @@ def window(result, workload, concurrency):
     return next((w for w in result["windows"] if w["workload"] == workload and w["concurrency"] == concurrency), None)
 
 
+# The saga's first three reads, sent at once (services/storefront/src/orders.rs).
+FIRST_READS = {"OrderService/ListOrders", "OrderService/GetOrder", "ProductService/BatchGetProducts"}
+
+
 def render(results, cores):
     lines = ["# The whole shop under load", "",
              f"`make loadtest` (scripts/loadtest.py) on {cores} cores: closed loops, {SECONDS} s per window after "
@@ -212,14 +216,23 @@ def render(results, cores):
                   "Each step as the data services saw it (their histograms, √2 buckets, interpolated).", "",
                   "| step | calls per checkout | p50 ms | p99 ms |", "|---|---|---|---|"]
         p50_sum = p99_sum = 0.0
+        reads = [0.0, 0.0]
         for method, step in sorted(checkout["grpc"].items(), key=lambda kv: -kv[1]["p50_us"]):
-            lines.append(f"| {method} | {step['per_request']:.2f} | {step['p50_us'] / 1000:.3f} | {step['p99_us'] / 1000:.3f} |")
-            p50_sum += step["per_request"] * step["p50_us"]
-            p99_sum += step["per_request"] * step["p99_us"]
-        lines += [f"| **sum** | | {p50_sum / 1000:.3f} | {p99_sum / 1000:.3f} |",
+            together = method in FIRST_READS
+            lines.append(f"| {method}{' (at once with the other reads)' if together else ''} | "
+                         f"{step['per_request']:.2f} | {step['p50_us'] / 1000:.3f} | {step['p99_us'] / 1000:.3f} |")
+            if together:
+                reads = [max(reads[0], step["p50_us"]), max(reads[1], step["p99_us"])]
+            else:
+                p50_sum += step["per_request"] * step["p50_us"]
+                p99_sum += step["per_request"] * step["p99_us"]
+        p50_sum, p99_sum = p50_sum + reads[0], p99_sum + reads[1]
+        lines += [f"| **the steps in a row** (the slowest of the reads, then each write) | | {p50_sum / 1000:.3f} | {p99_sum / 1000:.3f} |",
                   f"| **checkout, as the client saw it** | | {checkout['p50_us'] / 1000:.3f} | {checkout['p99_us'] / 1000:.3f} |",
                   "", f"The edge, the saga and the hops between them add {(checkout['p50_us'] - p50_sum) / 1000:.2f} ms "
-                  f"at p50 and {(checkout['p99_us'] - p99_sum) / 1000:.2f} ms at p99 to the sum of the steps.", ""]
+                  f"at p50 to the steps in a row (p99s do not add up: the slowest requests are not slow at every step). "
+                  f"The storefront spent {checkout['cpu_ms_per_request'].get('storefront', sum(v for k, v in checkout['cpu_ms_per_request'].items() if k.startswith('storefront'))):.2f} ms "
+                  "of CPU per checkout; at c=1 nearly all of it is on the checkout's path.", ""]
     for topology, result in results.items():
         rows = []
         for c in sorted({w["concurrency"] for w in result["windows"]}):

@@ -11,8 +11,9 @@
 //!   over one plain gRPC channel: the reference the edge's overhead is
 //!   measured against, in the same run;
 //! - `checkout`: a one-line checkout (one unit) with an Idempotency-Key, by
-//!   shoppers in turn. After each window staff ship what it ordered, outside
-//!   the measurement, so that every window starts with no open orders.
+//!   shoppers in turn. After the warm-up and after the window staff ship
+//!   what was ordered, outside the measurement, so that every window starts
+//!   with no open orders.
 //!
 //! Each window runs `--warmup` seconds, lets every request in flight finish,
 //! reads the meters, runs `--seconds`, lets the requests in flight finish
@@ -77,8 +78,11 @@ pub(crate) struct Capacity {
     /// Seconds of warm-up before each window, not measured.
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
-    /// Shoppers taking turns at checkout.
-    #[arg(long, default_value_t = 100)]
+    /// Shoppers taking turns at checkout. Each checkout first lists the
+    /// shopper's open orders (at most `--max-open-orders`), so a few
+    /// shoppers with many open orders each would make it dearer than in a
+    /// shop: with 200, each holds a handful by the end of a window.
+    #[arg(long, default_value_t = 200)]
     shoppers: u32,
     /// Products on sale.
     #[arg(long, default_value_t = 16)]
@@ -287,6 +291,9 @@ async fn measure(
     concurrency: u32,
 ) -> anyhow::Result<Window> {
     closed_loop(world, workload, concurrency, Duration::from_secs_f64(world.load.warmup)).await?;
+    if workload == Workload::Checkout {
+        world.ship_all().await?;
+    }
     let before = world.read(postgres).await?;
     let run = closed_loop(world, workload, concurrency, Duration::from_secs_f64(world.load.seconds)).await?;
     let after = world.read(postgres).await?;

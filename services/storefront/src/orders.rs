@@ -119,14 +119,13 @@ pub async fn checkout(
         .with("units", units));
     }
     let order_id = checkout_order_id(caller.account_id, &key).to_string();
-    within_open_orders(&app, &ctx, &caller, &order_id).await?;
     let saga = Saga {
         app: &app,
         ctx: &ctx,
         order_id,
         buyer_id: caller.account_id.to_string(),
     };
-    let order = saga.run(&lines).await?;
+    let order = saga.run(&caller, &lines).await?;
     Ok((StatusCode::CREATED, Json(order.try_into()?)))
 }
 
@@ -317,8 +316,10 @@ struct Saga<'a> {
 /// up the time of the later ones.
 #[derive(Debug, Clone, Copy)]
 enum Step {
-    Find = 6,
-    Snapshot = 5,
+    /// The three reads a checkout starts with, at once: the caller's open
+    /// orders, the order of an earlier attempt with this key, and the
+    /// products' price snapshot.
+    Read = 5,
     Place = 4,
     Reserve = 3,
     Firm = 2,
@@ -339,10 +340,20 @@ impl Saga<'_> {
         self.ctx.call.share(step as u32)
     }
 
-    async fn run(&self, lines: &[(String, u32)]) -> Result<ordering::Order, Problem> {
-        let order = match self.find().await? {
+    async fn run(&self, caller: &Principal, lines: &[(String, u32)]) -> Result<ordering::Order, Problem> {
+        // None of the three reads depends on another: asked at once, they
+        // cost one round trip instead of three (`make loadtest` measured the
+        // edge and the saga adding 2.4 ms at p50 to the sum of the steps
+        // with seven calls in a row).
+        let (open, found, products) = tokio::join!(
+            within_open_orders(self.app, self.ctx, caller, &self.order_id),
+            self.find(),
+            self.snapshot(lines),
+        );
+        open?;
+        let order = match found? {
             Some(order) => self.same_checkout(order, lines)?,
-            None => self.place(lines).await?,
+            None => self.place(lines, products?).await?,
         };
         match ordering::OrderStatus::try_from(order.status) {
             Ok(ordering::OrderStatus::Pending) => {}
@@ -361,7 +372,7 @@ impl Saga<'_> {
 
     /// The order an earlier attempt with this key placed, if any.
     async fn find(&self) -> Result<Option<ordering::Order>, Problem> {
-        let call = self.call(Step::Find);
+        let call = self.call(Step::Read);
         let request = call.request(ordering::GetOrderRequest {
             id: self.order_id.clone(),
         });
@@ -400,13 +411,13 @@ impl Saga<'_> {
         }
     }
 
-    /// Takes the price snapshot and places the pending order.
-    async fn place(&self, lines: &[(String, u32)]) -> Result<ordering::Order, Problem> {
-        let call = self.call(Step::Snapshot);
+    /// The products of `lines`, as they are now: the price snapshot.
+    async fn snapshot(&self, lines: &[(String, u32)]) -> Result<Vec<catalog::Product>, Problem> {
+        let call = self.call(Step::Read);
         let request = call.request(catalog::BatchGetProductsRequest {
             ids: lines.iter().map(|(p, _)| p.clone()).collect(),
         });
-        let products = call
+        Ok(call
             .run(
                 self.app
                     .edge
@@ -417,7 +428,15 @@ impl Saga<'_> {
             )
             .await
             .map_err(|status| Problem::from_status(&status, "product"))?
-            .products;
+            .products)
+    }
+
+    /// Places the pending order of `lines` at the prices of `products`.
+    async fn place(
+        &self,
+        lines: &[(String, u32)],
+        products: Vec<catalog::Product>,
+    ) -> Result<ordering::Order, Problem> {
         let mut place_lines = Vec::with_capacity(lines.len());
         let mut missing = Vec::new();
         for (i, (product_id, quantity)) in lines.iter().enumerate() {
