@@ -84,8 +84,11 @@ pub(crate) struct Capacity {
     /// shop: with 200, each holds a handful by the end of a window.
     #[arg(long, default_value_t = 200)]
     shoppers: u32,
-    /// Products on sale.
-    #[arg(long, default_value_t = 16)]
+    /// Products on sale. A stock item keeps its open reservations in its
+    /// row, so few skus bought often make each reservation dearer as the
+    /// window goes on (the hot sku of `docs/SCALING.md`); 256 keep it to a
+    /// handful each, as in a shop.
+    #[arg(long, default_value_t = 256)]
     skus: u32,
     /// The data service holding catalog and inventory, for `direct-browse`.
     #[arg(long)]
@@ -167,6 +170,11 @@ struct Window {
     p999_us: u64,
     /// CPU milliseconds per request, by process.
     cpu_ms_per_request: BTreeMap<String, f64>,
+    /// The whole machine's busy CPU milliseconds per request: the processes'
+    /// and the kernel's work for none of them.
+    machine_cpu_ms_per_request: f64,
+    /// Cores busy on average during the window.
+    busy_cores: f64,
     /// gRPC calls served per request, by `Service/Method` (health and
     /// reflection left out), with the latency the data services saw.
     grpc: BTreeMap<String, Step>,
@@ -186,6 +194,7 @@ struct Step {
 #[derive(Debug, Default)]
 struct Reading {
     cpu: BTreeMap<String, Duration>,
+    machine: Duration,
     /// Calls by method, summed over data services.
     calls: BTreeMap<String, f64>,
     /// Latency buckets by method: upper bound (s) → cumulative count, summed
@@ -307,6 +316,7 @@ async fn measure(
             (name.clone(), per(used.saturating_sub(was).as_secs_f64() * 1000.0))
         })
         .collect();
+    let machine = after.machine.saturating_sub(before.machine);
     let mut grpc = BTreeMap::new();
     for (method, calls) in &after.calls {
         let calls = calls - before.calls.get(method).copied().unwrap_or(0.0);
@@ -340,6 +350,8 @@ async fn measure(
         p99_us: run.latencies.value_at_quantile(0.99),
         p999_us: run.latencies.value_at_quantile(0.999),
         cpu_ms_per_request,
+        machine_cpu_ms_per_request: per(machine.as_secs_f64() * 1000.0),
+        busy_cores: machine.as_secs_f64() / run.elapsed.as_secs_f64(),
         grpc,
         statements_per_request,
     })
@@ -523,6 +535,7 @@ impl World {
     /// Every meter, now.
     async fn read(&self, postgres: Option<&Statements>) -> anyhow::Result<Reading> {
         let mut reading = Reading::default();
+        reading.machine = crate::cpu::machine()?;
         // The load generator's own, on the same machine's cores.
         reading
             .cpu
