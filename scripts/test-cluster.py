@@ -33,8 +33,9 @@ is sent again by the load generator and counted apart, not as failed.
 
 Writes target/cluster/report.md and report.json (per fault: requests sent,
 acknowledged, failed by status, lost, duplicated; p50/p99 before, during and
-after; seconds to detect and to recover), and each run's requests.jsonl and
-summary.json under target/cluster/<fault>/. Exits 1 when an assertion fails.
+after; seconds to detect and to recover, from the storefronts' breakers), and
+each run's requests.jsonl, summary.json and timeline.svg under
+target/cluster/<fault>/. Exits 1 when an assertion fails.
 Leaves the topology up with CLUSTER_KEEP=1 (else `make down` at the end).
 
 Settings: CLUSTER_RATE (requests/s, 40), CLUSTER_SECONDS (per run, 60).
@@ -45,7 +46,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -267,10 +270,125 @@ def percentile(values, q):
     return values[min(len(values) - 1, round((len(values) - 1) * q))]
 
 
+class Breakers(threading.Thread):
+    """Watches the storefronts' breakers while a fault runs: every 0.2 s each
+    storefront's /metrics (on the front network, which the host reaches),
+    every change of `strata_rpc_client_breaker_state{endpoint}` (0 closed,
+    1 open, 2 half-open) noted with its time. This is how the callers
+    detect a fault and see it recover: the seconds from the fault to the
+    first breaker opening, and from the path's return until none is open."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.stop = threading.Event()
+        self.changes = []  # {"t_ms", "storefront", "endpoint", "state"}
+        self.urls = {s: f"http://{address(s, 'strata_front')}:8080/metrics" for s in ("storefront-1", "storefront-2")}
+
+    def run(self):
+        known = {}
+        while not self.stop.wait(0.2):
+            for storefront, url in self.urls.items():
+                try:
+                    text = urllib.request.urlopen(url, timeout=1).read().decode()
+                except OSError:
+                    continue  # restarting (the roll): its breakers start again closed
+                now = int(time.time() * 1000)
+                for line in text.splitlines():
+                    if not line.startswith("strata_rpc_client_breaker_state{"):
+                        continue
+                    labels, value = line.rsplit(" ", 1)
+                    endpoint = labels.split('endpoint="', 1)[1].split('"', 1)[0]
+                    state = int(float(value))
+                    if known.get((storefront, endpoint), 0) != state:
+                        known[(storefront, endpoint)] = state
+                        self.changes.append({"t_ms": now, "storefront": storefront, "endpoint": endpoint,
+                                             "state": state})
+
+    def finish(self):
+        self.stop.set()
+        self.join()
+        return self.changes
+
+
+def breaker_seconds(changes, timeline):
+    """Seconds from the first fault event to the first breaker opening
+    (detect), and from the last fault event to when no breaker was open any
+    more (recover); None when no breaker opened."""
+    if not timeline or not any(c["state"] for c in changes):
+        return None, None
+    first, last = timeline[0]["t_ms"], timeline[-1]["t_ms"]
+    opened = [c["t_ms"] for c in changes if c["state"] and c["t_ms"] >= first]
+    detect = (opened[0] - first) / 1000 if opened else None
+    state, clear = {}, None
+    for c in changes:
+        state[(c["storefront"], c["endpoint"])] = c["state"]
+        if c["t_ms"] >= first:
+            clear = None if any(state.values()) else (clear or c["t_ms"])
+    recover = None if clear is None else max(0.0, (clear - last) / 1000)
+    return detect, recover
+
+
+def chart(records, timeline, changes, title):
+    """An SVG timeline of one fault's run: requests answered per second
+    (failed ones in red), p99 latency per second (log scale), the fault's
+    events as vertical lines and open breakers as shaded spans."""
+    if not records:
+        return ""
+    t0 = min(r["due_ms"] for r in records)
+    seconds = int((max(r["due_ms"] for r in records) - t0) / 1000) + 1
+    ok, bad, lat = [0] * seconds, [0] * seconds, [[] for _ in range(seconds)]
+    for r in records:
+        i = int((r["due_ms"] - t0) / 1000)
+        failed = r["status"] == 0 or r["status"] >= 500 or r["status"] == 429
+        (bad if failed else ok)[i] += 1
+        lat[i].append(r["latency_us"] / 1000)
+    width, height, left, top, plot_h = 900, 360, 60, 30, 120
+    x = lambda t: left + (width - left - 20) * t / max(seconds, 1)
+    peak = max(max(a + b for a, b in zip(ok, bad)), 1)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
+             f'<text x="{left}" y="16" font-size="13">{title}</text>']
+    # Open breakers: a span per (storefront, endpoint) while its state is not 0.
+    spans, since = [], {}
+    for c in changes:
+        key = (c["storefront"], c["endpoint"])
+        if c["state"] and key not in since:
+            since[key] = c["t_ms"]
+        elif not c["state"] and key in since:
+            spans.append((since.pop(key), c["t_ms"]))
+    end_ms = t0 + seconds * 1000
+    spans += [(start, end_ms) for start in since.values()]
+    for a, b in spans:
+        xa, xb = x(max(0, (a - t0) / 1000)), x(min(seconds, (b - t0) / 1000))
+        parts.append(f'<rect x="{xa:.1f}" y="{top}" width="{max(1.0, xb - xa):.1f}" height="{2 * plot_h + 40}" fill="#f4c542" opacity="0.25"/>')
+    # Requests per second, stacked: answered, then failed.
+    for i in range(seconds):
+        h_ok, h_bad = plot_h * ok[i] / peak, plot_h * bad[i] / peak
+        parts.append(f'<rect x="{x(i):.1f}" y="{top + plot_h - h_ok:.1f}" width="{max(1.0, x(1) - x(0) - 1):.1f}" height="{h_ok:.1f}" fill="#4a7bd0"/>')
+        if bad[i]:
+            parts.append(f'<rect x="{x(i):.1f}" y="{top + plot_h - h_ok - h_bad:.1f}" width="{max(1.0, x(1) - x(0) - 1):.1f}" height="{h_bad:.1f}" fill="#d04a4a"/>')
+    parts.append(f'<text x="4" y="{top + 10}">{peak}/s</text><text x="4" y="{top + plot_h}">0</text>')
+    # p99 per second on a log scale, 1 ms to 10 s.
+    import math
+    base = top + plot_h + 30
+    y = lambda ms: base + plot_h - plot_h * (math.log10(max(ms, 1)) / 4)
+    points = [f"{x(i + 0.5):.1f},{y(percentile(v, 0.99)):.1f}" for i, v in enumerate(lat) if v]
+    parts.append(f'<polyline fill="none" stroke="#333" stroke-width="1.5" points="{" ".join(points)}"/>')
+    for ms, label in ((1, "1 ms"), (10, "10 ms"), (100, "100 ms"), (1000, "1 s"), (10000, "10 s")):
+        parts.append(f'<line x1="{left}" x2="{width - 20}" y1="{y(ms):.1f}" y2="{y(ms):.1f}" stroke="#ddd"/>'
+                     f'<text x="4" y="{y(ms) + 4:.1f}">{label}</text>')
+    for e in timeline:
+        ex = x((e["t_ms"] - t0) / 1000)
+        parts.append(f'<line x1="{ex:.1f}" x2="{ex:.1f}" y1="{top}" y2="{base + plot_h}" stroke="#2a2" stroke-dasharray="4 3"/>'
+                     f'<title>{e["event"]}</title>')
+    parts.append(f'<text x="{left}" y="{height - 8}">requests per second (blue answered, red failed); p99 per second (line, log scale); '
+                 'green: the fault\'s events; yellow: a storefront\'s breaker open</text></svg>')
+    return "\n".join(parts)
+
+
 def phases(records, timeline):
     """p50/p99 (ms) before the first fault, during (first fault to last
     recovery) and after, and seconds from each fault to the first failed
-    request (detect) and to the last one (recover)."""
+    request and to the last one."""
     start = timeline[0]["t_ms"] if timeline else None
     end = timeline[-1]["t_ms"] if timeline else None
     buckets = {"before": [], "during": [], "after": []}
@@ -287,8 +405,8 @@ def phases(records, timeline):
         mine = [t for t in failed if fault["t_ms"] <= t < until]
         detect.append((mine[0] - fault["t_ms"]) / 1000 if mine else 0.0)
         recover.append((mine[-1] - fault["t_ms"]) / 1000 if mine else 0.0)
-    out["seconds_to_detect"] = detect
-    out["seconds_to_recover"] = recover
+    out["seconds_to_first_failure"] = detect
+    out["seconds_to_last_failure"] = recover
     return out
 
 
@@ -306,9 +424,12 @@ def one_fault(name, env):
     deadline = time.time() + 120
     while not (out / "started").exists() and load.poll() is None and time.time() < deadline:
         time.sleep(0.1)
+    breakers = Breakers()
+    breakers.start()
     if load.poll() is None:
         FAULTS[name](timeline)
     stdout, _ = load.communicate()
+    changes = breakers.finish()
     if not (out / "summary.json").exists():
         raise SystemExit(f"fault {name}: the load generator ended without a summary (exit {load.returncode}): {stdout}")
     summary = json.loads((out / "summary.json").read_text())
@@ -333,9 +454,12 @@ def one_fault(name, env):
         "violations": summary["violations"],
         "timeline": timeline,
         **phases(records, timeline),
+        "breaker_changes": changes,
         "load_exit": load.returncode,
     }
+    result["seconds_to_detect"], result["seconds_to_recover"] = breaker_seconds(changes, timeline)
     (out / "timeline.json").write_text(json.dumps(timeline, indent=2))
+    (out / "timeline.svg").write_text(chart(records, timeline, changes, f"{name}: {RATE:g} requests/s"))
     if broken_by(result):
         # What the processes said, for a look at why (breakers, watches, health).
         logs = subprocess.run([*COMPOSE, "logs", "--no-color", "--timestamps"], cwd=ROOT,
@@ -382,23 +506,36 @@ def report(results):
     lines = ["# Faults on the replicated topology under load", "",
              f"{RATE:g} requests/s through the balancer and backoffice for {SECONDS:g} s per fault "
              "(`make test-cluster`; scripts/test-cluster.py).", "",
-             "| fault | sent | acknowledged | failed (by status) | lost | duplicated | resent (no connection) | slowest | p50/p99 before | during | after | detect s | recover s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "Detect: seconds from the fault to the first storefront breaker opening; recover: from the fault's "
+             "last event (the path back, the process healthy again) until no breaker is open (— when none "
+             "opened). First/last failure: seconds from the fault to the first and the last failed request. "
+             "Each fault's timeline is drawn in `target/cluster/<fault>/timeline.svg`.", "",
+             "| fault | sent | acknowledged | failed (by status) | lost | duplicated | resent (no connection) | slowest | p50/p99 before | during | after | detect s | recover s | first/last failure s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    def seconds(value):
+        return "—" if value is None else f"{value:.1f}"
     def pp(phase):
         return "—" if phase["p50_ms"] is None else f"{phase['p50_ms']:.1f} / {phase['p99_ms']:.1f} ms"
     for r in results:
         failed = ", ".join(f"{s}: {n}" for s, n in sorted(r["failed_by_status"].items())) or "0"
         lines.append(f"| {r['fault']} | {r['sent']} | {r['acknowledged']} | {failed} | {r['lost']} | {r['duplicated']} | "
                      f"{r['resent_for_want_of_a_connection']} | {r['slowest_ms']:.0f} ms | {pp(r['before'])} | {pp(r['during'])} | {pp(r['after'])} | "
-                     f"{', '.join(f'{s:.1f}' for s in r['seconds_to_detect'])} | "
-                     f"{', '.join(f'{s:.1f}' for s in r['seconds_to_recover'])} |")
+                     f"{seconds(r['seconds_to_detect'])} | {seconds(r['seconds_to_recover'])} | "
+                     + ", ".join(f"{a:.1f}/{b:.1f}" for a, b in zip(r["seconds_to_first_failure"], r["seconds_to_last_failure"]))
+                     + " |")
     for r in results:
         lines += ["", f"## {r['fault']}: timeline", ""]
         if r["failure_details"]:
             lines += ["Failed requests, by what the answer said:", ""]
             lines += [f"- {n} × {detail}" for detail, n in r["failure_details"].items()] + [""]
-        lines += [f"- {time.strftime('%H:%M:%S', time.gmtime(e['t_ms'] / 1000))}.{e['t_ms'] % 1000:03d} {e['event']}"
-                  for e in r["timeline"]]
+        def at(t_ms):
+            return f"{time.strftime('%H:%M:%S', time.gmtime(t_ms / 1000))}.{t_ms % 1000:03d}"
+        events = [(e["t_ms"], e["event"]) for e in r["timeline"]]
+        states = {0: "closed", 1: "open", 2: "half-open"}
+        events += [(c["t_ms"], f"{c['storefront']}: breaker of {c['endpoint']} {states.get(c['state'], c['state'])}")
+                   for c in r["breaker_changes"]]
+        lines += [f"![{r['fault']}]({r['fault']}/timeline.svg)", ""]
+        lines += [f"- {at(t)} {event}" for t, event in sorted(events)]
         if r["violations"]:
             lines += ["", "Invariants broken:", ""] + [f"- {v}" for v in r["violations"]]
     (OUT / "report.md").write_text("\n".join(lines) + "\n")

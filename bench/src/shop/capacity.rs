@@ -515,12 +515,7 @@ impl World {
                             if !matches!(status, 429 | 503) || Instant::now() > give_up {
                                 bail!("POST {url}: {status}");
                             }
-                            let wait = response
-                                .headers()
-                                .get("retry-after")
-                                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-                                .unwrap_or(1);
-                            tokio::time::sleep(Duration::from_secs(wait.clamp(1, 10))).await;
+                            tokio::time::sleep(crate::setup::retry_after(&response)).await;
                         }
                     }
                 })

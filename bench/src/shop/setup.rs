@@ -69,6 +69,8 @@ pub(crate) async fn staff_token(http: &reqwest::Client, target: &Target) -> anyh
 }
 
 /// `POST url` with `body` and `token`, expecting `want`: the answer's body.
+/// A 429 or 503 (an edge's limit on one client, a hashing queue full) is
+/// waited out as its Retry-After says, for a minute at most.
 pub(crate) async fn expect(
     http: &reqwest::Client,
     url: String,
@@ -76,17 +78,35 @@ pub(crate) async fn expect(
     body: Value,
     want: u16,
 ) -> anyhow::Result<Value> {
-    let mut request = http.post(&url).json(&body);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut request = http.post(&url).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.with_context(|| format!("POST {url}"))?;
+        let status = response.status().as_u16();
+        let wait = retry_after(&response);
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        if status == want {
+            return Ok(answer);
+        }
+        if !matches!(status, 429 | 503) || tokio::time::Instant::now() > give_up {
+            bail!("POST {url}: {status} {answer}");
+        }
+        tokio::time::sleep(wait).await;
     }
-    let response = request.send().await.with_context(|| format!("POST {url}"))?;
-    let status = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if status != want {
-        bail!("POST {url}: {status} {body}");
-    }
-    Ok(body)
+}
+
+/// How long an answer asks to be left alone (`Retry-After` seconds, 1 to
+/// 10; 1 when it does not say).
+pub(crate) fn retry_after(response: &reqwest::Response) -> Duration {
+    let seconds = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .unwrap_or(1);
+    Duration::from_secs(seconds.clamp(1, 10))
 }
 
 /// `skus` products, created, published and given `stock` units each, their

@@ -13,7 +13,9 @@
 //! exists once with its lines and total; every order of the run's shoppers is
 //! the one of a key they used (the order id is derived from the buyer and the
 //! key, so a second order for one key cannot hide); no stock went negative
-//! or was oversold; reserved units are exactly those of confirmed orders.
+//! or was oversold; every confirmed order holds a firm reservation for each
+//! line; no held reservation outlived its time to live; reserved units are
+//! those of confirmed orders (exactly, after `--settle-secs`).
 //! Lost and duplicated must be 0: the run fails otherwise.
 
 use std::{
@@ -432,6 +434,7 @@ async fn verify(world: &World) -> anyhow::Result<Verdict> {
             break;
         }
     }
+    let read_at = time::OffsetDateTime::now_utc();
     let mut stocks = Vec::with_capacity(world.products.len());
     for product in &world.products {
         stocks.push(read(http, &format!("{bo}/v1/stock/{}", product.sku), &world.staff).await?);
@@ -498,6 +501,7 @@ async fn verify(world: &World) -> anyhow::Result<Verdict> {
         }
     }
     // Per sku: units held by confirmed orders and units shipped.
+    let mut confirmed_orders: Vec<&Value> = Vec::new();
     let mut confirmed_units: HashMap<&str, u64> = HashMap::new();
     let mut shipped_units: HashMap<&str, u64> = HashMap::new();
     for order in orders.values() {
@@ -523,6 +527,9 @@ async fn verify(world: &World) -> anyhow::Result<Verdict> {
                 "order {id} of a shopper of this run matches none of its keys"
             ));
         }
+        if status == "confirmed" {
+            confirmed_orders.push(order);
+        }
         let units = match status {
             "confirmed" => &mut confirmed_units,
             "shipped" => &mut shipped_units,
@@ -539,6 +546,7 @@ async fn verify(world: &World) -> anyhow::Result<Verdict> {
             }
         }
     }
+    held_and_firm(world, &stocks, &confirmed_orders, read_at, &mut verdict);
     for (product, stock) in world.products.iter().zip(&stocks) {
         let (on_hand, reserved, available) = (
             stock["on_hand"].as_i64().unwrap_or(-1),
@@ -567,6 +575,54 @@ async fn verify(world: &World) -> anyhow::Result<Verdict> {
         }
     }
     Ok(verdict)
+}
+
+/// How long past its expiry a held reservation may still be found: the
+/// inventory sweep runs every second, and the clocks of this machine and the
+/// data service's may differ a little.
+const SWEEP_SLACK: time::Duration = time::Duration::seconds(5);
+
+/// Two invariants of the reservations: no held reservation outlives its
+/// time to live (the sweep releases it), and every confirmed order holds a
+/// firm reservation for each of its lines (`<order id>/<product id>`).
+fn held_and_firm(
+    world: &World,
+    stocks: &[Value],
+    confirmed_orders: &[&Value],
+    read_at: time::OffsetDateTime,
+    verdict: &mut Verdict,
+) {
+    let mut firm = HashSet::new();
+    for stock in stocks {
+        for reservation in stock["reservations"].as_array().into_iter().flatten() {
+            let id = reservation["reservation_id"].as_str().unwrap_or_default();
+            if reservation["state"] == "firm" {
+                firm.insert(id.to_owned());
+                continue;
+            }
+            let expires = reservation["expire_time"]
+                .as_str()
+                .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok());
+            match expires {
+                Some(expires) if expires + SWEEP_SLACK >= read_at => {}
+                _ => verdict.violations.push(format!(
+                    "{}: reservation {id} held past its time to live ({}), read at {read_at}",
+                    stock["sku"], reservation["expire_time"]
+                )),
+            }
+        }
+    }
+    for order in confirmed_orders {
+        let id = order["id"].as_str().unwrap_or_default();
+        for line in order["lines"].as_array().into_iter().flatten() {
+            let product = line["product_id"].as_str().unwrap_or_default();
+            if world.products.iter().any(|p| p.id == product) && !firm.contains(&format!("{id}/{product}")) {
+                verdict
+                    .violations
+                    .push(format!("confirmed order {id} holds no firm reservation for {product}"));
+            }
+        }
+    }
 }
 
 async fn read(http: &reqwest::Client, url: &str, token: &str) -> anyhow::Result<Value> {
