@@ -21,7 +21,7 @@ pub(crate) fn process(pid: u32) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second()))
 }
 
-fn clock_ticks_per_second() -> f64 {
+pub(crate) fn clock_ticks_per_second() -> f64 {
     // `getconf CLK_TCK`; 100 on every Linux this runs on, read once.
     static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
     *TICKS.get_or_init(|| {
@@ -33,29 +33,6 @@ fn clock_ticks_per_second() -> f64 {
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(100.0)
     })
-}
-
-/// CPU time the whole machine has been busy so far, summed over its cores
-/// (every state of `/proc/stat`'s `cpu` line but idle and iowait): what the
-/// processes used and what the kernel did for no process in particular
-/// (softirq work for packets between containers, say).
-pub(crate) fn machine() -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string("/proc/stat")?;
-    let line = stat.lines().find(|l| l.starts_with("cpu ")).context("no cpu line in /proc/stat")?;
-    let ticks: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(str::parse)
-        .collect::<Result<_, _>>()?;
-    // user nice system idle iowait irq softirq steal (guest is inside user).
-    let busy: u64 = ticks
-        .iter()
-        .take(8)
-        .enumerate()
-        .filter(|(i, _)| *i != 3 && *i != 4)
-        .map(|(_, t)| t)
-        .sum();
-    Ok(Duration::from_secs_f64(busy as f64 / clock_ticks_per_second()))
 }
 
 /// CPU time (user + system) the container `id` has used so far, from its cgroup.

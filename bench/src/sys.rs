@@ -3,7 +3,7 @@
 //! cgroup, and the PostgreSQL container itself.
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -82,7 +82,6 @@ impl Drop for Container {
             .status();
     }
 }
-
 
 /// Runs a command to completion; its trimmed stdout, or an error with its stderr.
 pub(crate) fn run(program: &str, args: &[&str]) -> anyhow::Result<String> {

@@ -204,12 +204,17 @@ struct Reading {
 }
 
 /// A bucket's upper bound, ordered (`+Inf` last).
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct OrderedBound(f64);
 impl Eq for OrderedBound {}
 impl Ord for OrderedBound {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.0.total_cmp(&other.0)
+    }
+}
+impl PartialOrd for OrderedBound {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -219,7 +224,10 @@ struct World {
     staff: String,
     products: Vec<Product>,
     shoppers: Vec<Shopper>,
-    direct: Option<(ProductServiceClient<tonic::transport::Channel>, StockItemServiceClient<tonic::transport::Channel>)>,
+    direct: Option<(
+        ProductServiceClient<tonic::transport::Channel>,
+        StockItemServiceClient<tonic::transport::Channel>,
+    )>,
     /// Orders acknowledged and not yet shipped.
     to_ship: Mutex<Vec<String>>,
     turn: AtomicU64,
@@ -247,7 +255,10 @@ pub(crate) async fn run(load: Capacity) -> anyhow::Result<()> {
                 .connect()
                 .await
                 .with_context(|| format!("connecting to {address}"))?;
-            Some((ProductServiceClient::new(channel.clone()), StockItemServiceClient::new(channel)))
+            Some((
+                ProductServiceClient::new(channel.clone()),
+                StockItemServiceClient::new(channel),
+            ))
         }
         (None, true) => bail!("direct-browse needs --direct"),
         _ => None,
@@ -299,15 +310,33 @@ async fn measure(
     workload: Workload,
     concurrency: u32,
 ) -> anyhow::Result<Window> {
-    closed_loop(world, workload, concurrency, Duration::from_secs_f64(world.load.warmup)).await?;
+    closed_loop(
+        world,
+        workload,
+        concurrency,
+        Duration::from_secs_f64(world.load.warmup),
+    )
+    .await?;
     if workload == Workload::Checkout {
         world.ship_all().await?;
     }
     let before = world.read(postgres).await?;
-    let run = closed_loop(world, workload, concurrency, Duration::from_secs_f64(world.load.seconds)).await?;
+    let run = closed_loop(
+        world,
+        workload,
+        concurrency,
+        Duration::from_secs_f64(world.load.seconds),
+    )
+    .await?;
     let after = world.read(postgres).await?;
     let requests = run.latencies.len();
-    let per = |value: f64| if requests == 0 { 0.0 } else { value / requests as f64 };
+    let per = |value: f64| {
+        if requests == 0 {
+            0.0
+        } else {
+            value / requests as f64
+        }
+    };
     let cpu_ms_per_request = after
         .cpu
         .iter()
@@ -336,7 +365,12 @@ async fn measure(
     let statements_per_request = after
         .statements
         .iter()
-        .map(|(db, n)| (db.clone(), per(n - before.statements.get(db).copied().unwrap_or(0.0))))
+        .map(|(db, n)| {
+            (
+                db.clone(),
+                per(n - before.statements.get(db).copied().unwrap_or(0.0)),
+            )
+        })
         .filter(|(_, n)| *n > 0.0)
         .collect();
     Ok(Window {
@@ -434,7 +468,9 @@ impl World {
                 };
                 let got = products
                     .clone()
-                    .get_product(self.grpc_request(catalog::GetProductRequest { id: product.id.clone() }))
+                    .get_product(self.grpc_request(catalog::GetProductRequest {
+                        id: product.id.clone(),
+                    }))
                     .await;
                 let got = match got {
                     Ok(got) => got.into_inner(),
@@ -443,7 +479,9 @@ impl World {
                 let sku = got.product.map(|p| p.sku).unwrap_or_default();
                 match stock
                     .clone()
-                    .batch_get_stock_items(self.grpc_request(inventory::BatchGetStockItemsRequest { skus: vec![sku] }))
+                    .batch_get_stock_items(
+                        self.grpc_request(inventory::BatchGetStockItemsRequest { skus: vec![sku] }),
+                    )
                     .await
                 {
                     Ok(_) => "grpc:Ok".to_owned(),
@@ -529,16 +567,19 @@ impl World {
 
     /// Every meter, now.
     async fn read(&self, postgres: Option<&Statements>) -> anyhow::Result<Reading> {
-        let mut reading = Reading::default();
-        reading.machine = crate::cpu::machine()?;
+        let mut reading = Reading {
+            machine: machine_cpu()?,
+            ..Reading::default()
+        };
         // The load generator's own, on the same machine's cores.
         reading
             .cpu
             .insert("strata-load".to_owned(), crate::cpu::process(std::process::id())?);
         for (name, source) in &self.load.cpu {
-            reading
-                .cpu
-                .insert(name.clone(), source.read().with_context(|| format!("CPU of {name}"))?);
+            reading.cpu.insert(
+                name.clone(),
+                source.read().with_context(|| format!("CPU of {name}"))?,
+            );
         }
         for (name, url) in &self.load.metrics {
             let text = self
@@ -559,6 +600,34 @@ impl World {
     }
 }
 
+/// CPU time the whole machine has been busy so far, summed over its cores
+/// (every state of `/proc/stat`'s `cpu` line but idle and iowait): what the
+/// processes used and what the kernel did for no process in particular
+/// (softirq work for packets between containers, say).
+fn machine_cpu() -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .context("no cpu line in /proc/stat")?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    // user nice system idle iowait irq softirq steal (guest is inside user).
+    let busy: u64 = ticks
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    Ok(Duration::from_secs_f64(
+        busy as f64 / crate::cpu::clock_ticks_per_second(),
+    ))
+}
+
 /// Adds what a data service's `/metrics` says of its calls to `reading`.
 fn add_metrics(reading: &mut Reading, text: &str) {
     for line in text.lines() {
@@ -570,14 +639,20 @@ fn add_metrics(reading: &mut Reading, text: &str) {
         };
         if let Some(labels) = series.strip_prefix("strata_rpc_server_calls_total{") {
             let labels = parse_labels(labels);
-            let Some(method) = method_of(&labels) else { continue };
+            let Some(method) = method_of(&labels) else {
+                continue;
+            };
             *reading.calls.entry(method).or_default() += value;
         } else if let Some(labels) = series.strip_prefix("strata_rpc_server_call_duration_seconds_bucket{") {
             let labels = parse_labels(labels);
             let (Some(method), Some(le)) = (method_of(&labels), labels.get("le")) else {
                 continue;
             };
-            let bound = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::INFINITY) };
+            let bound = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().unwrap_or(f64::INFINITY)
+            };
             *reading
                 .buckets
                 .entry(method)
@@ -626,7 +701,9 @@ fn delta_buckets(
 /// The `q` quantile of cumulative buckets, interpolated linearly within its
 /// bucket (as Prometheus' `histogram_quantile` does); seconds.
 fn quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
-    let Some(&(_, total)) = buckets.last() else { return 0.0 };
+    let Some(&(_, total)) = buckets.last() else {
+        return 0.0;
+    };
     if total <= 0.0 {
         return 0.0;
     }

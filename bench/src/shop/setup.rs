@@ -62,7 +62,10 @@ pub(crate) async fn staff_token(http: &reqwest::Client, target: &Target) -> anyh
                 bail!("staff sign-in: {status} {body}");
             }
         } else if tokio::time::Instant::now() > deadline {
-            bail!("staff sign-in: backoffice does not answer at {}", target.backoffice);
+            bail!(
+                "staff sign-in: backoffice does not answer at {}",
+                target.backoffice
+            );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

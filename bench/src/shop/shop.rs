@@ -600,9 +600,9 @@ fn held_and_firm(
                 firm.insert(id.to_owned());
                 continue;
             }
-            let expires = reservation["expire_time"]
-                .as_str()
-                .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok());
+            let expires = reservation["expire_time"].as_str().and_then(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+            });
             match expires {
                 Some(expires) if expires + SWEEP_SLACK >= read_at => {}
                 _ => verdict.violations.push(format!(
@@ -617,9 +617,9 @@ fn held_and_firm(
         for line in order["lines"].as_array().into_iter().flatten() {
             let product = line["product_id"].as_str().unwrap_or_default();
             if world.products.iter().any(|p| p.id == product) && !firm.contains(&format!("{id}/{product}")) {
-                verdict
-                    .violations
-                    .push(format!("confirmed order {id} holds no firm reservation for {product}"));
+                verdict.violations.push(format!(
+                    "confirmed order {id} holds no firm reservation for {product}"
+                ));
             }
         }
     }

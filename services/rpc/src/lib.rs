@@ -536,10 +536,12 @@ impl tonic_health::pb::health_server::Health for MarkedHealth {
         request: tonic::Request<tonic_health::pb::HealthCheckRequest>,
     ) -> Result<tonic::Response<tonic_health::pb::HealthCheckResponse>, tonic::Status> {
         let mut response = self.0.check(request).await?;
-        if response.get_ref().status != tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
-            response
-                .metadata_mut()
-                .insert(admission::NOT_SERVING, tonic::metadata::MetadataValue::from_static("1"));
+        if response.get_ref().status != tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        {
+            response.metadata_mut().insert(
+                admission::NOT_SERVING,
+                tonic::metadata::MetadataValue::from_static("1"),
+            );
         }
         Ok(response)
     }

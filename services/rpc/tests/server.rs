@@ -1078,8 +1078,18 @@ async fn during_the_shutdown_grace_health_says_not_serving_and_calls_are_still_s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_not_serving_health_answer_moves_callers_to_another_replica() {
     let grace = Duration::from_secs(30);
-    let a = serve(strata_rpc::Server::new().host(Flaky::default()).shutdown_grace(grace)).await;
-    let b = serve(strata_rpc::Server::new().host(Flaky::default()).shutdown_grace(grace)).await;
+    let a = serve(
+        strata_rpc::Server::new()
+            .host(Flaky::default())
+            .shutdown_grace(grace),
+    )
+    .await;
+    let b = serve(
+        strata_rpc::Server::new()
+            .host(Flaky::default())
+            .shutdown_grace(grace),
+    )
+    .await;
     let addresses = format!("http://{},http://{}", a.address, b.address);
     let balanced =
         strata_rpc::client::channel("flaky", &addresses, strata_rpc::client::ServiceToken::default())
@@ -1110,14 +1120,25 @@ async fn a_not_serving_health_answer_moves_callers_to_another_replica() {
         })
         .await
         .unwrap();
-    assert_eq!(marked.metadata().get(strata_rpc::admission::NOT_SERVING).unwrap(), "1");
+    assert_eq!(
+        marked.metadata().get(strata_rpc::admission::NOT_SERVING).unwrap(),
+        "1"
+    );
 
     let mut answers = std::collections::BTreeMap::<i32, usize>::new();
     for _ in 0..60 {
-        *answers.entry(check().await.unwrap().into_inner().status).or_default() += 1;
+        *answers
+            .entry(check().await.unwrap().into_inner().status)
+            .or_default() += 1;
     }
-    let not_serving = answers.get(&(ServingStatus::NotServing as i32)).copied().unwrap_or(0);
-    let serving = answers.get(&(ServingStatus::Serving as i32)).copied().unwrap_or(0);
+    let not_serving = answers
+        .get(&(ServingStatus::NotServing as i32))
+        .copied()
+        .unwrap_or(0);
+    let serving = answers
+        .get(&(ServingStatus::Serving as i32))
+        .copied()
+        .unwrap_or(0);
     // At most one answer per pause of a's breaker (its probe), the rest from b.
     assert!(not_serving <= 2 && serving + not_serving == 60, "{answers:?}");
 
