@@ -140,6 +140,12 @@ impl Partition {
         Ok(Self { address, state })
     }
 
+    /// Where the proxy listens.
+    #[must_use]
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.address
+    }
+
     /// `url` with its host and port replaced by this proxy's.
     ///
     /// # Errors

@@ -389,7 +389,17 @@ where
 /// One attempt, hedged: sent to the (readied) `inner`, and when it has not
 /// answered after `delay`, sent again to a second pick of the balancer, budget
 /// and deadline allowing; the first answer that is not a retryable failure
-/// wins, and the other call is dropped (cancelled).
+/// wins.
+///
+/// The attempt that lost is not cancelled: it runs on in the background until
+/// it ends or the call's deadline passes, so that its endpoint's breaker learns
+/// how it ended and the balancer counts it as in flight there meanwhile. A
+/// cancelled loser counted for nothing: against a black-holed replica every
+/// read and keyed command was won by its hedge, the replica's breaker saw no
+/// failure and opened only when HTTP/2 keep-alive gave the connection up, 19 s
+/// after the cut, and the balancer, seeing nothing in flight there, kept
+/// sending it calls, some of whose hedges went there too (`make
+/// test-cluster`, edge-cut: 9 x 504).
 async fn hedged<S, ResBody>(
     inner: &mut S,
     parts: &http::request::Parts,
@@ -400,10 +410,13 @@ async fn hedged<S, ResBody>(
 ) -> Result<http::Response<ResBody>, tonic::Status>
 where
     S: tower_service::Service<http::Request<Body>, Response = http::Response<ResBody>, Error = tonic::Status>
-        + Clone,
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    ResBody: Send + 'static,
 {
-    let first = inner.call(rebuild(parts, bytes.clone()));
-    tokio::pin!(first);
+    let mut first = Box::pin(inner.call(rebuild(parts, bytes.clone())));
     tokio::select! {
         outcome = &mut first => return outcome,
         () = tokio::time::sleep(delay) => {}
@@ -417,15 +430,33 @@ where
         .inc();
     tracing::debug!(path = %parts.uri.path(), ?delay, "hedging a read");
     let mut other = inner.clone();
-    let second = async move {
+    let request = rebuild(parts, bytes.clone());
+    let mut second = Box::pin(async move {
         other.ready().await?;
-        other.call(rebuild(parts, bytes.clone())).await
-    };
-    tokio::pin!(second);
+        other.call(request).await
+    });
+    // A moment past the deadline: the breaker ends the attempt at the
+    // deadline itself (and counts it), which must come first.
+    let until = deadline.map_or_else(|| Instant::now() + LOSER_AT_MOST, |d| d + Duration::from_secs(1));
     tokio::select! {
-        outcome = &mut first => if retryable(&outcome) { second.await } else { outcome },
-        outcome = &mut second => if retryable(&outcome) { first.await } else { outcome },
+        outcome = &mut first => if retryable(&outcome) { second.await } else { run_on(second, until); outcome },
+        outcome = &mut second => if retryable(&outcome) { first.await } else { run_on(first, until); outcome },
     }
+}
+
+/// How long an attempt that lost to its hedge may run on when its call has
+/// no deadline.
+const LOSER_AT_MOST: Duration = Duration::from_secs(30);
+
+/// Lets the attempt that lost run on, detached, until `until` at the latest.
+fn run_on<F, T>(attempt: std::pin::Pin<Box<F>>, until: Instant)
+where
+    F: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout_at(until, attempt).await;
+    });
 }
 
 /// The request again, from its parts and body bytes.

@@ -1159,6 +1159,89 @@ async fn a_not_serving_health_answer_moves_callers_to_another_replica() {
     assert!(refused.message().contains("breaker open"), "{refused:?}");
 }
 
+/// A replica black-holed behind the balancer (packets dropped, nothing
+/// refused): every read that goes there is answered by its hedge, and the
+/// attempt that lost runs on until its deadline, so the replica's breaker
+/// sees its failures and opens within a few deadlines, not when HTTP/2
+/// keep-alive gives the connection up (15 s), and no read fails meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_black_holed_replica_is_passed_over_though_its_hedges_answer() {
+    let a = serve(strata_rpc::Server::new().host(Flaky::default())).await;
+    let b = serve(strata_rpc::Server::new().host(Flaky::default())).await;
+    let hole = strata_testkit::Partition::start(a.address).await.unwrap();
+    let addresses = format!("http://{},http://{}", hole.address(), b.address);
+    let balanced =
+        strata_rpc::client::channel("holed", &addresses, strata_rpc::client::ServiceToken::default())
+            .unwrap();
+    let read = |timeout: Duration| {
+        let balanced = balanced.clone();
+        async move {
+            let mut grpc = tonic::client::Grpc::new(balanced);
+            grpc.ready().await?;
+            let mut request = tonic::Request::new(());
+            request.set_timeout(timeout);
+            grpc.unary(
+                request,
+                http::uri::PathAndQuery::from_static("/strata.test.Flaky/GetThing"),
+                ProstCodec::<(), ()>::default(),
+            )
+            .await
+            .map(tonic::Response::into_inner)
+        }
+    };
+    let breaker = format!(
+        "strata_rpc_client_breaker_state{{endpoint=\"holed@http://{}\"}}",
+        hole.address()
+    );
+    let state = || {
+        strata_rpc::metrics::render()
+            .lines()
+            .find(|l| l.starts_with(&breaker))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u8>().ok())
+    };
+    // Both replicas answer; the reads' usual latency is learned.
+    for _ in 0..2 * strata_rpc::retry::MIN_SAMPLES {
+        read(Duration::from_secs(5)).await.unwrap();
+    }
+    assert_eq!(state(), Some(0));
+
+    hole.black_hole();
+    let cut = Instant::now();
+    let mut failed = Vec::new();
+    while state() != Some(1) {
+        assert!(
+            cut.elapsed() < Duration::from_secs(6),
+            "the breaker of the black-holed replica did not open within 6 s ({} reads failed)",
+            failed.len()
+        );
+        let batch: Vec<_> = (0..4)
+            .map(|_| tokio::spawn(read(Duration::from_secs(1))))
+            .collect();
+        for joined in batch {
+            if let Err(status) = joined.await.unwrap() {
+                failed.push(status);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        failed.is_empty(),
+        "{} reads failed: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    // With the breaker open, reads go to the other replica alone, at once.
+    for _ in 0..20 {
+        let started = Instant::now();
+        read(Duration::from_secs(1)).await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
+
 /// `dns://name:port`: the endpoints are what the name resolves to. Here
 /// `localhost`, which may resolve to ::1 too, where nothing listens: that
 /// endpoint's breaker opens at once and the calls go to 127.0.0.1.
