@@ -313,7 +313,8 @@ class Breakers(threading.Thread):
 def breaker_seconds(changes, timeline):
     """Seconds from the first fault event to the first breaker opening
     (detect), and from the last fault event to when no breaker was open any
-    more (recover); None when no breaker opened."""
+    more (recover); None when no breaker opened, "open at the end" when one
+    was still open as the run ended."""
     if not timeline or not any(c["state"] for c in changes):
         return None, None
     first, last = timeline[0]["t_ms"], timeline[-1]["t_ms"]
@@ -324,7 +325,10 @@ def breaker_seconds(changes, timeline):
         state[(c["storefront"], c["endpoint"])] = c["state"]
         if c["t_ms"] >= first:
             clear = None if any(state.values()) else (clear or c["t_ms"])
-    recover = None if clear is None else max(0.0, (clear - last) / 1000)
+    # Still open when the run ended (a breaker's pause doubles up to 30 s
+    # while its probes fail): at least the time from the fault's last event
+    # to the run's end, shown as such.
+    recover = "open at the end" if clear is None else max(0.0, (clear - last) / 1000)
     return detect, recover
 
 
@@ -513,7 +517,7 @@ def report(results):
              "| fault | sent | acknowledged | failed (by status) | lost | duplicated | resent (no connection) | slowest | p50/p99 before | during | after | detect s | recover s | first/last failure s |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     def seconds(value):
-        return "—" if value is None else f"{value:.1f}"
+        return "—" if value is None else value if isinstance(value, str) else f"{value:.1f}"
     def pp(phase):
         return "—" if phase["p50_ms"] is None else f"{phase['p50_ms']:.1f} / {phase['p99_ms']:.1f} ms"
     for r in results:
