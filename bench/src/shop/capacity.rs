@@ -100,7 +100,8 @@ pub(crate) struct Capacity {
     /// `NAME=pid:N` or `NAME=container:ID` (repeatable).
     #[arg(long = "cpu", value_parser = parse_cpu)]
     cpu: Vec<(String, CpuSource)>,
-    /// A data service's Prometheus endpoint: `NAME=URL` (repeatable).
+    /// A data service's or an edge's Prometheus endpoint: `NAME=URL`
+    /// (repeatable).
     #[arg(long = "metrics", value_parser = parse_named)]
     metrics: Vec<(String, String)>,
     /// PostgreSQL, as a URL of a role that may read `pg_stat_statements`
@@ -178,6 +179,11 @@ struct Window {
     /// gRPC calls served per request, by `Service/Method` (health and
     /// reflection left out), with the latency the data services saw.
     grpc: BTreeMap<String, Step>,
+    /// gRPC calls per request as the edges' clients waited for them
+    /// (retries and hedges included), by `Service/Method`.
+    grpc_client: BTreeMap<String, Step>,
+    /// The edges' HTTP requests as the edges timed them, by `METHOD route`.
+    http: BTreeMap<String, Step>,
     /// PostgreSQL statements per request, by database.
     statements_per_request: BTreeMap<String, f64>,
 }
@@ -200,6 +206,11 @@ struct Reading {
     /// Latency buckets by method: upper bound (s) → cumulative count, summed
     /// over data services.
     buckets: BTreeMap<String, BTreeMap<OrderedBound, f64>>,
+    /// The same for calls as the edges' clients waited for them
+    /// (`strata_rpc_client_call_duration_seconds`), by method.
+    client_buckets: BTreeMap<String, BTreeMap<OrderedBound, f64>>,
+    /// The same for the edges' HTTP requests, by `METHOD route`.
+    http_buckets: BTreeMap<String, BTreeMap<OrderedBound, f64>>,
     statements: BTreeMap<String, f64>,
 }
 
@@ -362,6 +373,28 @@ async fn measure(
             },
         );
     }
+    let steps = |before: &BTreeMap<String, BTreeMap<OrderedBound, f64>>,
+                 after: &BTreeMap<String, BTreeMap<OrderedBound, f64>>| {
+        after
+            .iter()
+            .filter_map(|(key, buckets)| {
+                let buckets = delta_buckets(before.get(key), Some(buckets));
+                let count = buckets.last().map_or(0.0, |&(_, n)| n);
+                (count > 0.0).then(|| {
+                    (
+                        key.clone(),
+                        Step {
+                            per_request: per(count),
+                            p50_us: quantile(&buckets, 0.5) * 1e6,
+                            p99_us: quantile(&buckets, 0.99) * 1e6,
+                        },
+                    )
+                })
+            })
+            .collect::<BTreeMap<_, _>>()
+    };
+    let grpc_client = steps(&before.client_buckets, &after.client_buckets);
+    let http = steps(&before.http_buckets, &after.http_buckets);
     let statements_per_request = after
         .statements
         .iter()
@@ -387,6 +420,8 @@ async fn measure(
         machine_cpu_ms_per_request: per(machine.as_secs_f64() * 1000.0),
         busy_cores: machine.as_secs_f64() / run.elapsed.as_secs_f64(),
         grpc,
+        grpc_client,
+        http,
         statements_per_request,
     })
 }
@@ -628,7 +663,8 @@ fn machine_cpu() -> anyhow::Result<Duration> {
     ))
 }
 
-/// Adds what a data service's `/metrics` says of its calls to `reading`.
+/// Adds what a data service's or an edge's `/metrics` says of its calls to
+/// `reading`.
 fn add_metrics(reading: &mut Reading, text: &str) {
     for line in text.lines() {
         let Some((series, value)) = line.rsplit_once(' ') else {
@@ -645,22 +681,42 @@ fn add_metrics(reading: &mut Reading, text: &str) {
             *reading.calls.entry(method).or_default() += value;
         } else if let Some(labels) = series.strip_prefix("strata_rpc_server_call_duration_seconds_bucket{") {
             let labels = parse_labels(labels);
-            let (Some(method), Some(le)) = (method_of(&labels), labels.get("le")) else {
-                continue;
-            };
-            let bound = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().unwrap_or(f64::INFINITY)
-            };
-            *reading
-                .buckets
-                .entry(method)
-                .or_default()
-                .entry(OrderedBound(bound))
-                .or_default() += value;
+            if let Some(method) = method_of(&labels) {
+                add_bucket(&mut reading.buckets, method, &labels, value);
+            }
+        } else if let Some(labels) = series.strip_prefix("strata_rpc_client_call_duration_seconds_bucket{") {
+            let labels = parse_labels(labels);
+            if let Some(method) = method_of(&labels) {
+                add_bucket(&mut reading.client_buckets, method, &labels, value);
+            }
+        } else if let Some(labels) = series.strip_prefix("strata_http_request_duration_seconds_bucket{") {
+            let labels = parse_labels(labels);
+            if let (Some(method), Some(route)) = (labels.get("method"), labels.get("route")) {
+                let key = format!("{method} {route}");
+                add_bucket(&mut reading.http_buckets, key, &labels, value);
+            }
         }
     }
+}
+
+/// Adds a histogram bucket's count (its bound in `labels["le"]`) under `key`.
+fn add_bucket(
+    into: &mut BTreeMap<String, BTreeMap<OrderedBound, f64>>,
+    key: String,
+    labels: &BTreeMap<String, String>,
+    value: f64,
+) {
+    let Some(le) = labels.get("le") else { return };
+    let bound = if le == "+Inf" {
+        f64::INFINITY
+    } else {
+        le.parse().unwrap_or(f64::INFINITY)
+    };
+    *into
+        .entry(key)
+        .or_default()
+        .entry(OrderedBound(bound))
+        .or_default() += value;
 }
 
 /// `Service/Method`, unless it is health or reflection.

@@ -63,6 +63,12 @@ type Counters<L> =
 
 /// What this module counts.
 struct Metrics {
+    /// Each call as its caller waited for it, retries and hedges included.
+    duration: prometheus_client::metrics::family::Family<
+        crate::metrics::MethodLabels,
+        prometheus_client::metrics::histogram::Histogram,
+        fn() -> prometheus_client::metrics::histogram::Histogram,
+    >,
     retries: Counters<crate::metrics::MethodLabels>,
     hedges: Counters<crate::metrics::MethodLabels>,
     rate_limited: Counters<DownstreamLabels>,
@@ -73,7 +79,16 @@ static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(|| {
         retries: Counters::default(),
         hedges: Counters::default(),
         rate_limited: Counters::default(),
+        duration: prometheus_client::metrics::family::Family::new_with_constructor(
+            crate::metrics::latency_histogram,
+        ),
     };
+    crate::metrics::register(
+        "rpc_client_call_duration_seconds",
+        "How long calls took as their caller waited for them (retries and hedges included), by method: \
+         set against the server's own duration, the difference is the way there and back",
+        metrics.duration.clone(),
+    );
     crate::metrics::register(
         "rpc_client_retries",
         "Calls sent again, by service and method",
@@ -323,6 +338,35 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let duration = METRICS
+            .duration
+            .get_or_create(&crate::metrics::method_labels(request.uri().path()))
+            .clone();
+        let started = Instant::now();
+        let call = self.call_timed(request);
+        Box::pin(async move {
+            let outcome = call.await;
+            duration.observe(started.elapsed().as_secs_f64());
+            outcome
+        })
+    }
+}
+
+impl<S, ResBody> Retrying<S>
+where
+    S: tower_service::Service<http::Request<Body>, Response = http::Response<ResBody>, Error = tonic::Status>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    ResBody: Send + 'static,
+{
+    /// The call itself, retried and hedged by its policy.
+    #[allow(clippy::type_complexity)]
+    fn call_timed(
+        &mut self,
+        request: http::Request<Body>,
+    ) -> Pin<Box<dyn Future<Output = Result<http::Response<ResBody>, tonic::Status>> + Send>> {
         // The readied service takes this call; a clone waits for the next.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -386,20 +430,24 @@ where
     }
 }
 
-/// One attempt, hedged: sent to the (readied) `inner`, and when it has not
-/// answered after `delay`, sent again to a second pick of the balancer, budget
-/// and deadline allowing; the first answer that is not a retryable failure
-/// wins.
+/// One attempt, hedged: sent to the (readied) `inner`; while none has
+/// answered, another is sent to a fresh pick of the balancer after `delay`
+/// and again after each further `delay`, up to [`MAX_HEDGED`] in all, budget
+/// and deadline allowing. The first answer that is not a retryable failure
+/// wins; when every attempt failed retryably, the last failure is returned
+/// (and the call retried as any other).
 ///
-/// The attempt that lost is not cancelled: it runs on in the background until
-/// it ends or the call's deadline passes, so that its endpoint's breaker learns
-/// how it ended and the balancer counts it as in flight there meanwhile. A
-/// cancelled loser counted for nothing: against a black-holed replica every
-/// read and keyed command was won by its hedge, the replica's breaker saw no
-/// failure and opened only when HTTP/2 keep-alive gave the connection up, 19 s
-/// after the cut, and the balancer, seeing nothing in flight there, kept
-/// sending it calls, some of whose hedges went there too (`make
-/// test-cluster`, edge-cut: 9 x 504).
+/// The attempts that lost are not cancelled: they run on in the background
+/// until they end or the call's deadline passes, so that their endpoint's
+/// breaker learns how they ended and the balancer counts them as in flight
+/// there meanwhile. A cancelled loser counted for nothing: against a
+/// black-holed replica every read and keyed command was won by its hedge,
+/// the replica's breaker saw no failure and opened only when HTTP/2
+/// keep-alive gave the connection up, 19 s after the cut, and the balancer,
+/// seeing nothing in flight there, kept sending it calls, some of whose
+/// hedges went there too (`make test-cluster`, edge-cut: 9 x 504). A third
+/// attempt covers the hedge that the balancer sent to the same dead replica
+/// as the first (it had as little in flight as the live one).
 async fn hedged<S, ResBody>(
     inner: &mut S,
     parts: &http::request::Parts,
@@ -416,43 +464,62 @@ where
     S::Future: Send + 'static,
     ResBody: Send + 'static,
 {
-    let mut first = Box::pin(inner.call(rebuild(parts, bytes.clone())));
-    tokio::select! {
-        outcome = &mut first => return outcome,
-        () = tokio::time::sleep(delay) => {}
-    }
-    if deadline.is_some_and(|d| Instant::now() >= d) || !budget.withdraw() {
-        return first.await;
-    }
-    METRICS
-        .hedges
-        .get_or_create(&crate::metrics::method_labels(parts.uri.path()))
-        .inc();
-    tracing::debug!(path = %parts.uri.path(), ?delay, "hedging a read");
-    let mut other = inner.clone();
-    let request = rebuild(parts, bytes.clone());
-    let mut second = Box::pin(async move {
-        other.ready().await?;
-        other.call(request).await
-    });
-    // A moment past the deadline: the breaker ends the attempt at the
-    // deadline itself (and counts it), which must come first.
+    use futures_util::StreamExt as _;
+
+    type Attempt<R> = Pin<Box<dyn Future<Output = Result<http::Response<R>, tonic::Status>> + Send>>;
+    let mut attempts = futures_util::stream::FuturesUnordered::<Attempt<ResBody>>::new();
+    attempts.push(Box::pin(inner.call(rebuild(parts, bytes.clone()))));
+    // A moment past the deadline: the breaker ends an attempt at the deadline
+    // itself (and counts it), which must come first.
     let until = deadline.map_or_else(|| Instant::now() + LOSER_AT_MOST, |d| d + Duration::from_secs(1));
-    tokio::select! {
-        outcome = &mut first => if retryable(&outcome) { second.await } else { run_on(second, until); outcome },
-        outcome = &mut second => if retryable(&outcome) { first.await } else { run_on(first, until); outcome },
+    let mut next = Some(Instant::now() + delay);
+    let mut sent = 1;
+    loop {
+        let hedge_at = next.unwrap_or(until);
+        tokio::select! {
+            Some(outcome) = attempts.next() => {
+                if !retryable(&outcome) || attempts.is_empty() {
+                    for loser in attempts {
+                        run_on(loser, until);
+                    }
+                    return outcome;
+                }
+            }
+            () = tokio::time::sleep_until(hedge_at), if next.is_some() => {
+                if deadline.is_some_and(|d| Instant::now() >= d) || !budget.withdraw() {
+                    next = None;
+                    continue;
+                }
+                METRICS
+                    .hedges
+                    .get_or_create(&crate::metrics::method_labels(parts.uri.path()))
+                    .inc();
+                tracing::debug!(path = %parts.uri.path(), ?delay, "hedging a call");
+                let mut other = inner.clone();
+                let request = rebuild(parts, bytes.clone());
+                attempts.push(Box::pin(async move {
+                    other.ready().await?;
+                    other.call(request).await
+                }));
+                sent += 1;
+                next = (sent < MAX_HEDGED).then(|| Instant::now() + delay);
+            }
+        }
     }
 }
+
+/// The most attempts one hedged attempt sends at once, the first included.
+pub const MAX_HEDGED: usize = 3;
 
 /// How long an attempt that lost to its hedge may run on when its call has
 /// no deadline.
 const LOSER_AT_MOST: Duration = Duration::from_secs(30);
 
 /// Lets the attempt that lost run on, detached, until `until` at the latest.
-fn run_on<F, T>(attempt: std::pin::Pin<Box<F>>, until: Instant)
+fn run_on<F>(attempt: F, until: Instant)
 where
-    F: Future<Output = T> + Send + 'static,
-    T: Send + 'static,
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
 {
     tokio::spawn(async move {
         let _ = tokio::time::timeout_at(until, attempt).await;
