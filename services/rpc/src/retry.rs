@@ -23,7 +23,10 @@
 //! has not answered after the 95th percentile of that method's recent
 //! latencies (the last [`LATENCY_SAMPLES`] answers on this channel, once there
 //! are at least [`MIN_SAMPLES`]), a second one is sent, to whichever endpoint
-//! the balancer picks, and the first good answer wins; the other is cancelled.
+//! the balancer picks, and a third after another such wait (at most
+//! [`MAX_HEDGED`]); the first good answer wins, and the others run on,
+//! detached, to their end or the deadline, so that the breakers learn how
+//! they ended (see `hedged`).
 //! Hedges draw on the same budget as retries, so a slow downstream gets at
 //! most a fifth more calls, and they are counted in
 //! `strata_rpc_client_hedges_total`. A keyed command sent twice has one
