@@ -630,9 +630,11 @@ async fn expired_idempotency_records_are_purged(repo: &Repo, config: &StoreConfi
     };
     assert!(recorded(&old_key).await && recorded(&fresh_key).await);
 
-    // A store whose retention is one second purges in the background.
+    // A store whose retention is five seconds purges in the background (each
+    // second, from a second after it opens): the old record goes, the fresh
+    // one stays.
     let mut short = config.clone();
-    short.idempotency_retention = Duration::from_secs(1);
+    short.idempotency_retention = Duration::from_secs(5);
     let purging = Store::open(&SCHEMA, &short).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while recorded(&old_key).await {
