@@ -323,16 +323,15 @@ impl<S> Retrying<S> {
     }
 }
 
-impl<S, ResBody> tower_service::Service<http::Request<Body>> for Retrying<S>
+impl<S> tower_service::Service<http::Request<Body>> for Retrying<S>
 where
-    S: tower_service::Service<http::Request<Body>, Response = http::Response<ResBody>, Error = tonic::Status>
+    S: tower_service::Service<http::Request<Body>, Response = http::Response<Body>, Error = tonic::Status>
         + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
-    ResBody: Send + 'static,
 {
-    type Response = http::Response<ResBody>;
+    type Response = http::Response<Body>;
     type Error = tonic::Status;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, tonic::Status>> + Send>>;
 
@@ -355,21 +354,20 @@ where
     }
 }
 
-impl<S, ResBody> Retrying<S>
+impl<S> Retrying<S>
 where
-    S: tower_service::Service<http::Request<Body>, Response = http::Response<ResBody>, Error = tonic::Status>
+    S: tower_service::Service<http::Request<Body>, Response = http::Response<Body>, Error = tonic::Status>
         + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
-    ResBody: Send + 'static,
 {
     /// The call itself, retried and hedged by its policy.
     #[allow(clippy::type_complexity)]
     fn call_timed(
         &mut self,
         request: http::Request<Body>,
-    ) -> Pin<Box<dyn Future<Output = Result<http::Response<ResBody>, tonic::Status>> + Send>> {
+    ) -> Pin<Box<dyn Future<Output = Result<http::Response<Body>, tonic::Status>> + Send>> {
         // The readied service takes this call; a clone waits for the next.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -380,8 +378,15 @@ where
             let refused = tonic::Status::resource_exhausted(limit.refusal.clone());
             return Box::pin(async move { Err(refused) });
         }
+        let unary = unary(request.uri().path());
         if policy(request.uri().path(), request.headers()) == Policy::Once {
-            return Box::pin(inner.call(request));
+            // Not sent again, but an answer cut off is still UNAVAILABLE (no
+            // answer), not the INTERNAL that tonic makes of a reset stream.
+            let call = inner.call(request);
+            return Box::pin(async move {
+                let outcome = call.await;
+                if unary { whole(outcome).await } else { outcome }
+            });
         }
         let budget = self.budget.clone();
         let keyed = request
@@ -412,6 +417,7 @@ where
                         outcome
                     }
                 };
+                let outcome = if unary { whole(outcome).await } else { outcome };
                 if attempt >= MAX_ATTEMPTS || !retryable(&outcome) {
                     return outcome;
                 }
@@ -430,6 +436,38 @@ where
                 attempt += 1;
             }
         })
+    }
+}
+
+/// Whether the method at `path` answers with one message: every method of
+/// Strata's protos but `StreamEvents`, and health `Check`. (Any other is
+/// passed through as it streams.)
+fn unary(path: &str) -> bool {
+    (path.starts_with("/strata.") && !path.ends_with("/StreamEvents"))
+        || path == "/grpc.health.v1.Health/Check"
+}
+
+/// A unary answer read to its end before it is returned, so that an answer
+/// cut off after its headers (the replica killed between its headers and its
+/// message) is a transport failure, retried like any other, rather than an
+/// error that surfaces only when the caller reads the body: a query to a
+/// replica `kill -9`ed under load failed so, now and then (`h2 protocol
+/// error: error reading a body from connection`). A unary answer is one
+/// small message and its trailers.
+async fn whole(
+    outcome: Result<http::Response<Body>, tonic::Status>,
+) -> Result<http::Response<Body>, tonic::Status> {
+    let (parts, body) = outcome?.into_parts();
+    match body.collect().await {
+        Ok(collected) => {
+            let trailers = collected.trailers().cloned();
+            let full = http_body_util::Full::new(collected.to_bytes())
+                .with_trailers(async move { trailers.map(Ok::<_, std::convert::Infallible>) });
+            Ok(http::Response::from_parts(parts, Body::new(full)))
+        }
+        Err(cut) => Err(tonic::Status::unavailable(format!(
+            "the answer was cut off: {cut}"
+        ))),
     }
 }
 

@@ -554,6 +554,10 @@ async fn past_the_limit_calls_are_refused_at_once_and_health_still_answers() {
 #[derive(Debug, Clone, Default)]
 struct Flaky {
     fail_first: usize,
+    /// Every call gets its headers and the start of its message, then
+    /// nothing more (`stalled` is told): a replica that dies then cuts the
+    /// answer off.
+    stall: Option<Arc<tokio::sync::Notify>>,
     calls: Arc<Mutex<std::collections::HashMap<String, usize>>>,
     hang_every: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -579,8 +583,22 @@ impl tower_service::Service<http::Request<Body>> for Flaky {
             *count
         };
         let fail = seen <= self.fail_first;
+        let stall = self.stall.clone();
         let hang_every = self.hang_every.load(std::sync::atomic::Ordering::SeqCst);
         Box::pin(async move {
+            if let Some(stalled) = stall {
+                // A gRPC frame's header announcing 5 bytes, and none of them.
+                let start = http_body::Frame::data(bytes::Bytes::from_static(&[0, 0, 0, 0, 5]));
+                let rest = futures_util::stream::once(async move {
+                    stalled.notify_one();
+                    std::future::pending::<Result<http_body::Frame<bytes::Bytes>, io::Error>>().await
+                });
+                let body = futures_util::stream::iter([Ok(start)]).chain(rest);
+                return Ok(http::Response::builder()
+                    .header("content-type", "application/grpc")
+                    .body(Body::new(http_body_util::StreamBody::new(body)))
+                    .unwrap());
+            }
             if hang_every > 0 && seen % hang_every == 0 {
                 std::future::pending::<()>().await;
             }
@@ -606,6 +624,72 @@ impl tonic::server::UnaryService<()> for FlakyAnswer {
             }
         })
     }
+}
+
+/// A query whose answer is cut off after its headers (its replica dies
+/// between its headers and its message) is a transport failure like any
+/// other: sent again, and answered by the other replica. (It used to
+/// surface as "error reading a body from connection" once the caller read
+/// the body, past the point where calls are retried.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_cut_off_after_its_headers_is_sent_again() {
+    let stalled = Arc::new(tokio::sync::Notify::new());
+    let a = serve(strata_rpc::Server::new().host(Flaky {
+        stall: Some(stalled.clone()),
+        ..Flaky::default()
+    }))
+    .await;
+    let healthy = Flaky::default();
+    let b = serve(strata_rpc::Server::new().host(healthy.clone())).await;
+    let hole = strata_testkit::Partition::start(a.address).await.unwrap();
+    let addresses = format!("http://{},http://{}", hole.address(), b.address);
+    let balanced =
+        strata_rpc::client::channel("cut", &addresses, strata_rpc::client::ServiceToken::default()).unwrap();
+    let read = || {
+        let balanced = balanced.clone();
+        tokio::spawn(async move {
+            let mut grpc = tonic::client::Grpc::new(balanced);
+            grpc.ready().await?;
+            let mut request = tonic::Request::new(());
+            request.set_timeout(Duration::from_secs(5));
+            grpc.unary(
+                request,
+                http::uri::PathAndQuery::from_static("/strata.test.Flaky/GetThing"),
+                ProstCodec::<(), ()>::default(),
+            )
+            .await
+            .map(tonic::Response::into_inner)
+        })
+    };
+    // Reads until one is left hanging by A, the start of its answer sent.
+    let stuck = loop {
+        let mut query = read();
+        tokio::select! {
+            () = stalled.notified() => break query,
+            answered = &mut query => { answered.unwrap().unwrap(); }
+        }
+    };
+    let before = healthy
+        .calls
+        .lock()
+        .unwrap()
+        .get("/strata.test.Flaky/GetThing")
+        .copied()
+        .unwrap_or(0);
+    hole.cut();
+    let answer = tokio::time::timeout(Duration::from_secs(5), stuck)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.is_ok(), "{answer:?}");
+    let after = healthy
+        .calls
+        .lock()
+        .unwrap()
+        .get("/strata.test.Flaky/GetThing")
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(after, before + 1, "answered by B");
 }
 
 /// Calls `method` of Flaky through the client stack, with an idempotency key when given.
