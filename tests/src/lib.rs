@@ -96,6 +96,8 @@ enum Route {
     Open,
     Cut,
     BlackHole,
+    /// The port closed: connections dropped, new ones refused.
+    Gone,
 }
 
 impl Partition {
@@ -107,14 +109,21 @@ impl Partition {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let (state, state_rx) = tokio::sync::watch::channel(Route::Open);
+        let mut gone = state_rx.clone();
         tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            loop {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    // The listener dropped with this task: the port refuses.
+                    _ = gone.wait_for(|route| *route == Route::Gone) => return,
+                };
+                let Ok((mut inbound, _)) = accepted else { return };
                 let mut path = state_rx.clone();
                 tokio::spawn(async move {
                     let now = *path.borrow_and_update();
                     match now {
                         // Accepted and dropped at once: the client sees it reset.
-                        Route::Cut => return,
+                        Route::Cut | Route::Gone => return,
                         // Held, unanswered, until the path changes.
                         Route::BlackHole => {
                             let _ = path.changed().await;
@@ -166,6 +175,12 @@ impl Partition {
     /// are accepted and never answered.
     pub fn black_hole(&self) {
         let _ = self.state.send(Route::BlackHole);
+    }
+
+    /// As when the server's host is gone for good: every proxied connection
+    /// dropped, and the port closed, so new ones are refused. (Not healed.)
+    pub fn close(&self) {
+        let _ = self.state.send(Route::Gone);
     }
 
     /// Forwards new connections again (the stalled ones are dropped).

@@ -645,22 +645,7 @@ async fn an_answer_cut_off_after_its_headers_is_sent_again() {
     let addresses = format!("http://{},http://{}", hole.address(), b.address);
     let balanced =
         strata_rpc::client::channel("cut", &addresses, strata_rpc::client::ServiceToken::default()).unwrap();
-    let read = || {
-        let balanced = balanced.clone();
-        tokio::spawn(async move {
-            let mut grpc = tonic::client::Grpc::new(balanced);
-            grpc.ready().await?;
-            let mut request = tonic::Request::new(());
-            request.set_timeout(Duration::from_secs(5));
-            grpc.unary(
-                request,
-                http::uri::PathAndQuery::from_static("/strata.test.Flaky/GetThing"),
-                ProstCodec::<(), ()>::default(),
-            )
-            .await
-            .map(tonic::Response::into_inner)
-        })
-    };
+    let read = || tokio::spawn(call_on(balanced.clone(), GET_THING, Duration::from_secs(5), None));
     // Reads until one is left hanging by A, the start of its answer sent.
     let stuck = loop {
         let mut query = read();
@@ -676,7 +661,13 @@ async fn an_answer_cut_off_after_its_headers_is_sent_again() {
         .get("/strata.test.Flaky/GetThing")
         .copied()
         .unwrap_or(0);
-    hole.cut();
+    // The answer's start was handed to A's connection; a moment for it to
+    // reach the caller, so that the cut comes after the headers (else the
+    // query fails before them, the older path, which is retried anyway: this
+    // wait decides only how often the new path is the one tested, never
+    // whether the test passes).
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    hole.close();
     let answer = tokio::time::timeout(Duration::from_secs(5), stuck)
         .await
         .unwrap()
@@ -692,22 +683,18 @@ async fn an_answer_cut_off_after_its_headers_is_sent_again() {
     assert_eq!(after, before + 1, "answered by B");
 }
 
-/// Calls `method` of Flaky through the client stack, with an idempotency key when given.
-async fn flaky(
-    address: SocketAddr,
+/// Calls `method` (an empty request and answer) on `channel` with `timeout`,
+/// and with `key` as its idempotency key when given.
+async fn call_on(
+    channel: strata_rpc::client::RpcChannel,
     method: &'static str,
-    key: Option<&'static str>,
+    timeout: Duration,
+    key: Option<&str>,
 ) -> Result<(), tonic::Status> {
-    let channel = strata_rpc::client::channel(
-        "flaky",
-        &format!("http://{address}"),
-        strata_rpc::client::ServiceToken::default(),
-    )
-    .unwrap();
     let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
+    grpc.ready().await?;
     let mut request = tonic::Request::new(());
-    request.set_timeout(Duration::from_secs(5));
+    request.set_timeout(timeout);
     if let Some(key) = key {
         request
             .metadata_mut()
@@ -720,6 +707,23 @@ async fn flaky(
     )
     .await
     .map(tonic::Response::into_inner)
+}
+
+const GET_THING: &str = "/strata.test.Flaky/GetThing";
+
+/// Calls `method` of Flaky through the client stack, with an idempotency key when given.
+async fn flaky(
+    address: SocketAddr,
+    method: &'static str,
+    key: Option<&'static str>,
+) -> Result<(), tonic::Status> {
+    let channel = strata_rpc::client::channel(
+        "flaky",
+        &format!("http://{address}"),
+        strata_rpc::client::ServiceToken::default(),
+    )
+    .unwrap();
+    call_on(channel, method, Duration::from_secs(5), key).await
 }
 
 #[tokio::test]
@@ -811,24 +815,7 @@ async fn a_read_or_keyed_command_slower_than_usual_is_hedged_and_an_unkeyed_comm
     .unwrap();
     let keyed_call = |path: &'static str, timeout: Duration, key: Option<String>| {
         let channel = channel.clone();
-        async move {
-            let mut grpc = tonic::client::Grpc::new(channel);
-            grpc.ready().await?;
-            let mut request = tonic::Request::new(());
-            request.set_timeout(timeout);
-            if let Some(key) = key {
-                request
-                    .metadata_mut()
-                    .insert(strata_rpc::client::IDEMPOTENCY_KEY, key.parse().unwrap());
-            }
-            grpc.unary(
-                request,
-                http::uri::PathAndQuery::from_static(path),
-                ProstCodec::<(), ()>::default(),
-            )
-            .await
-            .map(tonic::Response::into_inner)
-        }
+        async move { call_on(channel, path, timeout, key.as_deref()).await }
     };
     let call = |path: &'static str, timeout: Duration| keyed_call(path, timeout, None);
     // The method's usual latency, learned from its answers.
@@ -1055,19 +1042,7 @@ async fn queries_spread_over_replicas_and_survive_one_dying() {
     let channel =
         strata_rpc::client::channel("flaky", &addresses, strata_rpc::client::ServiceToken::default())
             .unwrap();
-    let query = |channel: strata_rpc::client::RpcChannel| async move {
-        let mut grpc = tonic::client::Grpc::new(channel);
-        grpc.ready().await?;
-        let mut request = tonic::Request::new(());
-        request.set_timeout(Duration::from_secs(5));
-        grpc.unary(
-            request,
-            http::uri::PathAndQuery::from_static("/strata.test.Flaky/GetThing"),
-            ProstCodec::<(), ()>::default(),
-        )
-        .await
-        .map(tonic::Response::into_inner)
-    };
+    let query = |channel| call_on(channel, GET_THING, Duration::from_secs(5), None);
     let served = |i: usize| {
         counts[i]
             .lock()
@@ -1257,22 +1232,7 @@ async fn a_black_holed_replica_is_passed_over_though_its_hedges_answer() {
     let balanced =
         strata_rpc::client::channel("holed", &addresses, strata_rpc::client::ServiceToken::default())
             .unwrap();
-    let read = |timeout: Duration| {
-        let balanced = balanced.clone();
-        async move {
-            let mut grpc = tonic::client::Grpc::new(balanced);
-            grpc.ready().await?;
-            let mut request = tonic::Request::new(());
-            request.set_timeout(timeout);
-            grpc.unary(
-                request,
-                http::uri::PathAndQuery::from_static("/strata.test.Flaky/GetThing"),
-                ProstCodec::<(), ()>::default(),
-            )
-            .await
-            .map(tonic::Response::into_inner)
-        }
-    };
+    let read = |timeout: Duration| call_on(balanced.clone(), GET_THING, timeout, None);
     let breaker = format!(
         "strata_rpc_client_breaker_state{{endpoint=\"holed@http://{}\"}}",
         hole.address()
@@ -1345,17 +1305,9 @@ async fn a_dns_name_is_resolved_into_endpoints() {
     )
     .unwrap();
     for _ in 0..20 {
-        let mut grpc = tonic::client::Grpc::new(channel.clone());
-        grpc.ready().await.unwrap();
-        let mut request = tonic::Request::new(());
-        request.set_timeout(Duration::from_secs(5));
-        grpc.unary(
-            request,
-            http::uri::PathAndQuery::from_static("/strata.test.Flaky/GetThing"),
-            ProstCodec::<(), ()>::default(),
-        )
-        .await
-        .unwrap();
+        call_on(channel.clone(), GET_THING, Duration::from_secs(5), None)
+            .await
+            .unwrap();
     }
     assert_eq!(calls.lock().unwrap()["/strata.test.Flaky/GetThing"], 20);
     let text = strata_rpc::metrics::render();
