@@ -66,9 +66,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start(name, args, env, log):
-    """Starts a release binary; waits for its `<name> listening on ADDRESS`."""
-    process = subprocess.Popen([str(BIN / name), *args], env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+def start(name, args, env, log=subprocess.DEVNULL, bin_dir=BIN, wrap=lambda command: command):
+    """Starts the binary `name` of `bin_dir` (its command line passed through
+    `wrap`: taskset, say) with its stderr to `log`; waits for its `<name>
+    listening on ADDRESS` and returns the process and its URL. (Also
+    scripts/signin-flood.py's.)"""
+    process = subprocess.Popen(wrap([str(Path(bin_dir) / name), *args]), env=env, stdout=subprocess.PIPE,
+                               stderr=log, text=True)
     deadline = time.time() + 60
     while time.time() < deadline:
         line = process.stdout.readline()

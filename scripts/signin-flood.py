@@ -38,6 +38,8 @@ import sys
 import tempfile
 import time
 
+import loadtest
+
 BIN = os.environ.get("STRATA_BIN_DIR", "target/release")
 SECONDS = os.environ.get("FLOOD_SECONDS", "10")
 RATE = os.environ.get("FLOOD_RATE", "400")
@@ -55,15 +57,7 @@ def pinned(command, cpus):
 
 
 def start(name, args, env):
-    process = subprocess.Popen(pinned([f"{BIN}/{name}", *args], SHOP_CPUS), env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        line = process.stdout.readline()
-        if line.startswith(f"{name} listening on "):
-            address = line.split()[3]
-            return process, address if address.startswith("http") else f"http://{address}"
-    raise SystemExit(f"{name} did not start")
+    return loadtest.start(name, args, env, bin_dir=BIN, wrap=lambda command: pinned(command, SHOP_CPUS))
 
 
 def peak_rss_mib(pid):

@@ -53,7 +53,7 @@ use tokio::time::Instant;
 
 use crate::{
     schedule::histogram,
-    setup::{Product, Shopper, Target, setup_products, setup_shoppers, staff_token},
+    setup::{Product, Shopper, Target, begin, setup_products, setup_shoppers},
 };
 
 /// The capacity run's settings (`strata-load capacity --help`).
@@ -246,12 +246,8 @@ struct World {
 
 pub(crate) async fn run(load: Capacity) -> anyhow::Result<()> {
     std::fs::create_dir_all(&load.out).with_context(|| format!("creating {}", load.out.display()))?;
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(1024)
-        .build()
-        .context("an HTTP client")?;
-    let staff = staff_token(&http, &load.target).await?;
-    let tag = &uuid::Uuid::now_v7().simple().to_string()[20..];
+    let (http, staff, tag) = begin(&load.target, 1024).await?;
+    let tag = tag.as_str();
     let products = setup_products(&http, &load.target, &staff, tag, load.skus, 1_000_000).await?;
     let shoppers = if load.workloads.contains(&Workload::Checkout) {
         setup_shoppers(&http, &load.target, tag, load.shoppers).await?

@@ -24,6 +24,22 @@ pub(crate) struct Target {
     pub(crate) staff_password: String,
 }
 
+/// What every load starts from: an HTTP client keeping up to `idle_per_host`
+/// connections, the staff's token, and a tag of its own (so that this run's
+/// skus and shoppers never meet another's).
+pub(crate) async fn begin(
+    target: &Target,
+    idle_per_host: usize,
+) -> anyhow::Result<(reqwest::Client, String, String)> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(idle_per_host)
+        .build()
+        .context("an HTTP client")?;
+    let staff = staff_token(&http, target).await?;
+    let tag = uuid::Uuid::now_v7().simple().to_string()[20..].to_owned();
+    Ok((http, staff, tag))
+}
+
 /// A product on sale: its id, sku and price.
 #[derive(Debug, Clone)]
 pub(crate) struct Product {

@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 
 use crate::{
     schedule::{histogram, open_loop},
-    setup::{Product, Shopper, Target, setup_products, setup_shoppers, staff_token},
+    setup::{Product, Shopper, Target, begin, setup_products, setup_shoppers},
 };
 
 /// The shop load's settings (`strata-load shop --help`).
@@ -198,12 +198,8 @@ pub(crate) async fn run(load: ShopLoad) -> anyhow::Result<()> {
     for stale in ["started", "summary.json", "requests.jsonl"] {
         let _ = std::fs::remove_file(load.out.join(stale));
     }
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()
-        .context("an HTTP client")?;
-    let staff = staff_token(&http, &load.target).await?;
-    let tag = &uuid::Uuid::now_v7().simple().to_string()[20..];
+    let (http, staff, tag) = begin(&load.target, 256).await?;
+    let tag = tag.as_str();
     let products = setup_products(&http, &load.target, &staff, tag, load.skus, load.stock).await?;
     let shoppers = setup_shoppers(&http, &load.target, tag, load.shoppers).await?;
     eprintln!(
