@@ -319,11 +319,29 @@ enum Step {
     /// The three reads a checkout starts with, at once: the caller's open
     /// orders, the order of an earlier attempt with this key, and the
     /// products' price snapshot.
-    Read = 5,
-    Place = 4,
-    Reserve = 3,
+    Read = 4,
+    /// The pending order placed and its lines' stock held, at once.
+    Hold = 3,
     Firm = 2,
     Confirm = 1,
+}
+
+/// Why no order was placed.
+struct NotPlaced {
+    problem: Problem,
+    /// Ordering refused this placement for good: a retry with the key is
+    /// refused too, so the stock held for it is not needed.
+    refused: bool,
+}
+
+impl NotPlaced {
+    /// Not placed for a reason that a retry with the key may not meet.
+    fn failed(problem: Problem) -> Self {
+        Self {
+            problem,
+            refused: false,
+        }
+    }
 }
 
 /// A line the shop cannot serve.
@@ -342,32 +360,102 @@ impl Saga<'_> {
 
     async fn run(&self, caller: &Principal, lines: &[(String, u32)]) -> Result<ordering::Order, Problem> {
         // None of the three reads depends on another: asked at once, they
-        // cost one round trip instead of three (`make loadtest` measured the
-        // edge and the saga adding 2.4 ms at p50 to the sum of the steps
-        // with seven calls in a row).
+        // cost one round trip instead of three. (`make loadtest` measures a
+        // round trip's way there and back at 0.3-0.5 ms beyond what the data
+        // service spends on the call, so the saga keeps few in a row.)
         let (open, found, products) = tokio::join!(
             within_open_orders(self.app, self.ctx, caller, &self.order_id),
             self.find(),
             self.snapshot(lines),
         );
         open?;
-        let order = match found? {
-            Some(order) => self.same_checkout(order, lines)?,
-            None => self.place(lines, products?).await?,
+        let (order, held) = match found? {
+            Some(order) => (self.same_checkout(order, lines)?, None),
+            None => {
+                // The order is placed and its stock held at once: a hold
+                // needs only the line's sku, known from the snapshot, so
+                // this costs one round trip instead of two. A hold whose
+                // order is never placed (a crash, a refusal) expires by
+                // itself, or is given back at once when ordering refuses.
+                let placing = placing(lines, &products?)?;
+                let holds = placing.iter().map(|line| async move {
+                    let held = self.reserve(&line.product_id, &line.sku, line.quantity).await;
+                    (line.product_id.clone(), held)
+                });
+                let (placed, held) = tokio::join!(
+                    self.place(lines, placing.clone()),
+                    futures_util::future::join_all(holds)
+                );
+                match placed {
+                    Ok(order) => (order, Some(held)),
+                    Err(NotPlaced {
+                        problem,
+                        refused: true,
+                    }) => return Err(self.unhold(placing, problem).await),
+                    Err(NotPlaced { problem, .. }) => return Err(problem),
+                }
+            }
         };
         match ordering::OrderStatus::try_from(order.status) {
             Ok(ordering::OrderStatus::Pending) => {}
             Ok(ordering::OrderStatus::Confirmed | ordering::OrderStatus::Shipped) => return Ok(order),
             _ => return Err(cancelled(&order)),
         }
-        // Hold every line's stock, then make the holds firm: were the order
+        // Every line's stock held, then the holds made firm: were the order
         // confirmed first, a crash before the holds were firm would leave a
         // confirmed order whose stock expires.
-        let reserved = self.for_each_line(&order, |line| self.reserve(line)).await;
+        let reserved = match held {
+            // An order placed by a concurrent attempt with this key holds
+            // the same lines (`same_checkout`); a line not held here is held now.
+            Some(mut held) => {
+                let mut outcomes = Vec::with_capacity(order.lines.len());
+                for line in &order.lines {
+                    let outcome = match held
+                        .iter()
+                        .position(|(product_id, _)| *product_id == line.product_id)
+                    {
+                        Some(at) => held.swap_remove(at).1,
+                        None => self.reserve(&line.product_id, &line.sku, line.quantity).await,
+                    };
+                    outcomes.push((line, outcome));
+                }
+                outcomes
+            }
+            None => {
+                self.for_each_line(&order, |line| {
+                    self.reserve(&line.product_id, &line.sku, line.quantity)
+                })
+                .await
+            }
+        };
         self.settle(&order, reserved).await?;
         let firm = self.for_each_line(&order, |line| self.make_firm(line)).await;
         self.settle(&order, firm).await?;
         self.confirm(&order).await
+    }
+
+    /// After ordering refused to place the order for good (`problem`): the
+    /// stock held for it is given back now rather than when the holds
+    /// expire.
+    async fn unhold(&self, placing: Vec<ordering::PlaceOrderLine>, problem: Problem) -> Problem {
+        let order = ordering::Order {
+            id: self.order_id.clone(),
+            lines: placing
+                .into_iter()
+                .map(|line| ordering::OrderLine {
+                    product_id: line.product_id,
+                    sku: line.sku,
+                    quantity: line.quantity,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        if let Err(status) = shop::release_stock(&self.app.edge.downstream, &self.ctx.call, &order).await {
+            tracing::warn!(order = %order.id, code = ?status.code(), message = status.message(),
+                "the stock held for a refused order could not be given back now; its holds expire");
+        }
+        problem
     }
 
     /// The order an earlier attempt with this key placed, if any.
@@ -431,36 +519,13 @@ impl Saga<'_> {
             .products)
     }
 
-    /// Places the pending order of `lines` at the prices of `products`.
+    /// Places the pending order of `lines` (as [`placing`] made them).
     async fn place(
         &self,
         lines: &[(String, u32)],
-        products: Vec<catalog::Product>,
-    ) -> Result<ordering::Order, Problem> {
-        let mut place_lines = Vec::with_capacity(lines.len());
-        let mut missing = Vec::new();
-        for (i, (product_id, quantity)) in lines.iter().enumerate() {
-            match products.iter().find(|p| &p.id == product_id) {
-                Some(p) if p.status == catalog::ProductStatus::Published as i32 => {
-                    place_lines.push(ordering::PlaceOrderLine {
-                        product_id: product_id.clone(),
-                        sku: p.sku.clone(),
-                        quantity: *quantity,
-                        unit_price: p.price.clone(),
-                    })
-                }
-                _ => missing.push(FieldError::new(
-                    format!("lines[{i}].product_id"),
-                    "no such product on sale",
-                )),
-            }
-        }
-        if !missing.is_empty() {
-            // As GET /v1/products/{id} answers for it: not found, from a
-            // shopper's side (it does not exist, or is not on sale).
-            return Err(Problem::not_found("no such product on sale").fields(missing));
-        }
-        let call = self.call(Step::Place);
+        place_lines: Vec<ordering::PlaceOrderLine>,
+    ) -> Result<ordering::Order, NotPlaced> {
+        let call = self.call(Step::Hold);
         let request = call.request(ordering::PlaceOrderRequest {
             request_id: format!("checkout/{}/place", self.order_id),
             buyer_id: self.buyer_id.clone(),
@@ -471,14 +536,22 @@ impl Saga<'_> {
             .run(self.app.edge.downstream.ordering.clone().place_order(request))
             .await
         {
-            Ok(placed) => required(placed.order, "order"),
+            Ok(placed) => required(placed.order, "order").map_err(NotPlaced::failed),
             // A concurrent attempt with the same key placed it first (with a
             // price snapshot taken a moment earlier): carry on with that one.
-            Err(status) if raced(&status) => match self.find().await? {
-                Some(order) => self.same_checkout(order, lines),
-                None => Err(Problem::from_status(&status, "order")),
+            Err(status) if raced(&status) => match self.find().await.map_err(NotPlaced::failed)? {
+                Some(order) => self.same_checkout(order, lines).map_err(NotPlaced::failed),
+                None => Err(NotPlaced::failed(Problem::from_status(&status, "order"))),
             },
-            Err(status) => Err(Problem::from_status(&status, "order")),
+            Err(status) => Err(NotPlaced {
+                problem: Problem::from_status(&status, "order"),
+                // Ordering said no to these lines (not: unavailable, too
+                // slow, or busy, after which the order may exist).
+                refused: matches!(
+                    status.code(),
+                    Code::InvalidArgument | Code::FailedPrecondition | Code::NotFound | Code::OutOfRange
+                ),
+            }),
         }
     }
 
@@ -499,15 +572,16 @@ impl Saga<'_> {
         futures_util::future::join_all(steps).await
     }
 
-    async fn reserve(&self, line: &ordering::OrderLine) -> Result<(), Status> {
+    /// Holds `quantity` of `sku` for this checkout's line of `product_id`.
+    async fn reserve(&self, product_id: &str, sku: &str, quantity: u32) -> Result<(), Status> {
         let ttl = self.app.reservation_ttl;
-        let call = self.call(Step::Reserve);
+        let call = self.call(Step::Hold);
         let request = call.request(inventory::ReserveRequest {
-            request_id: format!("checkout/{}/reserve/{}", self.order_id, line.product_id),
+            request_id: format!("checkout/{}/reserve/{product_id}", self.order_id),
             expected_version: None,
-            sku: line.sku.clone(),
-            reservation_id: shop::reservation_id(&self.order_id, &line.product_id),
-            quantity: u64::from(line.quantity),
+            sku: sku.to_owned(),
+            reservation_id: shop::reservation_id(&self.order_id, product_id),
+            quantity: u64::from(quantity),
             time_to_live: Some(prost_types::Duration {
                 seconds: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
                 nanos: 0,
@@ -641,6 +715,38 @@ impl Saga<'_> {
             Err(status) => Err(Problem::from_status(&status, "order")),
         }
     }
+}
+
+/// The lines of the order to place for `lines`, at the prices of `products`
+/// (the snapshot); 404 naming each line whose product is not on sale.
+fn placing(
+    lines: &[(String, u32)],
+    products: &[catalog::Product],
+) -> Result<Vec<ordering::PlaceOrderLine>, Problem> {
+    let mut place_lines = Vec::with_capacity(lines.len());
+    let mut missing = Vec::new();
+    for (i, (product_id, quantity)) in lines.iter().enumerate() {
+        match products.iter().find(|p| &p.id == product_id) {
+            Some(p) if p.status == catalog::ProductStatus::Published as i32 => {
+                place_lines.push(ordering::PlaceOrderLine {
+                    product_id: product_id.clone(),
+                    sku: p.sku.clone(),
+                    quantity: *quantity,
+                    unit_price: p.price.clone(),
+                })
+            }
+            _ => missing.push(FieldError::new(
+                format!("lines[{i}].product_id"),
+                "no such product on sale",
+            )),
+        }
+    }
+    if !missing.is_empty() {
+        // As GET /v1/products/{id} answers for it: not found, from a
+        // shopper's side (it does not exist, or is not on sale).
+        return Err(Problem::not_found("no such product on sale").fields(missing));
+    }
+    Ok(place_lines)
 }
 
 /// Whether `status` says another attempt placed the order first.
