@@ -11,6 +11,17 @@
 pub mod r#type {
     pub mod v1 {
         tonic::include_proto!("strata.r#type.v1");
+
+        impl Money {
+            /// `amount_minor` minor units of `currency` (ISO 4217).
+            #[must_use]
+            pub fn new(currency: &str, amount_minor: i64) -> Self {
+                Self {
+                    currency_code: currency.to_owned(),
+                    amount_minor,
+                }
+            }
+        }
     }
 }
 

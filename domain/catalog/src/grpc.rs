@@ -18,10 +18,7 @@ use crate::domain::{Description, Money, Product, ProductEvent, ProductId, Produc
 use crate::repository::ProductQuery;
 use crate::service::{Catalog, NewProduct};
 
-/// Page size when the request gives none.
-const DEFAULT_PAGE_SIZE: u32 = 50;
-/// The largest page size; a larger request is served this many (AIP-158).
-const MAX_PAGE_SIZE: u32 = 500;
+use strata_kernel::paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 
 /// `ProductService` over the catalog's use cases.
 #[derive(Debug, Clone)]
@@ -321,13 +318,6 @@ fn status_filter(raw: i32) -> Result<Option<ProductStatus>, FieldViolation> {
     }
 }
 
-fn money_to_proto(currency: &str, amount_minor: i64) -> pb_type::Money {
-    pb_type::Money {
-        currency_code: currency.to_owned(),
-        amount_minor,
-    }
-}
-
 fn to_proto(product: &Product) -> pb::Product {
     let price = product.price();
     pb::Product {
@@ -335,7 +325,10 @@ fn to_proto(product: &Product) -> pb::Product {
         sku: product.sku().as_str().to_owned(),
         name: product.name().as_str().to_owned(),
         description: product.description().as_str().to_owned(),
-        price: Some(money_to_proto(price.currency().as_str(), price.amount_minor())),
+        price: Some(pb_type::Money::new(
+            price.currency().as_str(),
+            price.amount_minor(),
+        )),
         status: match product.status() {
             ProductStatus::Draft => pb::ProductStatus::Draft,
             ProductStatus::Published => pb::ProductStatus::Published,
@@ -370,7 +363,7 @@ fn event_to_proto(stored: StoredEvent) -> Result<pb::StreamEventsResponse, Error
             sku,
             name,
             description,
-            price: Some(money_to_proto(&currency, price_minor)),
+            price: Some(pb_type::Money::new(&currency, price_minor)),
         }),
         ProductEvent::DetailsUpdated { name, description } => {
             Event::ProductDetailsUpdated(pb::ProductDetailsUpdated { name, description })
@@ -379,7 +372,7 @@ fn event_to_proto(stored: StoredEvent) -> Result<pb::StreamEventsResponse, Error
             price_minor,
             currency,
         } => Event::ProductPriceChanged(pb::ProductPriceChanged {
-            price: Some(money_to_proto(&currency, price_minor)),
+            price: Some(pb_type::Money::new(&currency, price_minor)),
         }),
         ProductEvent::Published => Event::ProductPublished(pb::ProductPublished {}),
         ProductEvent::Retired => Event::ProductRetired(pb::ProductRetired {}),

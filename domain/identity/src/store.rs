@@ -102,13 +102,12 @@ enum RecordedAccount {
     V1 { account: AccountSnapshot },
 }
 
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("corrupt account row: {what}").into())
-}
-
 fn account_from(row: &Row) -> Result<Account, StoreError> {
-    let roles = row.opt_json(3)?.ok_or_else(|| corrupt("no roles"))?;
-    let roles: Vec<Role> = serde_json::from_value(roles).map_err(corrupt)?;
+    let roles = row
+        .opt_json(3)?
+        .ok_or_else(|| StoreError::corrupt("account row: no roles"))?;
+    let roles: Vec<Role> =
+        serde_json::from_value(roles).map_err(|e| StoreError::corrupt(format_args!("account row: {e}")))?;
     let version = row.int(7)?;
     let snapshot = AccountSnapshot {
         id: row.uuid(0)?,
@@ -118,11 +117,11 @@ fn account_from(row: &Row) -> Result<Account, StoreError> {
         password_hash: Some(row.text(4)?),
         status: row.text(5)?,
         suspension_reason: row.get::<Option<String>>(6)?,
-        version: u64::try_from(version).map_err(corrupt)?,
+        version: u64::try_from(version).map_err(|e| StoreError::corrupt(format_args!("account row: {e}")))?,
         created_at: row.time(8)?,
         updated_at: row.time(9)?,
     };
-    Account::restore(snapshot).map_err(corrupt)
+    Account::restore(snapshot).map_err(|e| StoreError::corrupt(format_args!("account row: {e}")))
 }
 
 fn params_of(account: &Account, replaces: Option<strata_kernel::Version>) -> Result<Vec<Param>, StoreError> {

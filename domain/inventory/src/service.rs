@@ -13,7 +13,7 @@ use strata_kernel::{
 };
 use time::{Duration, OffsetDateTime};
 
-use crate::domain::{InventoryError, Reason, ReservationId, Sku, StockItem, StockItemEvent};
+use crate::domain::{Reason, ReservationId, Sku, StockItem, StockItemError, StockItemEvent};
 use crate::repository::{EventStream, StockItemRepository};
 
 /// How many items one pass of the sweep releases at most.
@@ -35,8 +35,8 @@ fn outcome(item: StockItem, events: Vec<StockItemEvent>) -> Outcome<StockItem> {
     }
 }
 
-fn existing(item: Option<StockItem>, sku: &Sku) -> Result<StockItem, InventoryError> {
-    item.ok_or_else(|| InventoryError::UnknownSku(sku.as_str().to_owned()))
+fn existing(item: Option<StockItem>, sku: &Sku) -> Result<StockItem, StockItemError> {
+    item.ok_or_else(|| StockItemError::UnknownSku(sku.as_str().to_owned()))
 }
 
 impl Inventory {
@@ -215,7 +215,7 @@ impl Inventory {
         &self,
         meta: &CommandMeta,
         sku: &Sku,
-        command: impl Fn(&mut StockItem, OffsetDateTime) -> Result<Vec<StockItemEvent>, InventoryError>
+        command: impl Fn(&mut StockItem, OffsetDateTime) -> Result<Vec<StockItemEvent>, StockItemError>
         + Send
         + Sync,
     ) -> Result<StockItem, Error> {

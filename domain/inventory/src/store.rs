@@ -105,16 +105,12 @@ enum RecordedStockItem {
     V1 { stock_item: StockItemSnapshot },
 }
 
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string().into())
-}
-
 fn quantity_from(value: i64) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| corrupt(format!("negative quantity {value}")))
+    u64::try_from(value).map_err(|_| StoreError::corrupt(format!("negative quantity {value}")))
 }
 
 fn quantity_to(value: u64) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| corrupt(format!("quantity {value} does not fit a store")))
+    i64::try_from(value).map_err(|_| StoreError::corrupt(format!("quantity {value} does not fit a store")))
 }
 
 fn micros(at: OffsetDateTime) -> i64 {
@@ -124,7 +120,7 @@ fn micros(at: OffsetDateTime) -> i64 {
 fn stock_item_from(row: &Row) -> Result<StockItem, StoreError> {
     let reservations = row
         .opt_json(3)?
-        .ok_or_else(|| corrupt("stock item without reservations"))?;
+        .ok_or_else(|| StoreError::corrupt("stock item without reservations"))?;
     let reservations: Vec<ReservationSnapshot> =
         serde_json::from_value(reservations).map_err(|e| StoreError::Corrupt(e.into()))?;
     let snapshot = StockItemSnapshot {
@@ -136,7 +132,8 @@ fn stock_item_from(row: &Row) -> Result<StockItem, StoreError> {
         created_at: row.time(5)?,
         updated_at: row.time(6)?,
     };
-    StockItem::restore(snapshot).map_err(|violation| corrupt(format!("corrupt stock item row: {violation}")))
+    StockItem::restore(snapshot)
+        .map_err(|violation| StoreError::corrupt(format!("corrupt stock item row: {violation}")))
 }
 
 fn recorded_from(row: RecordedRow) -> Result<Recorded<StockItem>, Error> {
@@ -340,7 +337,8 @@ impl StockItemRepository for StockItemStore {
             .await?;
         rows.iter()
             .map(|row| {
-                Sku::from_stored(row.text(0)?).map_err(|v| Error::from(corrupt(format!("corrupt sku: {v}"))))
+                Sku::from_stored(row.text(0)?)
+                    .map_err(|v| Error::from(StoreError::corrupt(format!("corrupt sku: {v}"))))
             })
             .collect()
     }

@@ -4,6 +4,13 @@
 
 use crate::FieldViolation;
 
+/// The page size of a list method when the request gives none.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+
+/// The largest page size a list method serves; a larger request is served
+/// this many (AIP-158).
+pub const MAX_PAGE_SIZE: u32 = 500;
+
 /// The page size to serve: `raw` 0 means `default`, above `max` means `max`.
 ///
 /// # Errors

@@ -24,10 +24,7 @@ use crate::domain::{
 use crate::repository::{OrderCursor, OrderQuery};
 use crate::service::Ordering;
 
-/// Page size when the request gives none.
-const DEFAULT_PAGE_SIZE: u32 = 50;
-/// The largest page size; a larger request is served this many (AIP-158).
-const MAX_PAGE_SIZE: u32 = 500;
+use strata_kernel::paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 
 /// Stops a background task when the last holder is dropped.
 #[derive(Debug)]
@@ -368,20 +365,13 @@ fn status_to_proto(status: OrderStatus) -> pb::OrderStatus {
     }
 }
 
-fn money_to_proto(currency: &str, amount_minor: i64) -> pb_type::Money {
-    pb_type::Money {
-        currency_code: currency.to_owned(),
-        amount_minor,
-    }
-}
-
 fn line_to_proto(line: &LineSnapshot) -> pb::OrderLine {
     pb::OrderLine {
         product_id: line.product_id.to_string(),
         sku: line.sku.clone(),
         quantity: line.quantity,
-        unit_price: Some(money_to_proto(&line.currency, line.unit_price_minor)),
-        line_total: Some(money_to_proto(&line.currency, line.line_total_minor)),
+        unit_price: Some(pb_type::Money::new(&line.currency, line.unit_price_minor)),
+        line_total: Some(pb_type::Money::new(&line.currency, line.line_total_minor)),
     }
 }
 
@@ -395,7 +385,10 @@ fn to_proto(order: &Order) -> pb::Order {
             .iter()
             .map(|line| line_to_proto(&line.snapshot()))
             .collect(),
-        total: Some(money_to_proto(total.currency().as_str(), total.amount_minor())),
+        total: Some(pb_type::Money::new(
+            total.currency().as_str(),
+            total.amount_minor(),
+        )),
         status: status_to_proto(order.status()).into(),
         cancel_reason: order
             .cancellation()
@@ -430,7 +423,7 @@ fn event_to_proto(stored: StoredEvent) -> Result<pb::StreamEventsResponse, Error
         } => Event::OrderPlaced(pb::OrderPlaced {
             buyer_id: buyer_id.to_string(),
             lines: lines.iter().map(line_to_proto).collect(),
-            total: Some(money_to_proto(&currency, total_minor)),
+            total: Some(pb_type::Money::new(&currency, total_minor)),
             expire_time: Some(timestamp(expires_at)),
         }),
         OrderEvent::Confirmed => Event::OrderConfirmed(pb::OrderConfirmed {}),

@@ -188,17 +188,13 @@ enum RecordedOrder {
 const CANCELLATION_REQUESTED: &str = "requested";
 const CANCELLATION_EXPIRED: &str = "expired";
 
-fn corrupt(what: String) -> StoreError {
-    StoreError::Corrupt(what.into())
-}
-
 fn order_from(row: &Row) -> Result<Order, StoreError> {
     let status = row.text(2)?;
     let lines = row
         .opt_json(3)?
-        .ok_or_else(|| corrupt("an order without lines".into()))?;
-    let StoredLines::V1 { lines } =
-        serde_json::from_value(lines).map_err(|e| corrupt(format!("unreadable order lines: {e}")))?;
+        .ok_or_else(|| StoreError::corrupt("an order without lines"))?;
+    let StoredLines::V1 { lines } = serde_json::from_value(lines)
+        .map_err(|e| StoreError::corrupt(format!("unreadable order lines: {e}")))?;
     let cancellation: Option<String> = row.get(6)?;
     let snapshot = OrderSnapshot {
         id: row.uuid(0)?,
@@ -207,19 +203,20 @@ fn order_from(row: &Row) -> Result<Order, StoreError> {
         total_minor: row.int(4)?,
         currency: row.text(5)?,
         status: OrderStatus::from_stored(&status)
-            .ok_or_else(|| corrupt(format!("unknown order status {status:?}")))?,
+            .ok_or_else(|| StoreError::corrupt(format!("unknown order status {status:?}")))?,
         cancel_reason: row.get(7)?,
         expired: match cancellation.as_deref() {
             None | Some(CANCELLATION_REQUESTED) => false,
             Some(CANCELLATION_EXPIRED) => true,
-            Some(other) => return Err(corrupt(format!("unknown cancellation {other:?}"))),
+            Some(other) => return Err(StoreError::corrupt(format!("unknown cancellation {other:?}"))),
         },
         version: row.version(8)?.get(),
         created_at: row.time(9)?,
         updated_at: row.time(10)?,
         expires_at: row.time(11)?,
     };
-    Order::restore(snapshot).map_err(|violation| corrupt(format!("corrupt order row: {violation}")))
+    Order::restore(snapshot)
+        .map_err(|violation| StoreError::corrupt(format!("corrupt order row: {violation}")))
 }
 
 fn params_of(order: &Order, replaces: Option<Version>) -> Result<Vec<Param>, StoreError> {

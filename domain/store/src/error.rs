@@ -47,6 +47,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A stored value that does not read back as expected, saying what.
+    pub fn corrupt(what: impl std::fmt::Display) -> Self {
+        Self::Corrupt(what.to_string().into())
+    }
+
     /// Whether this is a unique violation of the constraint named `constraint`
     /// (PostgreSQL) whose columns are `columns` (`"product.sku"`, SQLite).
     #[must_use]

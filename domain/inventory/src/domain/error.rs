@@ -5,7 +5,7 @@ use strata_kernel::AggregateRoot;
 
 /// Why the StockItem aggregate refused a command.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum InventoryError {
+pub enum StockItemError {
     /// No stock item has this sku (it has never been received).
     #[error("no stock item with sku {0}")]
     UnknownSku(String),
@@ -72,23 +72,23 @@ pub enum InventoryError {
     },
 }
 
-impl From<InventoryError> for Error {
-    fn from(error: InventoryError) -> Self {
+impl From<StockItemError> for Error {
+    fn from(error: StockItemError) -> Self {
         let message = error.to_string();
         let (sku, reason, metadata) = match error {
-            InventoryError::UnknownSku(sku) => {
+            StockItemError::UnknownSku(sku) => {
                 return Self::NotFound {
                     kind: StockItem::KIND,
                     id: sku,
                 };
             }
-            InventoryError::UnknownReservation { reservation_id, .. } => {
+            StockItemError::UnknownReservation { reservation_id, .. } => {
                 return Self::NotFound {
                     kind: "reservation",
                     id: reservation_id,
                 };
             }
-            InventoryError::InsufficientStock {
+            StockItemError::InsufficientStock {
                 sku,
                 requested,
                 available,
@@ -100,14 +100,14 @@ impl From<InventoryError> for Error {
                     ("requested", requested.to_string()),
                 ],
             ),
-            InventoryError::BelowReserved { sku, reserved, .. } => {
+            StockItemError::BelowReserved { sku, reserved, .. } => {
                 (sku, "BELOW_RESERVED", vec![("reserved", reserved.to_string())])
             }
-            InventoryError::TooMuchStock { sku, .. } => (sku, "ON_HAND_LIMIT", Vec::new()),
-            InventoryError::ReservationMismatch { sku, held, .. } => {
+            StockItemError::TooMuchStock { sku, .. } => (sku, "ON_HAND_LIMIT", Vec::new()),
+            StockItemError::ReservationMismatch { sku, held, .. } => {
                 (sku, "RESERVATION_MISMATCH", vec![("held", held.to_string())])
             }
-            InventoryError::ReservationClosed { sku, status, .. } => (
+            StockItemError::ReservationClosed { sku, status, .. } => (
                 sku,
                 match status {
                     ReservationStatus::Expired => "RESERVATION_EXPIRED",
@@ -138,7 +138,7 @@ mod tests {
             (ReservationStatus::Committed, "RESERVATION_COMMITTED"),
             (ReservationStatus::Released, "RESERVATION_RELEASED"),
         ] {
-            let error = Error::from(InventoryError::ReservationClosed {
+            let error = Error::from(StockItemError::ReservationClosed {
                 sku: "MUG".into(),
                 reservation_id: "r".into(),
                 status,

@@ -10,7 +10,7 @@ mod event;
 mod stock_item;
 mod value;
 
-pub use error::InventoryError;
+pub use error::StockItemError;
 pub use event::{ReleaseCause, StockItemEvent};
 pub use stock_item::{
     MAX_CLOSED_KEPT, MAX_QUANTITY, Reservation, ReservationSnapshot, ReservationStatus, StockItem,

@@ -5,7 +5,7 @@ use strata_kernel::{AggregateRoot, FieldViolation, Id, Version};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use super::{InventoryError, Reason, ReleaseCause, ReservationId, Sku, StockItemEvent};
+use super::{Reason, ReleaseCause, ReservationId, Sku, StockItemError, StockItemEvent};
 
 /// The id of a [`StockItem`]: a UUIDv5 of its sku, so that every process and
 /// deployment derives the same id from the natural key.
@@ -144,14 +144,14 @@ impl StockItem {
     /// The item created by its first receipt, at version 1.
     ///
     /// # Errors
-    /// [`InventoryError::TooMuchStock`] when `quantity` exceeds [`MAX_QUANTITY`].
+    /// [`StockItemError::TooMuchStock`] when `quantity` exceeds [`MAX_QUANTITY`].
     pub fn receive_first(
         sku: Sku,
         quantity: u64,
         now: OffsetDateTime,
-    ) -> Result<(Self, StockItemEvent), InventoryError> {
+    ) -> Result<(Self, StockItemEvent), StockItemError> {
         if quantity > MAX_QUANTITY {
-            return Err(InventoryError::TooMuchStock {
+            return Err(StockItemError::TooMuchStock {
                 sku: sku.as_str().to_owned(),
                 max: MAX_QUANTITY,
             });
@@ -206,12 +206,12 @@ impl StockItem {
     /// Adds received goods. Returns the events (expiries first).
     ///
     /// # Errors
-    /// [`InventoryError::TooMuchStock`] when on-hand would exceed [`MAX_QUANTITY`].
+    /// [`StockItemError::TooMuchStock`] when on-hand would exceed [`MAX_QUANTITY`].
     pub fn receive(
         &mut self,
         quantity: u64,
         now: OffsetDateTime,
-    ) -> Result<Vec<StockItemEvent>, InventoryError> {
+    ) -> Result<Vec<StockItemEvent>, StockItemError> {
         let mut events = self.expire(now);
         let on_hand = self
             .on_hand
@@ -230,18 +230,18 @@ impl StockItem {
     /// Corrects on-hand by `delta`, never below what is reserved.
     ///
     /// # Errors
-    /// [`InventoryError::BelowReserved`] or [`InventoryError::TooMuchStock`].
+    /// [`StockItemError::BelowReserved`] or [`StockItemError::TooMuchStock`].
     pub fn adjust(
         &mut self,
         delta: i64,
         reason: &Reason,
         now: OffsetDateTime,
-    ) -> Result<Vec<StockItemEvent>, InventoryError> {
+    ) -> Result<Vec<StockItemEvent>, StockItemError> {
         let mut events = self.expire(now);
         let reserved = self.reserved();
         let target = i128::from(self.on_hand) + i128::from(delta);
         if target < i128::from(reserved) {
-            return Err(InventoryError::BelowReserved {
+            return Err(StockItemError::BelowReserved {
                 sku: self.sku.as_str().to_owned(),
                 on_hand: self.on_hand,
                 reserved,
@@ -266,23 +266,23 @@ impl StockItem {
     /// with the same quantity is a no-op (no events, unless expiries).
     ///
     /// # Errors
-    /// [`InventoryError::InsufficientStock`] (with what is available),
-    /// [`InventoryError::ReservationMismatch`] when the id is open with another
-    /// quantity, [`InventoryError::ReservationClosed`] when it was closed.
+    /// [`StockItemError::InsufficientStock`] (with what is available),
+    /// [`StockItemError::ReservationMismatch`] when the id is open with another
+    /// quantity, [`StockItemError::ReservationClosed`] when it was closed.
     pub fn reserve(
         &mut self,
         id: ReservationId,
         quantity: u64,
         time_to_live: Duration,
         now: OffsetDateTime,
-    ) -> Result<Vec<StockItemEvent>, InventoryError> {
+    ) -> Result<Vec<StockItemEvent>, StockItemError> {
         let mut events = self.expire(now);
         if let Some(existing) = self.reservations.iter().find(|r| r.id == id) {
             if !existing.status.is_open() {
                 return Err(self.closed(existing));
             }
             if existing.quantity != quantity {
-                return Err(InventoryError::ReservationMismatch {
+                return Err(StockItemError::ReservationMismatch {
                     sku: self.sku.as_str().to_owned(),
                     reservation_id: id.as_str().to_owned(),
                     held: existing.quantity,
@@ -293,7 +293,7 @@ impl StockItem {
         }
         let available = self.available();
         if quantity > available {
-            return Err(InventoryError::InsufficientStock {
+            return Err(StockItemError::InsufficientStock {
                 sku: self.sku.as_str().to_owned(),
                 requested: quantity,
                 available,
@@ -320,13 +320,13 @@ impl StockItem {
     /// Makes a held reservation firm; a firm one is left as it is.
     ///
     /// # Errors
-    /// [`InventoryError::UnknownReservation`], or
-    /// [`InventoryError::ReservationClosed`] (an expired one included).
+    /// [`StockItemError::UnknownReservation`], or
+    /// [`StockItemError::ReservationClosed`] (an expired one included).
     pub fn confirm(
         &mut self,
         id: &ReservationId,
         now: OffsetDateTime,
-    ) -> Result<Vec<StockItemEvent>, InventoryError> {
+    ) -> Result<Vec<StockItemEvent>, StockItemError> {
         let mut events = self.expire(now);
         let sku = self.sku.as_str().to_owned();
         let at = self.find(id)?;
@@ -351,13 +351,13 @@ impl StockItem {
     /// left as it is.
     ///
     /// # Errors
-    /// [`InventoryError::UnknownReservation`], or
-    /// [`InventoryError::ReservationClosed`] when it was committed.
+    /// [`StockItemError::UnknownReservation`], or
+    /// [`StockItemError::ReservationClosed`] when it was committed.
     pub fn release(
         &mut self,
         id: &ReservationId,
         now: OffsetDateTime,
-    ) -> Result<Vec<StockItemEvent>, InventoryError> {
+    ) -> Result<Vec<StockItemEvent>, StockItemError> {
         let mut events = self.expire(now);
         let sku = self.sku.as_str().to_owned();
         let at = self.find(id)?;
@@ -385,13 +385,13 @@ impl StockItem {
     /// by its quantity. A committed one is left as it is.
     ///
     /// # Errors
-    /// [`InventoryError::UnknownReservation`], or
-    /// [`InventoryError::ReservationClosed`] when it was released or expired.
+    /// [`StockItemError::UnknownReservation`], or
+    /// [`StockItemError::ReservationClosed`] when it was released or expired.
     pub fn commit(
         &mut self,
         id: &ReservationId,
         now: OffsetDateTime,
-    ) -> Result<Vec<StockItemEvent>, InventoryError> {
+    ) -> Result<Vec<StockItemEvent>, StockItemError> {
         let mut events = self.expire(now);
         let sku = self.sku.as_str().to_owned();
         let at = self.find(id)?;
@@ -422,26 +422,26 @@ impl StockItem {
         Ok(self.changed(events, now))
     }
 
-    fn find(&self, id: &ReservationId) -> Result<usize, InventoryError> {
+    fn find(&self, id: &ReservationId) -> Result<usize, StockItemError> {
         self.reservations
             .iter()
             .position(|r| &r.id == id)
-            .ok_or_else(|| InventoryError::UnknownReservation {
+            .ok_or_else(|| StockItemError::UnknownReservation {
                 sku: self.sku.as_str().to_owned(),
                 reservation_id: id.as_str().to_owned(),
             })
     }
 
-    fn closed(&self, reservation: &Reservation) -> InventoryError {
-        InventoryError::ReservationClosed {
+    fn closed(&self, reservation: &Reservation) -> StockItemError {
+        StockItemError::ReservationClosed {
             sku: self.sku.as_str().to_owned(),
             reservation_id: reservation.id.as_str().to_owned(),
             status: reservation.status,
         }
     }
 
-    fn too_much(&self) -> InventoryError {
-        InventoryError::TooMuchStock {
+    fn too_much(&self) -> StockItemError {
+        StockItemError::TooMuchStock {
             sku: self.sku.as_str().to_owned(),
             max: MAX_QUANTITY,
         }
@@ -686,7 +686,7 @@ mod tests {
             .unwrap_err();
         assert!(matches!(
             refused,
-            InventoryError::InsufficientStock {
+            StockItemError::InsufficientStock {
                 available: 1,
                 requested: 2,
                 ..
@@ -695,7 +695,7 @@ mod tests {
         assert!(matches!(
             item.adjust(-2, &Reason::parse("count").unwrap(), at(1))
                 .unwrap_err(),
-            InventoryError::BelowReserved { reserved: 2, .. }
+            StockItemError::BelowReserved { reserved: 2, .. }
         ));
         item.adjust(-1, &Reason::parse("count").unwrap(), at(1)).unwrap();
         assert_eq!((item.on_hand(), item.reserved(), item.available()), (2, 2, 0));
@@ -708,15 +708,15 @@ mod tests {
         let mut item = item(MAX_QUANTITY);
         assert!(matches!(
             item.receive(1, at(1)),
-            Err(InventoryError::TooMuchStock { .. })
+            Err(StockItemError::TooMuchStock { .. })
         ));
         assert!(matches!(
             item.adjust(i64::MAX, &Reason::parse("x").unwrap(), at(1)),
-            Err(InventoryError::TooMuchStock { .. })
+            Err(StockItemError::TooMuchStock { .. })
         ));
         assert!(matches!(
             item.adjust(i64::MIN, &Reason::parse("x").unwrap(), at(1)),
-            Err(InventoryError::BelowReserved { .. })
+            Err(StockItemError::BelowReserved { .. })
         ));
         assert!(
             item.adjust(-i64::MAX, &Reason::parse("x").unwrap(), at(1))
@@ -743,7 +743,7 @@ mod tests {
         );
         assert!(matches!(
             item.reserve(rid("a"), 3, Duration::minutes(5), at(2)),
-            Err(InventoryError::ReservationMismatch { held: 2, .. })
+            Err(StockItemError::ReservationMismatch { held: 2, .. })
         ));
         assert_eq!(item.confirm(&rid("a"), at(3)).unwrap().len(), 1);
         assert!(item.confirm(&rid("a"), at(3)).unwrap().is_empty());
@@ -751,14 +751,14 @@ mod tests {
         assert!(item.release(&rid("a"), at(4)).unwrap().is_empty());
         assert!(matches!(
             item.commit(&rid("a"), at(5)),
-            Err(InventoryError::ReservationClosed {
+            Err(StockItemError::ReservationClosed {
                 status: ReservationStatus::Released,
                 ..
             })
         ));
         assert!(matches!(
             item.reserve(rid("a"), 2, Duration::minutes(5), at(5)),
-            Err(InventoryError::ReservationClosed { .. })
+            Err(StockItemError::ReservationClosed { .. })
         ));
         item.reserve(rid("b"), 1, Duration::minutes(5), at(5)).unwrap();
         assert_eq!(item.commit(&rid("b"), at(6)).unwrap().len(), 1);
@@ -798,7 +798,7 @@ mod tests {
         );
         assert!(matches!(
             item.commit(&rid("held"), at(11)),
-            Err(InventoryError::ReservationClosed {
+            Err(StockItemError::ReservationClosed {
                 status: ReservationStatus::Expired,
                 ..
             })
@@ -814,7 +814,7 @@ mod tests {
         item.receive(1, at(1 + 7 * 24 * 60)).unwrap();
         assert!(matches!(
             item.release(&rid("old"), at(1 + 7 * 24 * 60)),
-            Err(InventoryError::UnknownReservation { .. })
+            Err(StockItemError::UnknownReservation { .. })
         ));
         for n in 0..=MAX_CLOSED_KEPT {
             let id = rid(&format!("r{n}"));
