@@ -43,8 +43,7 @@ use prometheus_client::{
 use tokio::time::Instant;
 use tonic::Status;
 
-/// The header that marks a refusal of the breakers (so it is not retried).
-pub const BREAKER_OPEN: &str = "x-strata-breaker-open";
+pub use crate::wire::BREAKER_OPEN;
 
 /// Failures in a row that open the breaker.
 pub const FAILURES_TO_OPEN: u32 = 5;
@@ -390,7 +389,7 @@ fn code_of<B>(outcome: &Result<http::Response<B>, BoxError>) -> &'static str {
         Err(_) => "TRANSPORT",
         Ok(response) => match response.headers().get("grpc-status") {
             None => "OK",
-            Some(code) => crate::call_log::code_name(tonic::Code::from_bytes(code.as_bytes())),
+            Some(code) => crate::wire::code_name(tonic::Code::from_bytes(code.as_bytes())),
         },
     }
 }
@@ -603,7 +602,7 @@ where
                 return Box::pin(async move { Ok(refused) });
             }
         };
-        let deadline = crate::retry::deadline(request.headers());
+        let deadline = crate::wire::deadline(request.headers());
         let path = request.uri().clone();
         let call = inner.call(request);
         let mut guard = ProbeGuard {

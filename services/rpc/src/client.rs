@@ -33,8 +33,7 @@ pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a ping may go unanswered before the connection is dropped.
 pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The metadata that carries a command's idempotency key (its `request_id`).
-pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+pub use crate::wire::IDEMPOTENCY_KEY;
 
 /// The environment variable of the service credential, on both sides.
 pub const SERVICE_TOKEN_VAR: &str = "STRATA_SERVICE_TOKEN";

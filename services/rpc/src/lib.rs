@@ -37,6 +37,7 @@ mod shutdown;
 pub mod telemetry;
 pub mod tls;
 pub mod trace;
+mod wire;
 
 pub use call_log::{X_REQUEST_ID, record_request_id};
 pub use shutdown::shutdown_signal;

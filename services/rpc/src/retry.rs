@@ -54,7 +54,7 @@ use tower::{
     retry::budget::{Budget as _, TpsBudget},
 };
 
-use crate::client::IDEMPOTENCY_KEY;
+use crate::wire::{IDEMPOTENCY_KEY, deadline};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 struct DownstreamLabels {
@@ -241,7 +241,7 @@ fn retryable<B, E>(outcome: &Result<http::Response<B>, E>) -> bool {
     match outcome {
         Err(_) => true,
         // Every endpoint's breaker is open: it would be refused again.
-        Ok(response) if response.headers().contains_key(crate::breaker::BREAKER_OPEN) => false,
+        Ok(response) if response.headers().contains_key(crate::wire::BREAKER_OPEN) => false,
         Ok(response) => matches!(
             response
                 .headers()
@@ -256,23 +256,6 @@ fn retryable<B, E>(outcome: &Result<http::Response<B>, E>) -> bool {
 fn pause(attempt: u32) -> Duration {
     let ceiling = FIRST_PAUSE.saturating_mul(1 << attempt.min(10));
     ceiling.mul_f64(fastrand::f64())
-}
-
-/// The deadline a call's `grpc-timeout` header sets, if any.
-pub(crate) fn deadline(headers: &http::HeaderMap) -> Option<Instant> {
-    let raw = headers.get("grpc-timeout")?.to_str().ok()?;
-    let (value, unit) = raw.split_at(raw.len().checked_sub(1)?);
-    let value: u64 = value.parse().ok()?;
-    let timeout = match unit {
-        "H" => Duration::from_secs(value * 3600),
-        "M" => Duration::from_secs(value * 60),
-        "S" => Duration::from_secs(value),
-        "m" => Duration::from_millis(value),
-        "u" => Duration::from_micros(value),
-        "n" => Duration::from_nanos(value),
-        _ => return None,
-    };
-    Some(Instant::now() + timeout)
 }
 
 /// Retries calls by their [`policy`] (see the module docs).
@@ -654,7 +637,7 @@ mod tests {
             .insert("grpc-status", http::HeaderValue::from_static("14"));
         refused
             .headers_mut()
-            .insert(crate::breaker::BREAKER_OPEN, http::HeaderValue::from_static("1"));
+            .insert(crate::wire::BREAKER_OPEN, http::HeaderValue::from_static("1"));
         assert!(
             !retryable(&Ok::<_, ()>(refused)),
             "the breakers' refusal is final"

@@ -145,9 +145,7 @@ pub(crate) fn record_grpc_status(span: &Span, code: tonic::Code) {
         code,
         Unknown | DeadlineExceeded | Unimplemented | Internal | Unavailable | DataLoss
     ) {
-        span.set_status(opentelemetry::trace::Status::error(crate::call_log::code_name(
-            code,
-        )));
+        span.set_status(opentelemetry::trace::Status::error(crate::wire::code_name(code)));
     }
 }
 
