@@ -31,6 +31,7 @@ pub mod id;
 pub mod money;
 pub mod outbox;
 pub mod paging;
+pub mod sku;
 pub mod text;
 pub mod version;
 
@@ -41,5 +42,6 @@ pub use error::{Error, FieldViolation};
 pub use id::Id;
 pub use money::{Currency, Money};
 pub use outbox::OutboxMessage;
+pub use sku::Sku;
 pub use text::TextRule;
 pub use version::Version;

@@ -2,55 +2,7 @@
 
 use strata_kernel::{FieldViolation, TextRule};
 
-/// A stock keeping unit, unique across the catalog: 1 to 64 characters of
-/// `A-Z a-z 0-9 - _ .`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Sku(String);
-
-impl Sku {
-    /// The longest sku accepted.
-    pub const MAX_LEN: usize = 64;
-
-    /// # Errors
-    /// A violation on `sku` when empty, too long or with other characters.
-    pub fn parse(raw: &str) -> Result<Self, FieldViolation> {
-        if raw.is_empty() {
-            return Err(FieldViolation::new("sku", "is required"));
-        }
-        if raw.len() > Self::MAX_LEN {
-            return Err(FieldViolation::new("sku", "must be at most 64 characters"));
-        }
-        if !raw
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        {
-            return Err(FieldViolation::new(
-                "sku",
-                "may contain only letters, digits, '-', '_' and '.'",
-            ));
-        }
-        Ok(Self(raw.to_owned()))
-    }
-
-    /// A stored sku, checked only against the invariant (not empty), not
-    /// against today's input rules, so a rule that tightens never makes a stored
-    /// product unreadable.
-    ///
-    /// # Errors
-    /// A violation on `sku` when empty.
-    pub fn from_stored(stored: String) -> Result<Self, FieldViolation> {
-        if stored.is_empty() {
-            return Err(FieldViolation::new("sku", "is empty"));
-        }
-        Ok(Self(stored))
-    }
-
-    /// The sku as text.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+pub use strata_kernel::Sku;
 
 /// A product's display name: 1 to 200 characters on one line, surrounding
 /// spaces trimmed.
