@@ -220,3 +220,40 @@ fn postgres_image() -> anyhow::Result<String> {
     }
     Ok(image)
 }
+
+/// How many tasks a contract suite's [`race`] starts.
+pub const CONTENDERS: usize = 8;
+
+/// Starts [`CONTENDERS`] tasks made by `contender` (given its number) on the
+/// runtime, behind a barrier, so that they really race; their outcomes, in
+/// their numbers' order. Panics when a task panicked.
+pub async fn race<F, Fut, T>(contender: F) -> Vec<T>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(CONTENDERS));
+    let handles: Vec<_> = (0..CONTENDERS)
+        .map(|n| {
+            let barrier = barrier.clone();
+            let work = contender(n);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                work.await
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(CONTENDERS);
+    for handle in handles {
+        out.push(handle.await.expect("a contender panicked"));
+    }
+    out
+}
+
+/// `prefix` made unique (a UUIDv7 after it), for names a test must not
+/// share with another run on the same database.
+#[must_use]
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
+}

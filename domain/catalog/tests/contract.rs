@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::{sync::Arc, time::Duration};
+use strata_testkit::{CONTENDERS, race, unique};
 
 use serde::Serialize;
 use strata_catalog::domain::{Description, Money, Product, ProductId, ProductName, ProductStatus, Sku};
@@ -26,9 +27,6 @@ type Repo = Arc<dyn ProductRepository>;
 
 /// How many times each race is run.
 const ROUNDS: usize = 20;
-/// How many contenders each round starts at once.
-const CONTENDERS: usize = 8;
-
 fn sqlite_config() -> (StoreConfig, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("strata-contract-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -95,10 +93,6 @@ fn meta(key: &str) -> CommandMeta {
     #[derive(Serialize)]
     struct Key<'a>(&'a str);
     CommandMeta::parse("Contract", key, None, &Key(key)).unwrap()
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
 }
 
 async fn save(repo: &Repo, product: &Product, replaces: Option<Version>, key: &str) -> Result<(), SaveError> {
@@ -441,31 +435,6 @@ async fn use_cases_read_back(repo: &Repo) {
         short.products.last().map(AggregateRoot::id),
         "more follow"
     );
-}
-
-/// Starts `CONTENDERS` tasks behind a barrier, so that they really race.
-async fn race<F, Fut, T>(contender: F) -> Vec<T>
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = T> + Send + 'static,
-    T: Send + 'static,
-{
-    let barrier = Arc::new(Barrier::new(CONTENDERS));
-    let handles: Vec<_> = (0..CONTENDERS)
-        .map(|n| {
-            let barrier = barrier.clone();
-            let work = contender(n);
-            tokio::spawn(async move {
-                barrier.wait().await;
-                work.await
-            })
-        })
-        .collect();
-    let mut out = Vec::new();
-    for handle in handles {
-        out.push(handle.await.unwrap());
-    }
-    out
 }
 
 async fn concurrent_writers(repo: &Repo) {

@@ -18,6 +18,7 @@ use std::{
     },
     time::{Duration, Instant},
 };
+use strata_testkit::{CONTENDERS, race, unique};
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -37,15 +38,12 @@ use strata_kernel::{
 use strata_store::StoreConfig;
 use strata_testkit::TestPostgres;
 use time::OffsetDateTime;
-use tokio::sync::Barrier;
 use tokio_stream::StreamExt;
 
 type Repo = Arc<dyn AccountRepository>;
 
 /// How many times each race is run.
 const ROUNDS: usize = 20;
-/// How many contenders each round starts at once.
-const CONTENDERS: usize = 8;
 /// A password that meets the default policy.
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -99,10 +97,6 @@ async fn contract(repo: &Repo) {
 fn at(seconds: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_700_000_000 + seconds).unwrap()
         + time::Duration::microseconds(123_456)
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
 }
 
 fn email(prefix: &str) -> Email {
@@ -634,31 +628,6 @@ async fn idempotent_commands(identity: &Identity, repo: &Repo) {
         .unwrap_err();
     assert!(matches!(reused, Error::RequestIdReused { .. }), "{reused:?}");
     assert_eq!(identity.get(id).await.unwrap().version(), Version::new(2));
-}
-
-/// Starts `CONTENDERS` tasks behind a barrier, so that they really race.
-async fn race<F, Fut, T>(contender: F) -> Vec<T>
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = T> + Send + 'static,
-    T: Send + 'static,
-{
-    let barrier = Arc::new(Barrier::new(CONTENDERS));
-    let handles: Vec<_> = (0..CONTENDERS)
-        .map(|n| {
-            let barrier = barrier.clone();
-            let work = contender(n);
-            tokio::spawn(async move {
-                barrier.wait().await;
-                work.await
-            })
-        })
-        .collect();
-    let mut out = Vec::new();
-    for handle in handles {
-        out.push(handle.await.unwrap());
-    }
-    out
 }
 
 /// Concurrent commands that all expect version 1: exactly one wins, every

@@ -11,6 +11,7 @@ use std::{
     sync::Arc,
     time::{Duration as StdDuration, Instant},
 };
+use strata_testkit::CONTENDERS;
 
 use serde::Serialize;
 use strata_inventory::domain::{Reason, ReservationId, Sku, StockItem};
@@ -26,9 +27,6 @@ use tokio_stream::StreamExt;
 
 /// How many times the lost-update race is run.
 const ROUNDS: usize = 20;
-/// How many contenders each round starts at once.
-const CONTENDERS: usize = 8;
-
 struct Fixture {
     inventory: Inventory,
     clock: Arc<ManualClock>,

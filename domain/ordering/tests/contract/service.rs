@@ -2,9 +2,9 @@
 //! codes, named fields, reasons), on a fresh store of the backend per step.
 
 use std::{sync::Arc, time::Instant};
+use strata_testkit::{CONTENDERS, race};
 
 use strata_proto::ordering::v1::{self as pb, stream_events_response::Event};
-use tokio::sync::Barrier;
 use tokio_stream::StreamExt;
 use tonic::{Code, Request};
 
@@ -12,9 +12,6 @@ use crate::support::*;
 
 /// How many times each race is run.
 const ROUNDS: usize = 25;
-/// How many contenders each round starts at once.
-const CONTENDERS: usize = 8;
-
 pub(crate) async fn suite(backend: &Backend) {
     placing_validates_and_computes_totals(backend).await;
     only_legal_transitions(backend).await;
@@ -27,31 +24,6 @@ pub(crate) async fn suite(backend: &Backend) {
     events_in_commit_order_resumable_and_followed(backend).await;
     a_command_past_the_deadline_expires_the_order(backend).await;
     the_sweep_expires_due_orders_once(backend).await;
-}
-
-/// Starts `CONTENDERS` tasks behind a barrier, so that they really race.
-async fn race<F, Fut, T>(contender: F) -> Vec<T>
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = T> + Send + 'static,
-    T: Send + 'static,
-{
-    let barrier = Arc::new(Barrier::new(CONTENDERS));
-    let handles: Vec<_> = (0..CONTENDERS)
-        .map(|n| {
-            let barrier = barrier.clone();
-            let work = contender(n);
-            tokio::spawn(async move {
-                barrier.wait().await;
-                work.await
-            })
-        })
-        .collect();
-    let mut out = Vec::new();
-    for handle in handles {
-        out.push(handle.await.unwrap());
-    }
-    out
 }
 
 async fn placing_validates_and_computes_totals(backend: &Backend) {

@@ -2,6 +2,7 @@
 //! around the gRPC adapter on a `ManualClock`, and request builders.
 
 use std::sync::Arc;
+pub(crate) use strata_testkit::unique;
 
 use strata_kernel::ManualClock;
 use strata_ordering::{grpc::OrderGrpc, service::Ordering, store};
@@ -202,10 +203,6 @@ impl Harness {
             .map(|e| e.event.unwrap())
             .collect()
     }
-}
-
-pub(crate) fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
 }
 
 pub(crate) fn uuid() -> String {
