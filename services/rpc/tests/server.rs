@@ -562,6 +562,13 @@ struct Flaky {
     hang_every: Arc<std::sync::atomic::AtomicUsize>,
 }
 
+impl Flaky {
+    /// How many calls of `path` (`/strata.test.Flaky/GetThing`) it was given.
+    fn served(&self, path: &str) -> usize {
+        self.calls.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+}
+
 impl tonic::server::NamedService for Flaky {
     const NAME: &'static str = "strata.test.Flaky";
 }
@@ -654,13 +661,7 @@ async fn an_answer_cut_off_after_its_headers_is_sent_again() {
             answered = &mut query => { answered.unwrap().unwrap(); }
         }
     };
-    let before = healthy
-        .calls
-        .lock()
-        .unwrap()
-        .get("/strata.test.Flaky/GetThing")
-        .copied()
-        .unwrap_or(0);
+    let before = healthy.served("/strata.test.Flaky/GetThing");
     // The answer's start was handed to A's connection; a moment for it to
     // reach the caller, so that the cut comes after the headers (else the
     // query fails before them, the older path, which is retried anyway: this
@@ -673,13 +674,7 @@ async fn an_answer_cut_off_after_its_headers_is_sent_again() {
         .unwrap()
         .unwrap();
     assert!(answer.is_ok(), "{answer:?}");
-    let after = healthy
-        .calls
-        .lock()
-        .unwrap()
-        .get("/strata.test.Flaky/GetThing")
-        .copied()
-        .unwrap_or(0);
+    let after = healthy.served("/strata.test.Flaky/GetThing");
     assert_eq!(after, before + 1, "answered by B");
 }
 
@@ -893,7 +888,7 @@ async fn a_read_or_keyed_command_slower_than_usual_is_hedged_and_an_unkeyed_comm
         "{outcomes:?}"
     );
     assert_eq!(
-        flaky.calls.lock().unwrap()["/strata.test.Flaky/DoThing"],
+        flaky.served("/strata.test.Flaky/DoThing"),
         2,
         "each command sent once"
     );
@@ -934,7 +929,7 @@ async fn past_its_own_rate_limit_a_caller_refuses_calls_without_sending_them() {
         assert_eq!(status.message(), "client rate limit for limited: 2 calls/s");
     }
     assert_eq!(
-        flaky.calls.lock().unwrap()["/strata.test.Flaky/GetThing"],
+        flaky.served("/strata.test.Flaky/GetThing"),
         2,
         "the refused were never sent"
     );
