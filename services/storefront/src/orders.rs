@@ -335,7 +335,8 @@ struct NotPlaced {
 }
 
 impl NotPlaced {
-    /// Not placed for a reason that a retry with the key may not meet.
+    /// Not placed, for a reason a retry with the key may get past, or
+    /// because another attempt with it placed the order: the holds stay.
     fn failed(problem: Problem) -> Self {
         Self {
             problem,
